@@ -1,0 +1,2 @@
+from .builder import GENERATORS, build_generator
+from .wav2lip import Wav2Lip

@@ -1,0 +1,69 @@
+"""The Wav2Lip generator: a face encoder, a mel encoder and a U-Net decoder (Prajwal et al., 2020)."""
+import paddle
+import paddle.nn as nn
+
+from ...modules.conv import ConvBNRelu as C
+from ...modules.conv import Conv2dTransposeRelu as T
+from ...modules.conv import build_audio_encoder, fold_time_into_batch
+from .builder import GENERATORS
+
+
+def _residuals(channels: int, count: int):
+    return [C(channels, channels, 3, 1, 1, residual=True) for _ in range(count)]
+
+
+@GENERATORS.register()
+class Wav2Lip(nn.Layer):
+    """Generates the lower face from a mel window and a 6-channel face input.
+
+    Inputs: mel (B,1,80,16) and faces (B,6,96,96), or with T frames (B,T,1,80,16) and
+    (B,6,T,96,96). The face channels are [target with its lower half zeroed, reference], BGR in
+    [0, 1]. Output: (B,3,96,96), or (B,3,T,96,96).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.face_encoder_blocks = nn.LayerList([
+            nn.Sequential(C(6, 16, 7, 1, 3)),  # 96
+            nn.Sequential(C(16, 32, 3, 2, 1), *_residuals(32, 2)),  # 48
+            nn.Sequential(C(32, 64, 3, 2, 1), *_residuals(64, 3)),  # 24
+            nn.Sequential(C(64, 128, 3, 2, 1), *_residuals(128, 2)),  # 12
+            nn.Sequential(C(128, 256, 3, 2, 1), *_residuals(256, 2)),  # 6
+            nn.Sequential(C(256, 512, 3, 2, 1), *_residuals(512, 1)),  # 3
+            nn.Sequential(C(512, 512, 3, 1, 0), C(512, 512, 1, 1, 0)),  # 1
+        ])
+        self.audio_encoder = build_audio_encoder(final_residuals=1)
+        # Each decoder block's input is the previous output concatenated with the matching skip.
+        self.face_decoder_blocks = nn.LayerList([
+            nn.Sequential(C(512, 512, 1, 1, 0)),  # 1
+            nn.Sequential(T(1024, 512, 3, 1, 0), *_residuals(512, 1)),  # 3
+            nn.Sequential(T(1024, 512, 3, 2, 1, 1), *_residuals(512, 2)),  # 6
+            nn.Sequential(T(768, 384, 3, 2, 1, 1), *_residuals(384, 2)),  # 12
+            nn.Sequential(T(512, 256, 3, 2, 1, 1), *_residuals(256, 2)),  # 24
+            nn.Sequential(T(320, 128, 3, 2, 1, 1), *_residuals(128, 2)),  # 48
+            nn.Sequential(T(160, 64, 3, 2, 1, 1), *_residuals(64, 2)),  # 96
+        ])
+        self.output_block = nn.Sequential(
+            C(80, 32, 3, 1, 1), nn.Conv2D(32, 3, 1, 1, 0), nn.Sigmoid())
+
+    def forward(self, audio_sequences: paddle.Tensor, face_sequences: paddle.Tensor) -> paddle.Tensor:
+        has_time = len(face_sequences.shape) > 4
+        if has_time:
+            batch = face_sequences.shape[0]
+            audio_sequences = fold_time_into_batch(audio_sequences, 1)
+            face_sequences = fold_time_into_batch(face_sequences, 2)
+
+        skips = []
+        x = face_sequences
+        for block in self.face_encoder_blocks:
+            x = block(x)
+            skips.append(x)
+
+        x = self.audio_encoder(audio_sequences)
+        for block in self.face_decoder_blocks:
+            x = paddle.concat([block(x), skips.pop()], axis=1)
+        x = self.output_block(x)
+
+        if has_time:  # (T*B, 3, H, W) -> (B, 3, T, H, W)
+            x = x.reshape([-1, batch] + x.shape[1:]).transpose([1, 2, 0, 3, 4])
+        return x

@@ -1,0 +1,30 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="ppgan-wav2lip",
+    version="0.1.0",
+    description="Audio-driven lip sync (Wav2Lip) in PaddlePaddle, laid out like PaddleGAN",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["ppgan", "ppgan.*"]),
+    python_requires=">=3.9",
+    install_requires=[
+        # The headless build: the same cv2, without the GUI libraries a server may lack.
+        "opencv-python-headless",
+        "librosa>=0.10",
+        "numpy",
+        "scipy",
+        "pyyaml",
+        "tqdm",
+        "ffmpeg-python",
+        # A static ffmpeg binary, used when the system has none.
+        "imageio-ffmpeg",
+    ],
+    extras_require={
+        # GPU users install paddlepaddle-gpu themselves first (see README.md).
+        "cpu": ["paddlepaddle>=3.0"],
+        # torch is only used by tests, to write reference checkpoints in both of its formats;
+        # the pinned CPU build avoids pulling several GB of CUDA wheels.
+        "test": ["pytest", "torch==2.13.0", "scikit-image"],
+    },
+)
