@@ -1,0 +1,109 @@
+"""Loading weights into a network from a flat `.pdparams` or a trainer checkpoint, with clear errors.
+
+A flat file maps parameter names to arrays (PaddleGAN's released weights). A trainer checkpoint
+maps net names (`netG`, `netD`, ...) to such dicts, possibly beside optimizer states; the nested
+dict that holds the requested network is found by its keys, so either kind loads anywhere.
+"""
+import os
+import pickle
+from typing import Any, Dict, List, Mapping, Optional, Union
+
+import numpy as np
+import paddle
+
+StateDict = Dict[str, Any]
+
+
+class WeightsError(ValueError):
+    """A weights file that does not fit the network; the message names the file and the problem."""
+
+
+def identify_network(state_dict: Mapping[str, Any]) -> Optional[str]:
+    """Which network a flat state dict belongs to, from its parameter names (None if unknown)."""
+    keys = set(state_dict)
+
+    def has_prefix(prefix: str) -> bool:
+        return any(key.startswith(prefix) for key in keys)
+
+    if has_prefix("face_decoder_blocks.") and has_prefix("audio_encoder."):
+        return "Wav2Lip"
+    if has_prefix("face_encoder.") and has_prefix("audio_encoder."):
+        return "SyncNetColor"
+    if has_prefix("face_encoder_blocks.") and has_prefix("binary_pred."):
+        return "Wav2LipDiscQual"
+    if "conv1_1.weight" in keys and has_prefix("conv3_3_norm"):
+        return "S3FD"
+    return None
+
+
+def _read_file(path: str) -> Any:
+    if not os.path.isfile(path):
+        raise WeightsError(f"weights file not found: {path}")
+    try:
+        return paddle.load(path)
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, OSError, RuntimeError) as err:
+        raise WeightsError(
+            f"{path} is not a Paddle weights file ({type(err).__name__}); a PyTorch .pth checkpoint "
+            "must first be converted with tools/convert_weights.py") from None
+
+
+def _nested_state_dicts(checkpoint: Mapping[str, Any]) -> Dict[str, StateDict]:
+    return {name: value for name, value in checkpoint.items()
+            if isinstance(value, Mapping) and identify_network(value) is not None}
+
+
+def select_state_dict(checkpoint: Any, network: str, source: str = "weights") -> StateDict:
+    """The flat state dict for `network` (a class name) inside a flat file or a trainer checkpoint."""
+    if not isinstance(checkpoint, Mapping):
+        raise WeightsError(f"{source} holds a {type(checkpoint).__name__}, not a state dict")
+    if "state_dict" in checkpoint and "global_step" in checkpoint:
+        raise WeightsError(f"{source} is an original PyTorch Wav2Lip checkpoint; convert it with "
+                           "tools/convert_weights.py")
+    found = identify_network(checkpoint)
+    if found is not None:
+        if found != network:
+            raise WeightsError(f"{source} holds {found} weights, not {network} weights")
+        return dict(checkpoint)
+    nested = _nested_state_dicts(checkpoint)
+    for name, state_dict in nested.items():
+        if identify_network(state_dict) == network:
+            return dict(state_dict)
+    if nested:
+        held = ", ".join(f"{name} ({identify_network(sd)})" for name, sd in nested.items())
+        raise WeightsError(f"{source} is a checkpoint of {held}, with no {network} weights")
+    raise WeightsError(f"{source} holds no weights recognisable as {network}")
+
+
+def _as_array(value: Any) -> np.ndarray:
+    return value.numpy() if isinstance(value, paddle.Tensor) else np.asarray(value)
+
+
+def _mismatches(net: paddle.nn.Layer, state_dict: StateDict) -> List[str]:
+    expected = net.state_dict()
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    misshaped = [f"{key} {list(_as_array(state_dict[key]).shape)} vs {list(expected[key].shape)}"
+                 for key in expected if key in state_dict
+                 and list(_as_array(state_dict[key]).shape) != list(expected[key].shape)]
+    problems = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
+        if items:
+            shown = ", ".join(items[:3]) + (", ..." if len(items) > 3 else "")
+            problems.append(f"{len(items)} {label} ({shown})")
+    return problems
+
+
+def load_weights(net: paddle.nn.Layer, source: Union[str, Mapping[str, Any]]) -> None:
+    """Load `source` (a path, or an already loaded dict) into `net`, or raise WeightsError.
+
+    Every parameter and BN statistic must be present with its shape: a partial load would run
+    silently with random layers.
+    """
+    network = type(net).__name__
+    label = source if isinstance(source, str) else "the given state dict"
+    checkpoint = _read_file(source) if isinstance(source, str) else source
+    state_dict = select_state_dict(checkpoint, network, label)
+    problems = _mismatches(net, state_dict)
+    if problems:
+        raise WeightsError(f"{label} does not fit {network}: " + "; ".join(problems))
+    net.set_state_dict({key: _as_array(value) for key, value in state_dict.items()})
