@@ -57,7 +57,7 @@ def load_wav(path: str, sample_rate: int = DEFAULT_MEL.sample_rate) -> np.ndarra
     try:
         wav_bytes, _ = run(decoder)
     except FFmpegError as err:
-        if "matches no streams" in str(err):
+        if "matches no streams" in err.stderr:
             raise AudioError(f"{path} has no audio stream") from None
         raise AudioError(f"cannot read audio from {path}: {err}") from None
     try:

@@ -1,6 +1,7 @@
 """Locating an ffmpeg binary and running it, so every caller gets the same binary and errors."""
 import functools
 import os
+import re
 import shutil
 from typing import Tuple
 
@@ -8,7 +9,15 @@ import ffmpeg
 
 
 class FFmpegError(RuntimeError):
-    """ffmpeg failed; the message is ffmpeg's own last error line."""
+    """ffmpeg failed; the message is ffmpeg's first error line, `stderr` all it said."""
+
+    def __init__(self, stderr: bytes):
+        self.stderr = stderr.decode("utf-8", "replace")
+        # Drop ffmpeg's "[in#0 @ 0x55d...]" context prefixes: they mean nothing to a user.
+        lines = [re.sub(r"^\[[^]]* @ 0x[0-9a-f]+\]\s*", "", line.strip())
+                 for line in self.stderr.splitlines() if line.strip()]
+        # ffmpeg states the cause first and then generic follow-ups ("Error opening output files").
+        super().__init__(lines[0] if lines else "ffmpeg failed without a message")
 
 
 @functools.lru_cache(maxsize=None)
@@ -28,15 +37,10 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def last_error_line(stderr: bytes) -> str:
-    lines = [line.strip() for line in stderr.decode("utf-8", "replace").splitlines() if line.strip()]
-    return lines[-1] if lines else "ffmpeg failed without a message"
-
-
 def run(stream) -> Tuple[bytes, bytes]:
     """Run an ffmpeg-python graph quietly; returns (stdout, stderr) or raises FFmpegError."""
     stream = stream.global_args("-nostdin", "-hide_banner", "-loglevel", "error")
     try:
         return stream.run(cmd=ffmpeg_exe(), capture_stdout=True, capture_stderr=True)
     except ffmpeg.Error as err:
-        raise FFmpegError(last_error_line(err.stderr or b"")) from None
+        raise FFmpegError(err.stderr or b"") from None

@@ -1,0 +1,143 @@
+"""Audio decoding through ffmpeg and the Wav2Lip mel-spectrogram against an independent NumPy one."""
+import subprocess
+import wave
+
+import numpy as np
+import pytest
+from scipy.signal import get_window
+
+from ppgan.utils.audio import AudioError, load_wav, melspectrogram
+from ppgan.utils.ffmpeg_tools import ffmpeg_exe
+
+SR = 16000
+
+
+def speech_like(seconds=1.3, seed=0):
+    """Voiced harmonics under a syllable-rate envelope, plus noise: broad-band like speech."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    f0 = 120 + 30 * np.sin(2 * np.pi * 1.5 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / SR
+    voiced = sum(np.sin(k * phase) / k for k in range(1, 25))
+    envelope = 0.5 * (1 + np.sin(2 * np.pi * 4 * t)) ** 2
+    return (0.2 * voiced * envelope + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def write_pcm16(path, samples, rate=SR, channels=1):
+    pcm = np.clip(np.round(samples * 32767), -32768, 32767).astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(channels)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(pcm.tobytes())
+    return pcm
+
+
+def ffmpeg(*args):
+    subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", *map(str, args)], check=True)
+
+
+# ---- an independent mel: NumPy STFT and a Slaney filterbank written from the formulas ----
+def hz_to_mel(f):
+    f = np.asarray(f, dtype=np.float64)
+    linear = f / (200.0 / 3)
+    log_part = 15.0 + np.log(np.maximum(f, 1e-10) / 1000.0) / (np.log(6.4) / 27.0)
+    return np.where(f >= 1000.0, log_part, linear)
+
+
+def mel_to_hz(m):
+    m = np.asarray(m, dtype=np.float64)
+    return np.where(m >= 15.0, 1000.0 * np.exp((np.log(6.4) / 27.0) * (m - 15.0)), m * 200.0 / 3)
+
+
+def slaney_filterbank(n_fft=800, n_mels=80, fmin=55.0, fmax=7600.0):
+    fft_hz = np.linspace(0, SR / 2, n_fft // 2 + 1)
+    edges = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))
+    bank = np.zeros((n_mels, fft_hz.size))
+    for i in range(n_mels):
+        lo, mid, hi = edges[i], edges[i + 1], edges[i + 2]
+        rising = (fft_hz - lo) / (mid - lo)
+        falling = (hi - fft_hz) / (hi - mid)
+        bank[i] = np.maximum(0, np.minimum(rising, falling)) * 2.0 / (hi - lo)
+    return bank
+
+
+def reference_mel(wav):
+    emphasized = np.append(wav[0], wav[1:] - 0.97 * wav[:-1]).astype(np.float64)
+    padded = np.pad(emphasized, 400, mode="reflect")
+    n_frames = 1 + (padded.size - 800) // 200
+    frames = np.stack([padded[i * 200:i * 200 + 800] for i in range(n_frames)])
+    magnitude = np.abs(np.fft.rfft(frames * get_window("hann", 800, fftbins=True), axis=1)).T
+    db = 20 * np.log10(np.maximum(1e-5, slaney_filterbank() @ magnitude)) - 20
+    return np.clip(8 * (db + 100) / 100 - 4, -4, 4)
+
+
+def test_mel_matches_independent_numpy_computation():
+    wav = speech_like()
+    mel = melspectrogram(wav)
+    expected = reference_mel(wav)
+    assert mel.shape == (80, 1 + wav.size // 200) == expected.shape
+    assert mel.dtype == np.float32
+    np.testing.assert_allclose(mel, expected, atol=1e-4)
+    assert mel.min() >= -4 and mel.max() <= 4 and mel.std() > 0.5
+
+
+def test_mel_edges_use_reflect_padding():
+    # Zero padding (librosa's newer default) would change the first and last frames.
+    wav = speech_like(0.5, seed=3) + 0.3
+    mel = melspectrogram(wav)
+    np.testing.assert_allclose(mel[:, [0, -1]], reference_mel(wav)[:, [0, -1]], atol=1e-4)
+
+
+def test_wav_decodes_exactly(tmp_path):
+    pcm = write_pcm16(tmp_path / "a.wav", speech_like())
+    wav = load_wav(str(tmp_path / "a.wav"))
+    assert wav.dtype == np.float32
+    np.testing.assert_array_equal(wav, pcm.astype(np.float32) / 32768)
+
+
+def test_stereo_is_averaged_and_resampled(tmp_path):
+    rate = 22050
+    t = np.arange(rate) / rate
+    left, right = 0.5 * np.sin(2 * np.pi * 300 * t), 0.3 * np.sin(2 * np.pi * 300 * t)
+    write_pcm16(tmp_path / "s.wav", np.stack([left, right], 1).ravel(), rate=rate, channels=2)
+    wav = load_wav(str(tmp_path / "s.wav"))
+    assert wav.size == SR
+    core = wav[2000:-2000]
+    np.testing.assert_allclose(np.abs(core).max(), 0.4, atol=5e-3)  # the mean of 0.5 and 0.3
+
+
+@pytest.mark.parametrize("suffix,codec_args", [
+    (".mp3", []), (".m4a", ["-c:a", "aac"]),
+    (".mp4", ["-f", "lavfi", "-i", "color=c=gray:s=64x64:r=25", "-shortest", "-c:v", "libx264", "-c:a", "aac"]),
+])
+def test_compressed_formats_and_video_soundtracks(tmp_path, suffix, codec_args):
+    source = speech_like()
+    write_pcm16(tmp_path / "a.wav", source)
+    out = tmp_path / f"a{suffix}"
+    ffmpeg("-i", tmp_path / "a.wav", *codec_args, out)
+    wav = load_wav(str(out))
+    assert abs(wav.size - source.size) <= 0.06 * SR  # encoder priming/padding only
+    n = min(wav.size, source.size)
+    lag = np.argmax(np.correlate(wav[:n], source[:n][2000:6000], "valid")) - 2000
+    aligned = wav[2000 + lag:n - 2000 + lag]
+    corr = np.corrcoef(aligned, source[2000:n - 2000])[0, 1]
+    assert corr > 0.95
+
+
+def test_video_without_audio_is_a_clear_error(tmp_path):
+    video = tmp_path / "silent.mp4"
+    ffmpeg("-f", "lavfi", "-i", "color=c=gray:s=64x64:r=25:d=1", "-c:v", "libx264", video)
+    with pytest.raises(AudioError, match="has no audio stream"):
+        load_wav(str(video))
+
+
+def test_empty_missing_and_non_audio_files_are_clear_errors(tmp_path):
+    write_pcm16(tmp_path / "empty.wav", np.zeros(0))
+    with pytest.raises(AudioError, match="contains no audio samples"):
+        load_wav(str(tmp_path / "empty.wav"))
+    with pytest.raises(AudioError, match="not found"):
+        load_wav(str(tmp_path / "missing.wav"))
+    (tmp_path / "notes.txt").write_text("not audio at all\n" * 10)
+    with pytest.raises(AudioError, match="cannot read audio from .*notes.txt"):
+        load_wav(str(tmp_path / "notes.txt"))
