@@ -1,0 +1,25 @@
+"""The interface every face detector implements: a batch of RGB frames in, scored boxes out."""
+from typing import List
+
+import numpy as np
+
+
+class FaceDetector:
+    """Base class of the detectors (`sfd`, `blazeface`, `mtcnn`).
+
+    Subclasses implement `detect_batch`; the caller (`FaceAlignment`) picks the best box.
+    """
+
+    def detect_batch(self, images: np.ndarray) -> List[np.ndarray]:
+        """Detect faces in `images`, (N, H, W, 3) uint8 RGB frames of one size.
+
+        Returns one float32 array (K, 5) per frame: rows `[x1, y1, x2, y2, score]` in the input's
+        pixel coordinates, sorted by score (highest first); K may be 0.
+        """
+        raise NotImplementedError
+
+    @staticmethod
+    def sorted_boxes(boxes: np.ndarray) -> np.ndarray:
+        """(K, 5) boxes as float32, highest score first; an empty (0, 5) array when there are none."""
+        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 5)
+        return boxes[np.argsort(-boxes[:, 4], kind="stable")]
