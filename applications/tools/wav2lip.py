@@ -1,0 +1,99 @@
+"""Lip-sync a face video or photo to any speech audio.
+
+    python applications/tools/wav2lip.py --face FACE --audio AUDIO --outfile OUT.mp4
+"""
+import argparse
+import logging
+import os
+import sys
+
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument("--checkpoint_path", type=str, default=None,
+                        help="generator weights (.pdparams, flat or a trainer checkpoint); "
+                             "default: download PaddleGAN's wav2lip_hq.pdparams")
+    parser.add_argument("--face", type=str, required=True,
+                        help="video or image with a face to use")
+    parser.add_argument("--audio", type=str, required=True,
+                        help="audio to lip-sync to: any file ffmpeg reads, video files too")
+    parser.add_argument("--outfile", type=str, default="results/result_voice.mp4",
+                        help="output video path")
+    parser.add_argument("--static", action="store_true",
+                        help="use only the first video frame for inference")
+    parser.add_argument("--fps", type=float, default=25.0,
+                        help="frame rate of a photo input (videos keep their own)")
+    parser.add_argument("--pads", nargs=4, type=int, default=[0, 10, 0, 0],
+                        help="padding (top, bottom, left, right) around the detected face; "
+                             "grow bottom to include the chin")
+    parser.add_argument("--face_det_batch_size", type=int, default=16,
+                        help="batch size for face detection")
+    parser.add_argument("--wav2lip_batch_size", type=int, default=128,
+                        help="batch size for the generator")
+    parser.add_argument("--resize_factor", type=int, default=1,
+                        help="shrink frames by this integer factor first (480p or 720p work best)")
+    parser.add_argument("--crop", nargs=4, type=int, default=[0, -1, 0, -1],
+                        help="crop (top, bottom, left, right) applied after resize and rotate; "
+                             "-1 means the frame's edge")
+    parser.add_argument("--box", nargs=4, type=int, default=[-1, -1, -1, -1],
+                        help="fixed face box (top, bottom, left, right) used for every frame; "
+                             "skips face detection")
+    parser.add_argument("--rotate", action="store_true",
+                        help="rotate frames 90 degrees clockwise (for portrait phone videos)")
+    parser.add_argument("--nosmooth", action="store_true",
+                        help="do not smooth face boxes over 5 frames")
+    parser.add_argument("--cpu", action="store_true", help="run on the CPU even with a GPU")
+    parser.add_argument("--face_detector", type=str, default="sfd",
+                        choices=["sfd", "blazeface", "mtcnn"],
+                        help="face detector: sfd (S3FD), blazeface, or mtcnn (needs no download)")
+    parser.add_argument("--face_enhancement", action="store_true",
+                        help="enhance the generated face with GPEN (not included yet)")
+    parser.add_argument("--strict_face", action="store_true",
+                        help="stop with an error if any frame has no face (the original "
+                             "behaviour); by default such frames reuse the nearest face box")
+    parser.add_argument("--hard_paste", action="store_true",
+                        help="paste the generated face as a hard-edged box, as the original; "
+                             "by default it is feathered into the frame")
+    parser.add_argument("--det_max_size", type=int, default=480,
+                        help="detect faces on a copy whose longest side is at most this many "
+                             "pixels (frames without a face there are retried at full size); "
+                             "0 = full resolution, as the original")
+    parser.add_argument("--detector_path", type=str, default=None,
+                        help="local face detector weights (default: download)")
+    parser.add_argument("--engine", choices=["static", "eager"], default="static",
+                        help="static: Paddle Inference with fused kernels (fast); "
+                             "eager: dygraph (the reference path)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(name)s %(levelname)s: %(message)s")
+    # Imported after parsing so --help is instant.
+    from ppgan.apps import Wav2LipPredictor
+    from ppgan.utils.errors import USER_ERRORS
+
+    try:
+        predictor = Wav2LipPredictor(
+            checkpoint_path=args.checkpoint_path, static=args.static, fps=args.fps, pads=args.pads,
+            face_det_batch_size=args.face_det_batch_size, wav2lip_batch_size=args.wav2lip_batch_size,
+            resize_factor=args.resize_factor, crop=args.crop, box=args.box, rotate=args.rotate,
+            nosmooth=args.nosmooth, face_detector=args.face_detector,
+            face_enhancement=args.face_enhancement, strict_face=args.strict_face,
+            feather=not args.hard_paste, det_max_size=args.det_max_size, engine=args.engine,
+            cpu=args.cpu, detector_path=args.detector_path)
+        outfile = predictor.run(args.face, args.audio, args.outfile)
+    except USER_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: no output written", file=sys.stderr)
+        return 130
+    print(f"wrote {outfile}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+from .wav2lip_predictor import Wav2LipPredictor

@@ -1,0 +1,198 @@
+"""Wav2LipPredictor: a face video or photo plus speech in, a lip-synced video out.
+
+The pipeline streams: a first pass reads the frames once to find a face box per frame (boxes are
+all it keeps), a second pass reads them again in batches, generates the mouths, pastes them back
+and pipes the frames to ffmpeg. Memory does not grow with the video's length.
+"""
+import logging
+from typing import Iterator, List, Optional, Sequence
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from ..faceutils.face_boxes import BoxDetector, NoFaceError, fill_missing, pad_boxes, smooth_boxes
+from ..faceutils.face_detection import FaceAlignment
+from ..utils.audio import DEFAULT_MEL, AudioError, load_wav, melspectrogram
+from ..utils.blend import paste_face
+from ..utils.download import resolve_weights
+from ..utils.video import FrameSource, InputError, VideoWriter, check_output_path
+from .generator_runner import default_device, load_generator
+
+logger = logging.getLogger(__name__)
+
+WAV2LIP_URL = "https://paddlegan.bj.bcebos.com/models/wav2lip_hq.pdparams"
+IMG_SIZE = 96
+MEL_STEP_SIZE = 16
+
+
+def pingpong_index(i: int, count: int) -> int:
+    """Output frame i's source frame when the video plays forward, then backward, and so on."""
+    if count == 1:
+        return 0
+    period = 2 * count - 2
+    r = i % period
+    return r if r < count else period - r
+
+
+def mel_window(mel: np.ndarray, frame: int, fps: float) -> np.ndarray:
+    """The 16-step mel window of output frame `frame`; windows past the end repeat the last one."""
+    start = min(int(frame * DEFAULT_MEL.frames_per_second / fps), mel.shape[1] - MEL_STEP_SIZE)
+    return mel[:, start:start + MEL_STEP_SIZE]
+
+
+def _runs(indices: Sequence[int]) -> Iterator[List[int]]:
+    """Split source indices into runs of consecutive frames (ascending or descending)."""
+    run = [indices[0]]
+    for index in indices[1:]:
+        step = index - run[-1]
+        if abs(step) == 1 and (len(run) == 1 or step == run[-1] - run[-2]):
+            run.append(index)
+        else:
+            yield run
+            run = [index]
+    yield run
+
+
+class Wav2LipPredictor:
+    """PaddleGAN's predictor, with the same arguments, plus what users of the original ask for.
+
+    Extra arguments: `strict_face` (a frame without a face is an error, as in the references;
+    by default such frames take the nearest detected box), `feather` (blend the mouth in
+    softly; False: the references' hard paste), `det_max_size` (detect on a copy whose longest
+    side is at most this; 0: full resolution, as the references), `engine` ("static": Paddle
+    Inference, "eager": dygraph), `detector_path` (local detector weights), `cpu_threads`.
+    """
+
+    def __init__(self, checkpoint_path: Optional[str] = None, static: bool = False, fps: float = 25.0,
+                 pads: Sequence[int] = (0, 10, 0, 0), face_det_batch_size: int = 16,
+                 wav2lip_batch_size: int = 128, resize_factor: int = 1,
+                 crop: Sequence[int] = (0, -1, 0, -1), box: Sequence[int] = (-1, -1, -1, -1),
+                 rotate: bool = False, nosmooth: bool = False, face_detector: str = "sfd",
+                 face_enhancement: bool = False, strict_face: bool = False, feather: bool = True,
+                 det_max_size: int = 480, engine: str = "static", cpu: bool = False,
+                 detector_path: Optional[str] = None, cpu_threads: int = 0):
+        if face_enhancement:
+            raise InputError("--face_enhancement needs the GPEN face-restoration network, which "
+                             "this toolkit does not include yet; run without it")
+        self.checkpoint_path = checkpoint_path
+        self.static = static
+        self.fps = fps
+        self.pads = tuple(pads)
+        self.face_det_batch_size = face_det_batch_size
+        self.batch_size = wav2lip_batch_size
+        self.transform = dict(resize_factor=resize_factor, crop=tuple(crop), rotate=rotate)
+        self.box = tuple(box)
+        self.nosmooth = nosmooth
+        self.face_detector = face_detector
+        self.detector_path = detector_path
+        self.strict_face = strict_face
+        self.feather = feather
+        self.det_max_size = det_max_size
+        self.engine = engine
+        self.device = default_device(cpu)
+        self.cpu_threads = cpu_threads
+        self._generator = None
+        self._still: Optional[np.ndarray] = None  # the one frame of a photo or --static run
+
+    # ---- inputs -------------------------------------------------------------------------
+    def _load_mel(self, audio_path: str):
+        """(mel, seconds of audio)."""
+        wav = load_wav(audio_path)
+        mel = melspectrogram(wav)
+        if np.isnan(mel).any():
+            raise AudioError(f"the mel-spectrogram of {audio_path} contains NaN (a TTS voice? "
+                             "add a little noise to the audio)")
+        if mel.shape[1] < MEL_STEP_SIZE:  # under 0.2 s: pad with silence to one window
+            mel = np.pad(mel, ((0, 0), (0, MEL_STEP_SIZE - mel.shape[1])),
+                         constant_values=-DEFAULT_MEL.max_abs_value)
+        return mel, wav.size / DEFAULT_MEL.sample_rate
+
+    def _detect_boxes(self, source: FrameSource, count: int) -> np.ndarray:
+        """(N, 4) int boxes (y1, y2, x1, x2) for the first `count` frames (N < count if the
+        video ends sooner): the only per-frame state the pipeline keeps."""
+        if self.box[0] != -1:
+            found = sum(1 for _ in source.frames(0, count)) if count > 1 else 1
+            return np.tile(self.box, (found, 1))
+        detector = BoxDetector(
+            FaceAlignment(face_detector=self.face_detector, path_to_detector=self.detector_path),
+            self.face_det_batch_size, self.det_max_size)
+        frames = tqdm(source.frames(0, count), total=count, desc="face detection", unit="frame",
+                      disable=count < 2)
+        detections = detector.detect(frames)
+        missing = [i for i, b in enumerate(detections) if b is None]
+        if missing and self.strict_face:
+            raise NoFaceError(f"no face in frame {missing[0]} of {source.path} "
+                              "(ensure every frame shows a face, or drop --strict_face)")
+        boxes = pad_boxes(fill_missing(detections, source.path), self.pads, source.height, source.width)
+        boxes = boxes.astype(np.int64) if self.nosmooth else smooth_boxes(boxes)
+        x1, y1, x2, y2 = boxes.T
+        return np.stack([y1, y2, x1, x2], axis=1)
+
+    # ---- generation ---------------------------------------------------------------------
+    def _generator_fn(self):
+        if self._generator is None:
+            weights = resolve_weights(self.checkpoint_path, WAV2LIP_URL)
+            self._generator = load_generator(weights, self.engine, self.device, self.cpu_threads)
+        return self._generator
+
+    def _source_frames(self, source: FrameSource, indices: Sequence[int]) -> List[np.ndarray]:
+        if self._still is not None:
+            return [self._still] * len(indices)
+        frames: List[np.ndarray] = []
+        for run in _runs(list(indices)):
+            lo, hi = min(run), max(run)
+            chunk = list(source.frames(lo, hi + 1))
+            if len(chunk) != hi - lo + 1:
+                raise InputError(f"{source.path} ended early while reading frames {lo}..{hi}")
+            frames.extend(chunk if run[0] == lo else chunk[::-1])
+        return frames
+
+    def _generate(self, frames: List[np.ndarray], boxes: np.ndarray, mels: np.ndarray) -> List[np.ndarray]:
+        faces = np.stack([cv2.resize(f[y1:y2, x1:x2], (IMG_SIZE, IMG_SIZE))
+                          for f, (y1, y2, x1, x2) in zip(frames, boxes)])
+        masked = faces.copy()
+        masked[:, IMG_SIZE // 2:] = 0
+        # Channels: [target with its lower half hidden, reference], BGR in [0, 1], NCHW.
+        face_input = np.concatenate([masked, faces], axis=3).transpose(0, 3, 1, 2) / 255.0
+        generated = self._generator_fn()(mels[:, None].astype(np.float32), face_input.astype(np.float32))
+        generated = (generated.transpose(0, 2, 3, 1) * 255.0).astype(np.uint8)
+        out = []
+        for frame, face, box in zip(frames, generated, boxes):
+            frame = frame.copy()
+            paste_face(frame, face, tuple(int(v) for v in box), feather=self.feather)
+            out.append(frame)
+        return out
+
+    # ---- the pipeline -------------------------------------------------------------------
+    def run(self, face: str, audio_seq: str, outfile: str) -> str:
+        """Write `outfile`: `face` (video or photo) lip-synced to `audio_seq`; returns its path."""
+        outfile = check_output_path(outfile)
+        source = FrameSource(face, self.fps, **self.transform)
+        try:
+            return self._run(source, audio_seq, outfile)
+        finally:
+            source.close()
+
+    def _run(self, source: FrameSource, audio_path: str, outfile: str) -> str:
+        fps = source.fps
+        mel, seconds = self._load_mel(audio_path)
+        # As many frames as the audio lasts (the references stop up to 0.2 s short).
+        total = max(1, round(seconds * fps))
+        still = source.is_image or self.static
+        boxes = self._detect_boxes(source, 1 if still else total)
+        count = len(boxes)
+        self._still = source.read_frame(0) if still else None
+        self._generator_fn()  # load (or download) the weights before any output exists
+        logger.info("%d output frames at %.2f fps from %d source frame(s)", total, fps, count)
+        with VideoWriter(outfile, source.width, source.height, fps, audio_path) as writer:
+            with tqdm(total=total, desc="lip sync", unit="frame") as progress:
+                for start in range(0, total, self.batch_size):
+                    frames_out = range(start, min(start + self.batch_size, total))
+                    indices = [pingpong_index(i, count) for i in frames_out]
+                    mels = np.stack([mel_window(mel, i, fps) for i in frames_out])
+                    frames = self._source_frames(source, indices)
+                    for frame in self._generate(frames, boxes[indices], mels):
+                        writer.write(frame)
+                    progress.update(len(frames_out))
+        return outfile

@@ -1,0 +1,207 @@
+"""Streaming video I/O: frames in from a video or photo, frames out through an ffmpeg pipe.
+
+Nothing here holds more than one frame: the inference pipeline can run on videos of any length.
+"""
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from typing import Iterator, Optional, Sequence
+
+import cv2
+import ffmpeg
+import numpy as np
+
+from .ffmpeg_tools import FFmpegError, ffmpeg_exe
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+class InputError(ValueError):
+    """A face input or output path that cannot be used; the message says which and why."""
+
+
+def preprocess_frame(frame: np.ndarray, resize_factor: int = 1, rotate: bool = False,
+                     crop: Sequence[int] = (0, -1, 0, -1)) -> np.ndarray:
+    """The references' --resize_factor, --rotate and --crop (top, bottom, left, right; -1 = edge)."""
+    if resize_factor > 1:
+        height, width = frame.shape[:2]
+        frame = cv2.resize(frame, (width // resize_factor, height // resize_factor))
+    if rotate:
+        frame = cv2.rotate(frame, cv2.ROTATE_90_CLOCKWISE)
+    top, bottom, left, right = crop
+    bottom = frame.shape[0] if bottom == -1 else bottom
+    right = frame.shape[1] if right == -1 else right
+    return frame[top:bottom, left:right]
+
+
+class FrameSource:
+    """The frames of a video or a photo, preprocessed, readable in order from any index.
+
+    `num_frames` is what the container announces; the true count is known only after a full
+    read (`frames()` stops at the real end).
+    """
+
+    def __init__(self, path: str, fps: float = 25.0, resize_factor: int = 1, rotate: bool = False,
+                 crop: Sequence[int] = (0, -1, 0, -1)):
+        if not os.path.isfile(path):
+            raise InputError(f"face file not found: {path}")
+        self.path = path
+        self._transform = dict(resize_factor=resize_factor, rotate=rotate, crop=tuple(crop))
+        self._capture: Optional[cv2.VideoCapture] = None
+        self._position = 0
+        self._image = self._open_image() if os.path.splitext(path)[1].lower() in IMAGE_SUFFIXES else None
+        if self._image is None:
+            self._capture = self._open_video()
+            self.fps = self._capture.get(cv2.CAP_PROP_FPS)
+            if not self.fps or not np.isfinite(self.fps) or self.fps <= 0:
+                logger.warning("%s announces no frame rate; using %.2f fps", path, fps)
+                self.fps = fps
+            self.num_frames = max(1, int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT)))
+        else:
+            self.fps, self.num_frames = fps, 1
+        first = self.read_frame(0)
+        self.height, self.width = first.shape[:2]
+
+    @property
+    def is_image(self) -> bool:
+        return self._image is not None
+
+    def _open_image(self) -> np.ndarray:
+        image = cv2.imread(self.path, cv2.IMREAD_COLOR)
+        if image is None:
+            raise InputError(f"cannot read the image {self.path}")
+        return image
+
+    def _open_video(self) -> cv2.VideoCapture:
+        capture = cv2.VideoCapture(self.path)
+        if not capture.isOpened():
+            capture.release()
+            raise InputError(f"cannot read {self.path} as a video or an image")
+        return capture
+
+    def _preprocess(self, frame: np.ndarray) -> np.ndarray:
+        frame = preprocess_frame(frame, **self._transform)
+        if frame.size == 0:
+            raise InputError(f"--crop {list(self._transform['crop'])} leaves no pixels of {self.path}")
+        return frame
+
+    def _seek(self, index: int) -> None:
+        if index == self._position:
+            return
+        self._capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+        if int(self._capture.get(cv2.CAP_PROP_POS_FRAMES)) != index:  # not seekable: decode forward
+            self._capture.release()
+            self._capture = self._open_video()
+            for _ in range(index):
+                self._capture.grab()
+        self._position = index
+
+    def frames(self, start: int = 0, stop: Optional[int] = None) -> Iterator[np.ndarray]:
+        """Preprocessed frames start..stop-1 (stop=None: to the end), BGR uint8."""
+        if self._image is not None:
+            if start == 0 and stop != 0:
+                yield self._preprocess(self._image)
+            return
+        self._seek(start)
+        index = start
+        while stop is None or index < stop:
+            ok, frame = self._capture.read()
+            if not ok:
+                break
+            self._position = index = index + 1
+            yield self._preprocess(frame)
+
+    def read_frame(self, index: int) -> np.ndarray:
+        for frame in self.frames(index, index + 1):
+            return frame
+        raise InputError(f"cannot read frame {index} of {self.path} (corrupt or empty video?)")
+
+    def close(self) -> None:
+        if self._capture is not None:
+            self._capture.release()
+
+
+def check_output_path(outfile: str) -> str:
+    """The absolute output path, after checking that its folder exists and can be written."""
+    outfile = os.path.abspath(outfile)
+    folder = os.path.dirname(outfile)
+    if not os.path.isdir(folder):
+        raise InputError(f"output folder does not exist: {folder}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"output folder is not writable: {folder}")
+    if os.path.isdir(outfile):
+        raise InputError(f"output path is a folder: {outfile}")
+    return outfile
+
+
+class VideoWriter:
+    """Pipes BGR frames to ffmpeg (H.264 + AAC) and muxes in the audio of `audio_path`.
+
+    The video is written to a private temporary folder beside the output and renamed into place
+    only when ffmpeg has finished successfully: an error or Ctrl-C leaves no partial output.
+    """
+
+    def __init__(self, outfile: str, width: int, height: int, fps: float, audio_path: str,
+                 crf: int = 18, preset: str = "veryfast"):
+        self.outfile = check_output_path(outfile)
+        self._workdir = tempfile.mkdtemp(prefix=".wav2lip-", dir=os.path.dirname(self.outfile))
+        self._partial = os.path.join(self._workdir, "partial" + os.path.splitext(self.outfile)[1])
+        self._log_path = os.path.join(self._workdir, "ffmpeg.log")
+        frames = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="bgr24", s=f"{width}x{height}",
+                              framerate=fps)
+        # yuv420p (what players accept) needs even sizes: pad by one pixel rather than rescale.
+        frames = frames.filter("pad", "ceil(iw/2)*2", "ceil(ih/2)*2")
+        audio = ffmpeg.input(audio_path)["a:0"]
+        command = ffmpeg.output(frames, audio, self._partial, vcodec="libx264", pix_fmt="yuv420p",
+                                crf=crf, preset=preset, acodec="aac", movflags="+faststart")
+        args = command.global_args("-nostdin", "-hide_banner", "-loglevel", "error").compile(
+            cmd=ffmpeg_exe())
+        with open(self._log_path, "wb") as log:
+            self._process = subprocess.Popen(args, stdin=subprocess.PIPE, stderr=log)
+        self.frames_written = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        try:
+            self._process.stdin.write(np.ascontiguousarray(frame).tobytes())
+        except BrokenPipeError:
+            self._process.wait()
+            raise self._error() from None
+        self.frames_written += 1
+
+    def _error(self) -> FFmpegError:
+        with open(self._log_path, "rb") as log:
+            return FFmpegError(log.read())
+
+    def close(self) -> str:
+        """Finish encoding and move the video into place; returns its path."""
+        try:
+            self._process.stdin.close()
+        except BrokenPipeError:
+            pass
+        if self._process.wait() != 0:
+            error = self._error()
+            self.abort()
+            raise error
+        os.replace(self._partial, self.outfile)
+        shutil.rmtree(self._workdir, ignore_errors=True)
+        return self.outfile
+
+    def abort(self) -> None:
+        """Stop ffmpeg and delete everything written so far."""
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        shutil.rmtree(self._workdir, ignore_errors=True)
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
