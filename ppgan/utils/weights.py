@@ -33,6 +33,8 @@ def identify_network(state_dict: Mapping[str, Any]) -> Optional[str]:
         return "Wav2LipDiscQual"
     if "conv1_1.weight" in keys and has_prefix("conv3_3_norm"):
         return "S3FD"
+    if "backbone1.0.weight" in keys and has_prefix("classifier_8."):
+        return "BlazeFace"
     return None
 
 

@@ -1,0 +1,81 @@
+"""`BlazeFaceDetector`: PaddleGAN's BlazeFace detector behind the common `FaceDetector` interface."""
+import logging
+from typing import List, Optional
+
+import numpy as np
+import paddle
+
+from .....utils.download import resolve_weights
+from .....utils.weights import load_weights
+from ..core import FaceDetector
+from .anchors import generate_anchors, load_anchors
+from .detect import postprocess, square_region, to_network_input
+from .net_blazeface import BlazeFace
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_URL = "https://paddlegan.bj.bcebos.com/models/blazeface.pdparams"
+
+
+def _place_network(net: paddle.nn.Layer, device: Optional[str]) -> None:
+    """Move `net` to `device` ('cpu', 'gpu', 'gpu:N'; 'cuda' accepted as in PyTorch) without
+    touching Paddle's process-wide default device; CPU when this build has no CUDA."""
+    if device is None:
+        return
+    device = device.lower().replace("cuda", "gpu")
+    if device.startswith("gpu") and not paddle.device.is_compiled_with_cuda():
+        logger.warning("device '%s' asked for, but this Paddle build has no CUDA: using CPU", device)
+        device = "cpu"
+    net.to(device=device)
+
+
+class BlazeFaceDetector(FaceDetector):
+    """BlazeFace front model: fast, for near, frontal faces that fill a good part of the frame.
+
+    By default each frame is padded to a square so faces anywhere are seen; `crop_to_square=True`
+    reproduces PaddleGAN exactly (central square crop on the short side, so faces outside it are
+    missed). Weights default to PaddleGAN's released file; anchors are computed, or read from
+    `path_to_anchors` (PaddleGAN's `anchors.npy`) when given.
+    """
+
+    def __init__(self, path_to_detector: Optional[str] = None, device: Optional[str] = None, *,
+                 path_to_anchors: Optional[str] = None, min_score_thresh: float = 0.5,
+                 min_suppression_threshold: float = 0.3, crop_to_square: bool = False,
+                 verbose: bool = False):
+        # 0.5 is the threshold PaddleGAN's detector sets (its net's own default is 0.75).
+        self.min_score_thresh = min_score_thresh
+        self.min_suppression_threshold = min_suppression_threshold
+        self.crop_to_square = crop_to_square
+        self.verbose = verbose
+        self.net = BlazeFace()
+        load_weights(self.net, resolve_weights(path_to_detector, WEIGHTS_URL))
+        _place_network(self.net, device)
+        self.net.eval()
+        self.anchors = generate_anchors() if path_to_anchors is None else load_anchors(path_to_anchors)
+        if path_to_anchors is not None and not np.allclose(self.anchors, generate_anchors(), atol=1e-6):
+            logger.warning("anchors in %s differ from the computed front-model anchors", path_to_anchors)
+
+    def raw_outputs(self, images: np.ndarray) -> List[np.ndarray]:
+        """Run the network on (N, H, W, 3) uint8 RGB frames: `[raw_boxes, raw_scores]` arrays."""
+        batch = to_network_input(images, self.crop_to_square)
+        with paddle.no_grad():
+            inputs = paddle.to_tensor(batch, place=self.net.classifier_8.weight.place)
+            return [out.numpy() for out in self.net(inputs)]
+
+    def detect_faces(self, images: np.ndarray) -> List[np.ndarray]:
+        """Per frame (K, 17) float32 rows `[x1, y1, x2, y2, 6 keypoints (x, y), score]` in pixels."""
+        images = np.asarray(images)
+        if images.ndim != 4 or images.shape[-1] != 3:
+            raise ValueError(f"expected (N, H, W, 3) RGB frames, got shape {images.shape}")
+        if len(images) == 0:
+            return []
+        raw_boxes, raw_scores = self.raw_outputs(images)
+        region = square_region(images.shape[1], images.shape[2], self.crop_to_square)
+        faces = postprocess(raw_boxes, raw_scores, self.anchors, region,
+                            self.min_score_thresh, self.min_suppression_threshold)
+        if self.verbose:
+            logger.info("BlazeFace: %s faces in %d frames", [len(f) for f in faces], len(faces))
+        return faces
+
+    def detect_batch(self, images: np.ndarray) -> List[np.ndarray]:
+        return [self.sorted_boxes(faces[:, [0, 1, 2, 3, -1]]) for faces in self.detect_faces(images)]
