@@ -155,6 +155,9 @@ class VideoWriter:
                               framerate=fps)
         # yuv420p (what players accept) needs even sizes: pad by one pixel rather than rescale.
         frames = frames.filter("pad", "ceil(iw/2)*2", "ceil(ih/2)*2")
+        # Convert BGR -> YUV with exact rounding: the default shifts untouched colours by a few
+        # levels (a gray of 109 came back as 105/108/106).
+        frames = frames.filter("scale", flags="accurate_rnd+full_chroma_int").filter("format", "yuv420p")
         audio = ffmpeg.input(audio_path)["a:0"]
         command = ffmpeg.output(frames, audio, self._partial, vcodec="libx264", pix_fmt="yuv420p",
                                 crf=crf, preset=preset, acodec="aac", movflags="+faststart")
