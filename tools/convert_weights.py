@@ -1,0 +1,67 @@
+"""Convert original PyTorch Wav2Lip weights (.pth) to PaddleGAN .pdparams, without needing torch.
+
+    python tools/convert_weights.py wav2lip_gan.pth                  # -> wav2lip_gan.pdparams
+    python tools/convert_weights.py lipsync_expert.pth -o syncnet.pdparams
+    python tools/convert_weights.py s3fd.pth --net s3fd
+
+Handles wav2lip.pth, wav2lip_gan.pth, lipsync_expert.pth, visual_quality_disc.pth and s3fd.pth;
+the network is detected from the keys unless --net forces it.
+"""
+import argparse
+import logging
+import os
+import sys
+import warnings
+from typing import List, NoReturn, Optional
+
+# Run as a script from anywhere: make the repository's `ppgan` importable.
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir)))
+
+from ppgan.utils.convert import NETWORKS, ConversionError, convert_checkpoint  # noqa: E402
+from ppgan.utils.torch_checkpoint import CheckpointError  # noqa: E402
+
+PROG = "convert_weights"
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse prints usage before errors; keep every user error to a single line."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = _OneLineParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser.add_argument("input", help="PyTorch checkpoint (.pth)")
+    parser.add_argument("-o", "--output", help="output .pdparams (default: INPUT with .pdparams)")
+    parser.add_argument("--net", choices=NETWORKS,
+                        help="network the weights belong to (default: detected from the keys)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log the conversion steps")
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    level = logging.INFO if args.verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # `import paddle` installs an INFO-level root handler; set our own level so it cannot leak.
+    logging.getLogger("ppgan").setLevel(level)
+    # Paddle warns at import time when no ccache is installed; irrelevant to users of this tool.
+    warnings.filterwarnings("ignore", message="No ccache found")
+    try:
+        result = convert_checkpoint(args.input, args.output, args.net)
+    except (CheckpointError, ConversionError) as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # missing input, unwritable output, ...
+        detail = error.strerror or str(error)
+        where = f": {error.filename}" if error.filename else ""
+        print(f"{PROG}: error: {detail}{where}", file=sys.stderr)
+        return 2
+    print(f"{result.network}: {result.num_tensors} tensors ({result.num_values:,} values, "
+          f"{result.dropped} num_batches_tracked dropped) -> {result.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
