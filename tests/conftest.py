@@ -6,3 +6,20 @@ import pytest
 def cpu_device():
     paddle.set_device("cpu")
     paddle.set_flags({"FLAGS_paddle_num_threads": 2})
+
+
+def _import_cli():
+    """Make applications/tools/wav2lip.py importable as `applications_cli` for in-process runs."""
+    import importlib.util
+    import os
+    import sys
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "applications", "tools", "wav2lip.py")
+    spec = importlib.util.spec_from_file_location("applications_cli", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules["applications_cli"] = module
+
+
+_import_cli()

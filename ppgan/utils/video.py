@@ -131,8 +131,10 @@ def check_output_path(outfile: str) -> str:
     folder = os.path.dirname(outfile)
     if not os.path.isdir(folder):
         raise InputError(f"output folder does not exist: {folder}")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise InputError(f"output folder is not writable: {folder}")
+    try:  # really create something: permission bits say nothing for root or read-only mounts
+        os.rmdir(tempfile.mkdtemp(prefix=".wav2lip-", dir=folder))
+    except OSError as err:
+        raise InputError(f"output folder is not writable: {folder} ({err.strerror})") from None
     if os.path.isdir(outfile):
         raise InputError(f"output path is a folder: {outfile}")
     return outfile

@@ -1,0 +1,79 @@
+"""The inference pipeline's pieces: frame mapping, mel windows, box filling/smoothing, pasting."""
+import numpy as np
+import pytest
+
+from ppgan.apps.wav2lip_predictor import _runs, mel_window, pingpong_index
+from ppgan.faceutils.face_boxes import NoFaceError, fill_missing, pad_boxes, smooth_boxes
+from ppgan.utils.blend import feather_mask, paste_face
+
+
+def test_pingpong_plays_forward_then_backward():
+    assert [pingpong_index(i, 4) for i in range(10)] == [0, 1, 2, 3, 2, 1, 0, 1, 2, 3]
+    assert [pingpong_index(i, 1) for i in range(3)] == [0, 0, 0]
+    assert [pingpong_index(i, 2) for i in range(4)] == [0, 1, 0, 1]
+
+
+def test_runs_split_at_direction_changes():
+    assert list(_runs([2, 3, 4, 3, 2, 1, 0, 1])) == [[2, 3, 4], [3, 2, 1, 0], [1]]
+    assert list(_runs([5])) == [[5]]
+
+
+def test_mel_windows_follow_the_reference_and_clamp_at_the_end():
+    mel = np.arange(80 * 50, dtype=np.float32).reshape(80, 50)
+    # Reference: start = int(i * 80 / fps); the final window is mel[:, -16:].
+    for i, start in ((0, 0), (1, 3), (5, 16), (10, 32)):
+        np.testing.assert_array_equal(mel_window(mel, i, 25.0), mel[:, start:start + 16])
+    np.testing.assert_array_equal(mel_window(mel, 11, 25.0), mel[:, -16:])
+    np.testing.assert_array_equal(mel_window(mel, 40, 25.0), mel[:, -16:])
+    np.testing.assert_array_equal(mel_window(mel, 3, 30.0), mel[:, 8:24])
+
+
+def reference_smoothing(boxes, T=5):
+    """The original get_smoothened_boxes, written out as published."""
+    boxes = np.array(boxes)
+    for i in range(len(boxes)):
+        if i + T > len(boxes):
+            window = boxes[len(boxes) - T:]
+        else:
+            window = boxes[i:i + T]
+        boxes[i] = np.mean(window, axis=0)
+    return boxes
+
+
+def test_smoothing_equals_the_reference():
+    rng = np.random.default_rng(0)
+    boxes = rng.integers(0, 500, size=(23, 4))
+    np.testing.assert_array_equal(smooth_boxes(boxes.astype(float)), reference_smoothing(boxes))
+
+
+def test_missing_boxes_are_interpolated_between_neighbours():
+    boxes = [None, (0, 0, 10, 10), None, None, (30, 30, 40, 40), None]
+    filled = fill_missing(boxes)
+    np.testing.assert_allclose(filled[0], [0, 0, 10, 10])
+    np.testing.assert_allclose(filled[2], [10, 10, 20, 20])
+    np.testing.assert_allclose(filled[3], [20, 20, 30, 30])
+    np.testing.assert_allclose(filled[5], [30, 30, 40, 40])
+    with pytest.raises(NoFaceError, match="no face found in clip.mp4"):
+        fill_missing([None, None], "clip.mp4")
+
+
+def test_pads_grow_boxes_and_clamp_to_the_frame():
+    boxes = np.array([[5, 5, 50, 50], [60, 10, 95, 78]], dtype=float)
+    padded = pad_boxes(boxes, (10, 20, 3, 4), height=80, width=100)
+    np.testing.assert_array_equal(padded, [[2, 0, 54, 70], [57, 0, 99, 80]])
+
+
+def test_feathered_paste_changes_only_the_box_and_has_no_hard_edge():
+    frame = np.full((60, 80, 3), 100, np.uint8)
+    face = np.full((96, 96, 3), 200, np.uint8)
+    hard, soft = frame.copy(), frame.copy()
+    paste_face(hard, face, (10, 50, 20, 70), feather=False)
+    paste_face(soft, face, (10, 50, 20, 70), feather=True)
+    outside = np.ones((60, 80), bool)
+    outside[10:50, 20:70] = False
+    assert (soft[outside] == 100).all() and (hard[outside] == 100).all()
+    assert (hard[10:50, 20:70] == 200).all()
+    assert soft[30, 45, 0] == 200  # the middle is the generated face
+    assert soft[10, 45, 0] < 110 and soft[30, 20, 0] < 110  # the border eases into the frame
+    mask = feather_mask(40, 50)[..., 0]
+    assert np.abs(np.diff(mask, axis=0)).max() < 0.25 and np.abs(np.diff(mask, axis=1)).max() < 0.25

@@ -1,0 +1,212 @@
+"""End to end: applications/tools/wav2lip.py with random generator weights saved by the test.
+
+The generated mouths are noise, but every step runs: detection (the offline MTCNN) or --box,
+generation, paste-back, encoding and muxing.
+"""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from media import (face_box_in_frame, face_frame, ffmpeg, probe, read_frames, save_random_generator,
+                   speech_like, write_video, write_wav)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLI = os.path.join(ROOT, "applications", "tools", "wav2lip.py")
+W, H, FACE, FX, FY = 320, 240, 200, 60, 20  # frame size, face photo size and position
+SHIFT = 2  # pixels the face moves right per frame, so that frames are distinguishable
+BOX = (15, 105, 110, 190)  # --box top, bottom, left, right around the face
+# Mean absolute difference one H.264 pass (crf 18, 4:2:0) leaves on this detailed photo.
+CODEC_TOLERANCE = 2.5
+
+
+def moving_frames(count, blank=()):
+    return [np.full((H, W, 3), 110, np.uint8) if i in blank else face_frame(W, H, FACE, FX + SHIFT * i, FY)
+            for i in range(count)]
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    root = tmp_path_factory.mktemp("media")
+    os.environ["PPGAN_HOME"] = str(root / "cache")  # the exported static model is cached here
+    return {
+        "root": root,
+        "weights": str(save_random_generator(root / "wav2lip_random.pdparams")),
+        "video": str(write_video(root / "face.mp4", moving_frames(20))),
+        "audio": str(write_wav(root / "speech.wav", speech_like(1.2))),  # 30 frames at 25 fps
+        "photo": str(root / "face.png") if cv2.imwrite(str(root / "face.png"), moving_frames(1)[0]) else None,
+    }
+
+
+def run_cli(media, *args, outfile=None, check=True):
+    from applications_cli import main  # noqa: imported through the path set in conftest
+
+    outfile = outfile or str(media["root"] / f"out_{time.monotonic_ns()}.mp4")
+    argv = ["--checkpoint_path", media["weights"], "--outfile", outfile, "--wav2lip_batch_size", "16", *args]
+    code = main(argv)
+    if check:
+        assert code == 0
+    return code, outfile
+
+
+def outside_box_difference(out_frame, in_frame, box):
+    top, bottom, left, right = box
+    keep = np.ones(out_frame.shape[:2], bool)
+    keep[top:bottom, left:right] = False
+    return np.abs(out_frame.astype(float) - in_frame.astype(float))[keep].mean()
+
+
+def test_video_with_box_gives_a_full_length_pingpong_video(media):
+    _, out = run_cli(media, "--face", media["video"], "--audio", media["audio"], "--box", *map(str, BOX))
+    videos, audios, seconds = probe(out)
+    assert (videos, audios) == (1, 1)
+    assert abs(seconds - 1.2) <= 1 / 25 + 0.03  # to a frame, plus AAC's priming
+    frames, source = read_frames(out), read_frames(media["video"])
+    assert len(frames) == 30 and cv2.VideoCapture(out).get(cv2.CAP_PROP_FPS) == 25
+    # Outside the face box the frames are the input's, through one H.264 pass; past the
+    # video's end (20 frames) it plays backward: output frame 25 shows source frame 13.
+    for out_index, source_index in ((0, 0), (10, 10), (19, 19), (25, 13), (29, 9)):
+        assert outside_box_difference(frames[out_index], source[source_index], BOX) < CODEC_TOLERANCE
+    assert outside_box_difference(frames[25], source[25 % 20], BOX) > 3 * CODEC_TOLERANCE  # not a jump to the start
+    top, bottom, left, right = BOX
+    inside = np.abs(frames[5][top:bottom, left:right].astype(float) - source[5][top:bottom, left:right]).mean()
+    assert inside > 10  # the random generator's mouth really was pasted
+
+
+def test_photo_input(media):
+    _, out = run_cli(media, "--face", media["photo"], "--audio", media["audio"], "--box", *map(str, BOX),
+                     "--fps", "20")
+    frames = read_frames(out)
+    assert len(frames) == 24 and cv2.VideoCapture(out).get(cv2.CAP_PROP_FPS) == 20
+    photo = cv2.imread(media["photo"])
+    assert max(outside_box_difference(f, photo, BOX) for f in frames) < CODEC_TOLERANCE
+
+
+def test_static_uses_the_first_frame_only(media):
+    _, out = run_cli(media, "--face", media["video"], "--audio", media["audio"], "--box", *map(str, BOX),
+                     "--static")
+    frames, first = read_frames(out), read_frames(media["video"])[0]
+    assert len(frames) == 30
+    assert max(outside_box_difference(f, first, BOX) for f in frames[::7]) < CODEC_TOLERANCE
+
+
+def test_resize_rotate_and_crop_change_the_frame_geometry(media):
+    _, out = run_cli(media, "--face", media["video"], "--audio", media["audio"], "--box", "5", "50", "10", "60",
+                     "--resize_factor", "2")
+    assert read_frames(out)[0].shape[:2] == (H // 2, W // 2)
+    _, out = run_cli(media, "--face", media["video"], "--audio", media["audio"], "--box", "100", "180", "20", "100",
+                     "--rotate")
+    rotated = cv2.rotate(read_frames(media["video"])[3], cv2.ROTATE_90_CLOCKWISE)
+    frame = read_frames(out)[3]
+    assert frame.shape[:2] == (W, H)
+    assert outside_box_difference(frame, rotated, (100, 180, 20, 100)) < CODEC_TOLERANCE
+    _, out = run_cli(media, "--face", media["video"], "--audio", media["audio"], "--box", "0", "80", "40", "120",
+                     "--crop", "10", "200", "30", "-1")
+    frame, source = read_frames(out)[2], read_frames(media["video"])[2][10:200, 30:]
+    assert frame.shape[:2] == (190, W - 30)
+    assert outside_box_difference(frame, source, (0, 80, 40, 120)) < CODEC_TOLERANCE
+
+
+def test_detected_faces_with_smoothing_and_nosmooth(media, caplog):
+    for extra in ((), ("--nosmooth",)):
+        _, out = run_cli(media, "--face", media["video"], "--audio", media["audio"], "--face_detector", "mtcnn",
+                         *extra)
+        frames, source = read_frames(out), read_frames(media["video"])
+        assert len(frames) == 30
+        x1, y1, x2, y2 = face_box_in_frame(FACE, FX + SHIFT * 4, FY)
+        # Far from the face the frame is untouched; on the mouth it changed.
+        assert np.abs(frames[4][:, :40].astype(float) - source[4][:, :40]).mean() < CODEC_TOLERANCE
+        mouth = (slice((y1 + 3 * y2) // 4, y2), slice(x1 + 10, x2 - 10))
+        assert np.abs(frames[4][mouth].astype(float) - source[4][mouth]).mean() > 10
+
+
+def test_middle_frames_without_a_face_are_filled(media, caplog):
+    video = write_video(media["root"] / "gap.mp4", moving_frames(20, blank=range(8, 12)))
+    with caplog.at_level("INFO"):
+        run_cli(media, "--face", str(video), "--audio", media["audio"], "--face_detector", "mtcnn")
+    assert "no face in 4 of 20 frames" in caplog.text
+    code, out = run_cli(media, "--face", str(video), "--audio", media["audio"], "--face_detector", "mtcnn",
+                        "--strict_face", check=False)
+    assert code == 2 and not os.path.exists(out)
+
+
+@pytest.fixture(scope="module")
+def bad_inputs(media):
+    root = media["root"]
+    (root / "corrupt.mp4").write_bytes(open(media["video"], "rb").read()[:600])
+    (root / "notes.txt").write_text("hello\n")
+    blank = root / "blank.png"
+    cv2.imwrite(str(blank), np.full((H, W, 3), 110, np.uint8))
+    silent = root / "silent.mp4"
+    ffmpeg("-f", "lavfi", "-i", "color=c=gray:s=64x64:r=25:d=1", "-c:v", "libx264", silent)
+    write_wav(root / "empty.wav", np.zeros(0))
+    from media import save_random_generator as _  # noqa: F401
+    import paddle
+    from ppgan.models import SyncNetColor
+
+    paddle.save(SyncNetColor().state_dict(), str(root / "syncnet.pdparams"))
+    return root
+
+
+@pytest.mark.parametrize("case,message", [
+    ({"face": "missing.mp4"}, "face file not found"),
+    ({"face": "notes.txt"}, "cannot read"),
+    ({"face": "corrupt.mp4"}, "cannot read"),
+    ({"face": "blank.png", "detector": True}, "no face found"),
+    ({"audio": "missing.wav"}, "audio file not found"),
+    ({"audio": "silent.mp4"}, "has no audio stream"),
+    ({"audio": "empty.wav"}, "contains no audio samples"),
+    ({"outdir": "no/such/folder"}, "output folder does not exist"),
+    ({"weights": "missing.pdparams"}, "not found"),
+    ({"weights": "syncnet.pdparams"}, "holds SyncNetColor weights, not Wav2Lip"),
+])
+def test_bad_input_is_one_line_and_leaves_no_output(media, bad_inputs, capsys, case, message):
+    root = bad_inputs
+    face = str(root / case["face"]) if "face" in case else media["video"]
+    audio = str(root / case["audio"]) if "audio" in case else media["audio"]
+    outfile = str(root / case.get("outdir", ".") / "bad_out.mp4")
+    args = ["--face", face, "--audio", audio]
+    args += ["--face_detector", "mtcnn"] if case.get("detector") else ["--box", *map(str, BOX)]
+    if "weights" in case:
+        args += ["--checkpoint_path", str(root / case["weights"])]
+    code, _ = run_cli(media, *args, outfile=outfile, check=False)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1].startswith("error: ") and message in err[-1]
+    assert "Traceback" not in "\n".join(err)
+    assert not os.path.exists(outfile)
+    assert not [n for n in os.listdir(root) if n.startswith(".wav2lip-")]
+
+
+def test_unwritable_output_folder(media, capsys):
+    # /proc refuses new files even to root, for whom permission bits would not.
+    code, _ = run_cli(media, "--face", media["video"], "--audio", media["audio"], "--box", *map(str, BOX),
+                      outfile="/proc/o.mp4", check=False)
+    assert code == 2 and "output folder is not writable: /proc" in capsys.readouterr().err
+
+
+def test_ctrl_c_leaves_no_partial_output(media):
+    long_audio = write_wav(media["root"] / "long.wav", speech_like(30.0))
+    outfile = media["root"] / "interrupted.mp4"
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    proc = subprocess.Popen([sys.executable, CLI, "--face", media["video"], "--audio", str(long_audio),
+                             "--outfile", str(outfile), "--checkpoint_path", media["weights"],
+                             "--box", *map(str, BOX), "--wav2lip_batch_size", "8"],
+                            stderr=subprocess.PIPE, text=True, env=env)
+    seen = ""
+    while "lip sync" not in seen:  # wait until frames are being written
+        line = proc.stderr.readline()
+        assert line, f"the CLI ended before writing frames: {seen}"
+        seen += line
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    rest = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 130, rest
+    assert "Traceback" not in rest
+    assert not outfile.exists()
+    assert not [n for n in os.listdir(media["root"]) if n.startswith(".wav2lip-")]
