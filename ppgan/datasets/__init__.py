@@ -1,1 +1,1 @@
-from .builder import DATASETS, build_dataset
+from .builder import DATASETS, build_dataloader, build_dataset
