@@ -1,0 +1,105 @@
+"""The S3FD network: a VGG16 trunk with six detection heads (conf/loc pairs at strides 4..128).
+
+Parameter names match the PyTorch face_alignment port and PaddleGAN's `s3fd_paddle.pdparams`, so
+released weights load as they are (conv weights are (out, in, kh, kw) in both frameworks).
+"""
+from typing import Dict, List, Tuple
+
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+
+# (name, in, out, kernel, stride, padding) of the trunk, in forward order. fc6 keeps the
+# reference's kernel 3 / padding 3 (no dilation), which grows its map by 4 on each axis.
+TRUNK: Tuple[Tuple[str, int, int, int, int, int], ...] = (
+    ("conv1_1", 3, 64, 3, 1, 1), ("conv1_2", 64, 64, 3, 1, 1),
+    ("conv2_1", 64, 128, 3, 1, 1), ("conv2_2", 128, 128, 3, 1, 1),
+    ("conv3_1", 128, 256, 3, 1, 1), ("conv3_2", 256, 256, 3, 1, 1), ("conv3_3", 256, 256, 3, 1, 1),
+    ("conv4_1", 256, 512, 3, 1, 1), ("conv4_2", 512, 512, 3, 1, 1), ("conv4_3", 512, 512, 3, 1, 1),
+    ("conv5_1", 512, 512, 3, 1, 1), ("conv5_2", 512, 512, 3, 1, 1), ("conv5_3", 512, 512, 3, 1, 1),
+    ("fc6", 512, 1024, 3, 1, 3), ("fc7", 1024, 1024, 1, 1, 0),
+    ("conv6_1", 1024, 256, 1, 1, 0), ("conv6_2", 256, 512, 3, 2, 1),
+    ("conv7_1", 512, 128, 1, 1, 0), ("conv7_2", 128, 256, 3, 2, 1),
+)
+# Trunk layers followed by a 2x2 max-pool.
+POOL_AFTER = frozenset({"conv1_2", "conv2_2", "conv3_3", "conv4_3", "conv5_3"})
+# (head prefix, feature it reads, its channels, conf outputs): six levels, strides 4..128.
+# The stride-4 level predicts 3 background logits + 1 face logit (max-out background).
+HEADS: Tuple[Tuple[str, str, int, int], ...] = (
+    ("conv3_3_norm", "conv3_3", 256, 4), ("conv4_3_norm", "conv4_3", 512, 2),
+    ("conv5_3_norm", "conv5_3", 512, 2), ("fc7", "fc7", 1024, 2),
+    ("conv6_2", "conv6_2", 512, 2), ("conv7_2", "conv7_2", 256, 2),
+)
+# L2Norm layers (name, channels, initial scale): the low-level features have much larger norms
+# than the deep ones, so they are normalised before their heads.
+NORMS: Tuple[Tuple[str, int, float], ...] = (
+    ("conv3_3_norm", 256, 10.0), ("conv4_3_norm", 512, 8.0), ("conv5_3_norm", 512, 5.0))
+
+
+class L2Norm(nn.Layer):
+    """Scales each pixel's channel vector to unit L2 norm, then by a learned per-channel weight."""
+
+    def __init__(self, channels: int, scale: float = 1.0, eps: float = 1e-10):
+        super().__init__()
+        self.eps = eps
+        self.weight = self.create_parameter(
+            shape=[channels], default_initializer=nn.initializer.Constant(scale))
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        # eps added after the sqrt, as the reference does, so results match it bit for bit.
+        norm = x.pow(2).sum(axis=1, keepdim=True).sqrt() + self.eps
+        return x / norm * self.weight.reshape([1, -1, 1, 1])
+
+
+def max_out_background(conf: paddle.Tensor) -> paddle.Tensor:
+    """(N,4,H,W) -> (N,2,H,W): the max of the 3 background logits, then the face logit.
+
+    S3FD's answer to the many small anchors at stride 4, which are mostly background.
+    """
+    background = paddle.maximum(paddle.maximum(conf[:, 0:1], conf[:, 1:2]), conf[:, 2:3])
+    return paddle.concat([background, conf[:, 3:4]], axis=1)
+
+
+class S3FD(nn.Layer):
+    """Single Shot Scale-invariant Face Detector.
+
+    Input (N,3,H,W) float32, mean-subtracted pixels. Output: 12 maps, [conf, loc] for each of
+    the 6 levels (strides 4, 8, 16, 32, 64, 128); conf maps are (N,2,h,w) logits
+    [background, face], loc maps (N,4,h,w) offsets (dx, dy, dw, dh).
+    """
+
+    def __init__(self):
+        super().__init__()
+        for name, cin, cout, kernel, stride, padding in TRUNK:
+            setattr(self, name, nn.Conv2D(cin, cout, kernel, stride=stride, padding=padding))
+        for name, channels, scale in NORMS:
+            setattr(self, name, L2Norm(channels, scale))
+        for prefix, _, channels, conf_out in HEADS:
+            setattr(self, f"{prefix}_mbox_conf", nn.Conv2D(channels, conf_out, 3, padding=1))
+            setattr(self, f"{prefix}_mbox_loc", nn.Conv2D(channels, 4, 3, padding=1))
+
+    def _trunk(self, x: paddle.Tensor) -> Dict[str, paddle.Tensor]:
+        """Runs the VGG trunk, returning the ReLU output of every layer a head reads."""
+        wanted = {feature for _, feature, _, _ in HEADS}
+        features = {}
+        for name, *_ in TRUNK:
+            x = F.relu(getattr(self, name)(x))
+            if name in wanted:
+                features[name] = x
+            if name in POOL_AFTER:
+                x = F.max_pool2d(x, kernel_size=2, stride=2)
+        return features
+
+    def forward(self, x: paddle.Tensor) -> List[paddle.Tensor]:
+        features = self._trunk(x)
+        for name, _, _ in NORMS:
+            source = name[: -len("_norm")]
+            features[source] = getattr(self, name)(features[source])
+        outputs: List[paddle.Tensor] = []
+        for prefix, feature, _, conf_out in HEADS:
+            conf = getattr(self, f"{prefix}_mbox_conf")(features[feature])
+            if conf_out == 4:
+                conf = max_out_background(conf)
+            outputs += [conf, getattr(self, f"{prefix}_mbox_loc")(features[feature])]
+        return outputs
+

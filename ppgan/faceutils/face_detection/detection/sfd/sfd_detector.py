@@ -1,0 +1,62 @@
+"""`SFDDetector`: S3FD on whole frames, at their full resolution, as Wav2Lip runs it."""
+import logging
+from typing import List, Optional
+
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+
+from .....utils.download import resolve_weights
+from .....utils.weights import load_weights
+from ..core import FaceDetector
+from .bbox import detections_from_heads
+from .net_s3fd import S3FD
+
+logger = logging.getLogger(__name__)
+
+S3FD_URL = "https://paddlegan.bj.bcebos.com/models/s3fd_paddle.pdparams"
+# Caffe's BGR channel means, subtracted from RGB frames: a quirk of the reference kept on purpose,
+# since the released weights were used (and Wav2Lip's results obtained) that way.
+PIXEL_MEAN = np.array([104, 117, 123], dtype=np.float32)
+
+
+class SFDDetector(FaceDetector):
+    """S3FD face detector.
+
+    path_to_detector: a local `.pdparams`, an http(s) URL, or None for PaddleGAN's released
+    weights (downloaded once into the ppgan cache). device: "cpu", "gpu", "gpu:N"; Paddle places
+    tensors on one global device, so it is set with `paddle.set_device` when given.
+    """
+
+    def __init__(self, path_to_detector: Optional[str] = None, device: Optional[str] = None,
+                 **kwargs):
+        if kwargs:  # FaceAlignment passes options meant for other detectors too
+            logger.debug("SFDDetector ignores options %s", sorted(kwargs))
+        if device is not None:
+            paddle.set_device(device)
+        weights = resolve_weights(path_to_detector, S3FD_URL)
+        self.net = S3FD()
+        load_weights(self.net, weights)
+        self.net.eval()
+        logger.info("S3FD weights loaded from %s", weights)
+
+    def detect_batch(self, images: np.ndarray) -> List[np.ndarray]:
+        images = _check_frames(images)
+        if len(images) == 0:
+            return []
+        return detections_from_heads(self._head_outputs(images))
+
+    def _head_outputs(self, images: np.ndarray) -> List[np.ndarray]:
+        """The 12 head maps as NumPy, conf maps softmaxed: copied off the device once each."""
+        batch = (images.astype(np.float32) - PIXEL_MEAN).transpose(0, 3, 1, 2)
+        with paddle.no_grad():
+            outputs = self.net(paddle.to_tensor(np.ascontiguousarray(batch)))
+            outputs = [F.softmax(o, axis=1) if i % 2 == 0 else o for i, o in enumerate(outputs)]
+            return [o.numpy() for o in outputs]
+
+
+def _check_frames(images: np.ndarray) -> np.ndarray:
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"expected frames shaped (N, H, W, 3), got {images.shape}")
+    return images
