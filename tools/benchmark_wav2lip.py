@@ -1,0 +1,199 @@
+"""Benchmark inference on this machine: generator, detectors, and end to end on generated clips.
+
+    python tools/benchmark_wav2lip.py                     # 10 s and 60 s 720p clips
+    python tools/benchmark_wav2lip.py --clips 10 --skip-detectors
+
+Reports frames/s of the generator alone (Paddle Inference and eager), of each face detector
+on a 720p frame (full resolution and the pipeline's reduced copy), and end to end: seconds of
+compute per second of video and peak RSS, each clip in a fresh process. Weights are random
+(the speed of a network does not depend on its values); the clips show a real face photo
+(scikit-image's astronaut) moving over a 720p background, with speech-like audio.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import wave
+
+import numpy as np
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
+sys.path.insert(0, ROOT)
+
+FPS = 25
+WIDTH, HEIGHT = 1280, 720
+
+
+def speech_like(seconds: float, rate: int = 16000) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    t = np.arange(int(seconds * rate)) / rate
+    phase = 2 * np.pi * np.cumsum(120 + 30 * np.sin(2 * np.pi * 1.5 * t)) / rate
+    voiced = sum(np.sin(k * phase) / k for k in range(1, 25))
+    envelope = 0.5 * (1 + np.sin(2 * np.pi * 4 * t)) ** 2
+    return 0.2 * voiced * envelope + 0.01 * rng.standard_normal(t.size)
+
+
+def write_wav(path: str, samples: np.ndarray, rate: int = 16000) -> None:
+    with wave.open(path, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+
+
+def face_frame(shift: int, width: int = WIDTH, height: int = HEIGHT) -> np.ndarray:
+    import cv2
+    from skimage import data
+
+    size = height * 2 // 3
+    face = cv2.resize(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR), (size, size))
+    frame = np.full((height, width, 3), 110, np.uint8)
+    x = (width - size) // 2 + shift
+    frame[height // 8:height // 8 + size, x:x + size] = face
+    return frame
+
+
+def make_clip(folder: str, seconds: int, width: int = WIDTH, height: int = HEIGHT) -> tuple:
+    """An H.264 clip of a face swaying left and right, and a WAV of the same length."""
+    from ppgan.utils.ffmpeg_tools import ffmpeg_exe
+
+    video = os.path.join(folder, f"face_{height}p_{seconds}s.mp4")
+    audio = os.path.join(folder, f"speech_{seconds}s.wav")
+    if not os.path.exists(video):
+        command = [ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "bgr24",
+                   "-s", f"{width}x{height}", "-r", str(FPS), "-i", "-", "-c:v", "libx264",
+                   "-pix_fmt", "yuv420p", video]
+        encoder = subprocess.Popen(command, stdin=subprocess.PIPE)
+        for i in range(seconds * FPS):
+            encoder.stdin.write(face_frame(int(40 * np.sin(i / 15)), width, height).tobytes())
+        encoder.stdin.close()
+        encoder.wait()
+    if not os.path.exists(audio):
+        write_wav(audio, speech_like(seconds))
+    return video, audio
+
+
+def random_weights(folder: str) -> str:
+    import paddle
+
+    from ppgan.models import Wav2Lip
+
+    path = os.path.join(folder, "wav2lip_random.pdparams")
+    if not os.path.exists(path):
+        paddle.seed(0)
+        paddle.save({k: v.numpy() for k, v in Wav2Lip().state_dict().items()}, path)
+    return path
+
+
+def time_calls(fn, repeats: int) -> float:
+    fn()  # warm-up: first calls allocate and pick kernels
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - start) / repeats
+
+
+def bench_generator(weights: str, batch: int, engines) -> dict:
+    from ppgan.apps.generator_runner import load_generator
+
+    rng = np.random.default_rng(0)
+    mel = rng.standard_normal((batch, 1, 80, 16)).astype(np.float32)
+    faces = rng.random((batch, 6, 96, 96)).astype(np.float32)
+    results = {}
+    for engine in engines:
+        run = load_generator(weights, engine=engine)
+        repeats = 3 if engine == "static" else 1
+        results[f"generator ({engine}, batch {batch})"] = batch / time_calls(lambda: run(mel, faces), repeats)
+    return results
+
+
+def bench_detectors(folder: str, names, det_max_size: int) -> dict:
+    import cv2
+    import paddle
+
+    from ppgan.faceutils.face_boxes import BoxDetector
+    from ppgan.faceutils.face_detection import FaceAlignment
+
+    frames = [face_frame(0)] * 4
+    results = {}
+    for name in names:
+        path = None
+        if name in ("sfd", "blazeface"):  # random weights: speed only, no real detections
+            from ppgan.faceutils.face_detection.api import build_detector
+
+            module = build_detector.__globals__["importlib"].import_module(
+                f"ppgan.faceutils.face_detection.detection.{name}")
+            net = module.S3FD() if name == "sfd" else module.BlazeFace()
+            path = os.path.join(folder, f"{name}_random.pdparams")
+            paddle.save(net.state_dict(), path)
+        aligner = FaceAlignment(face_detector=name, path_to_detector=path)
+        for size in (0, det_max_size):
+            detector = BoxDetector(aligner, batch_size=4, max_size=size)
+            scale = 1.0 if size == 0 else size / WIDTH
+            copies = [cv2.resize(f, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) for f in frames]
+            seconds = time_calls(lambda: detector.detector.get_detections_for_batch(np.stack(copies)), 1)
+            label = "full 720p" if size == 0 else f"longest side {size}"
+            results[f"{name} ({label})"] = len(frames) / seconds
+    return results
+
+
+def bench_end_to_end(video: str, audio: str, weights: str, seconds: int, extra) -> dict:
+    outfile = os.path.join(os.path.dirname(video), f"out_{seconds}s.mp4")
+    command = [sys.executable, os.path.join(ROOT, "applications", "tools", "wav2lip.py"),
+               "--face", video, "--audio", audio, "--outfile", outfile,
+               "--checkpoint_path", weights, *extra]
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - start
+    stderr = process.stderr.read().decode(errors="replace")
+    if status != 0:
+        raise RuntimeError(f"end-to-end run failed: {stderr[-2000:]}")
+    return {"seconds_per_video_second": wall / seconds, "wall_seconds": wall,
+            "peak_rss_mb": usage.ru_maxrss / 1024}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "wav2lip_bench"))
+    parser.add_argument("--clips", default="10,60", help="clip lengths in seconds")
+    parser.add_argument("--batch", type=int, default=128, help="generator batch size")
+    parser.add_argument("--detectors", default="sfd,blazeface,mtcnn")
+    parser.add_argument("--e2e_detector", default="mtcnn",
+                        help="detector for the end-to-end runs (mtcnn: real weights, offline)")
+    parser.add_argument("--det_max_size", type=int, default=480)
+    parser.add_argument("--skip-generator", action="store_true")
+    parser.add_argument("--skip-detectors", action="store_true")
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args()
+    os.makedirs(args.workdir, exist_ok=True)
+    os.environ.setdefault("PPGAN_HOME", os.path.join(args.workdir, "cache"))
+
+    import paddle
+
+    paddle.set_flags({"FLAGS_paddle_num_threads": os.cpu_count() or 1})
+    weights = random_weights(args.workdir)
+    results = {"machine": f"{os.cpu_count()} cores, paddle {paddle.__version__}",
+               "date": time.strftime("%Y-%m-%d")}
+    if not args.skip_generator:
+        results["frames_per_second"] = bench_generator(weights, args.batch, ("static", "eager"))
+    if not args.skip_detectors:
+        results.setdefault("frames_per_second", {}).update(
+            bench_detectors(args.workdir, args.detectors.split(","), args.det_max_size))
+    for seconds in (int(s) for s in args.clips.split(",") if s):
+        video, audio = make_clip(args.workdir, seconds)
+        results[f"end_to_end_720p_{seconds}s"] = bench_end_to_end(
+            video, audio, weights, seconds, ["--face_detector", args.e2e_detector,
+                                             "--det_max_size", str(args.det_max_size)])
+    print(json.dumps(results, indent=2))
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(results, out, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
