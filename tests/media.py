@@ -14,7 +14,7 @@ SR = 16000
 ASTRONAUT_FACE = (172, 45, 285, 170)
 
 
-def speech_like(seconds: float, seed: int = 0) -> np.ndarray:
+def speech_like(seconds: float = 1.3, seed: int = 0) -> np.ndarray:
     """Voiced harmonics under a syllable-rate envelope, plus noise: broad-band like speech."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * SR)) / SR
@@ -25,13 +25,17 @@ def speech_like(seconds: float, seed: int = 0) -> np.ndarray:
     return (0.2 * voiced * envelope + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
 
 
-def write_wav(path, samples, rate=SR):
-    pcm = np.clip(np.round(np.asarray(samples) * 32767), -32768, 32767).astype("<i2")
+def to_pcm16(samples) -> np.ndarray:
+    return np.clip(np.round(np.asarray(samples) * 32767), -32768, 32767).astype("<i2")
+
+
+def write_wav(path, samples, rate=SR, channels=1):
+    """16-bit PCM WAV; `samples` interleaved when channels > 1."""
     with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
+        out.setnchannels(channels)
         out.setsampwidth(2)
         out.setframerate(rate)
-        out.writeframes(pcm.tobytes())
+        out.writeframes(to_pcm16(samples).tobytes())
     return path
 
 

@@ -1,40 +1,11 @@
 """Audio decoding through ffmpeg and the Wav2Lip mel-spectrogram against an independent NumPy one."""
-import subprocess
-import wave
-
 import numpy as np
 import pytest
 from scipy.signal import get_window
 
 from ppgan.utils.audio import AudioError, load_wav, melspectrogram
-from ppgan.utils.ffmpeg_tools import ffmpeg_exe
 
-SR = 16000
-
-
-def speech_like(seconds=1.3, seed=0):
-    """Voiced harmonics under a syllable-rate envelope, plus noise: broad-band like speech."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SR)) / SR
-    f0 = 120 + 30 * np.sin(2 * np.pi * 1.5 * t)
-    phase = 2 * np.pi * np.cumsum(f0) / SR
-    voiced = sum(np.sin(k * phase) / k for k in range(1, 25))
-    envelope = 0.5 * (1 + np.sin(2 * np.pi * 4 * t)) ** 2
-    return (0.2 * voiced * envelope + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
-
-
-def write_pcm16(path, samples, rate=SR, channels=1):
-    pcm = np.clip(np.round(samples * 32767), -32768, 32767).astype("<i2")
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(channels)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(pcm.tobytes())
-    return pcm
-
-
-def ffmpeg(*args):
-    subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", *map(str, args)], check=True)
+from media import SR, ffmpeg, speech_like, to_pcm16, write_wav
 
 
 # ---- an independent mel: NumPy STFT and a Slaney filterbank written from the formulas ----
@@ -90,7 +61,9 @@ def test_mel_edges_use_reflect_padding():
 
 
 def test_wav_decodes_exactly(tmp_path):
-    pcm = write_pcm16(tmp_path / "a.wav", speech_like())
+    samples = speech_like()
+    write_wav(tmp_path / "a.wav", samples)
+    pcm = to_pcm16(samples)
     wav = load_wav(str(tmp_path / "a.wav"))
     assert wav.dtype == np.float32
     np.testing.assert_array_equal(wav, pcm.astype(np.float32) / 32768)
@@ -100,7 +73,7 @@ def test_stereo_is_averaged_and_resampled(tmp_path):
     rate = 22050
     t = np.arange(rate) / rate
     left, right = 0.5 * np.sin(2 * np.pi * 300 * t), 0.3 * np.sin(2 * np.pi * 300 * t)
-    write_pcm16(tmp_path / "s.wav", np.stack([left, right], 1).ravel(), rate=rate, channels=2)
+    write_wav(tmp_path / "s.wav", np.stack([left, right], 1).ravel(), rate=rate, channels=2)
     wav = load_wav(str(tmp_path / "s.wav"))
     assert wav.size == SR
     core = wav[2000:-2000]
@@ -113,7 +86,7 @@ def test_stereo_is_averaged_and_resampled(tmp_path):
 ])
 def test_compressed_formats_and_video_soundtracks(tmp_path, suffix, codec_args):
     source = speech_like()
-    write_pcm16(tmp_path / "a.wav", source)
+    write_wav(tmp_path / "a.wav", source)
     out = tmp_path / f"a{suffix}"
     ffmpeg("-i", tmp_path / "a.wav", *codec_args, out)
     wav = load_wav(str(out))
@@ -133,7 +106,7 @@ def test_video_without_audio_is_a_clear_error(tmp_path):
 
 
 def test_empty_missing_and_non_audio_files_are_clear_errors(tmp_path):
-    write_pcm16(tmp_path / "empty.wav", np.zeros(0))
+    write_wav(tmp_path / "empty.wav", np.zeros(0))
     with pytest.raises(AudioError, match="contains no audio samples"):
         load_wav(str(tmp_path / "empty.wav"))
     with pytest.raises(AudioError, match="not found"):
