@@ -1,5 +1,11 @@
-import paddle
+import warnings
+
 import pytest
+
+# Paddle warns at import that ccache (a build cache for custom C++ ops) is missing: not relevant.
+warnings.filterwarnings("ignore", message="No ccache found")
+
+import paddle  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)
