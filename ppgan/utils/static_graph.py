@@ -1,0 +1,195 @@
+"""Export the Wav2Lip generator as a static inference model and run it with Paddle Inference.
+
+Eager (dygraph) Paddle runs the generator at about 1.5 frames/s on a 2-core CPU; the same network
+saved with `paddle.jit.save` and run through `paddle.inference` with IR optimisation (which folds
+BatchNorm into the convolutions, fuses activations and plans memory) is several times faster.
+
+Paddle 3.x writes the program in the PIR format (`<prefix>.json`); Paddle 2.x, or 3.x with
+`FLAGS_enable_pir_api=0`, writes the legacy `<prefix>.pdmodel`. Both keep the weights in
+`<prefix>.pdiparams`, and `create_inference_predictor` accepts either layout.
+"""
+import logging
+import os
+import re
+import warnings
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import paddle
+import paddle.nn as nn
+from paddle.static import InputSpec
+
+logger = logging.getLogger(__name__)
+
+# The leading None makes the batch size dynamic: one exported model serves any batch.
+AUDIO_SPEC = InputSpec([None, 1, 80, 16], "float32", "audio")
+FACE_SPEC = InputSpec([None, 6, 96, 96], "float32", "face")
+
+PIR_PROGRAM_SUFFIX = ".json"
+LEGACY_PROGRAM_SUFFIX = ".pdmodel"
+PARAMS_SUFFIX = ".pdiparams"
+# Everything `paddle.jit.save` may write for one prefix (`.pdiparams.info` only in legacy mode).
+_SAVED_SUFFIXES = (PIR_PROGRAM_SUFFIX, LEGACY_PROGRAM_SUFFIX, PARAMS_SUFFIX, ".pdiparams.info")
+
+
+def export_generator(net: nn.Layer, path_prefix: str) -> List[str]:
+    """Trace `net` (a Wav2Lip generator) in eval mode and save it for Paddle Inference.
+
+    Returns the paths written, e.g. [`<prefix>.json`, `<prefix>.pdiparams`] with Paddle 3.x.
+    `net` is left as it was: its training flag is restored and its `forward` stays eager.
+    """
+    os.makedirs(os.path.dirname(os.path.abspath(path_prefix)), exist_ok=True)
+    before = _file_stamps(path_prefix)
+    was_training = net.training
+    # jit.save marks BatchNorm is_test by itself (3.3.1), but Python-level `self.training`
+    # branches are traced as they are: tracing in eval mode is what makes the graph inference's.
+    net.eval()
+    try:
+        _trace_and_save(net, path_prefix)
+    finally:
+        if was_training:
+            net.train()
+    after = _file_stamps(path_prefix)
+    written = sorted(path for path, stamp in after.items() if before.get(path) != stamp)
+    if not any(path.endswith((PIR_PROGRAM_SUFFIX, LEGACY_PROGRAM_SUFFIX)) for path in written):
+        raise RuntimeError(f"paddle.jit.save wrote no program file for prefix '{path_prefix}'")
+    _warn_about_stale_program(path_prefix, written)
+    logger.info("exported generator to %s", ", ".join(written))
+    return written
+
+
+def _trace_and_save(net: nn.Layer, path_prefix: str) -> None:
+    # Converting the bound method rather than the Layer keeps `net.forward` eager afterwards
+    # (`to_static(layer)` replaces `layer.forward` in place); jit.save still takes the weights
+    # from the method's Layer.
+    static_forward = paddle.jit.to_static(
+        net.forward, input_spec=[AUDIO_SPEC, FACE_SPEC], full_graph=True)
+    with warnings.catch_warnings():
+        # jit.save warns that it is saving a function; that is intended here.
+        warnings.filterwarnings("ignore", message=re.escape("What you save is a function"))
+        paddle.jit.save(static_forward, path_prefix)
+
+
+def _file_stamps(path_prefix: str) -> Dict[str, Tuple[int, int]]:
+    """(mtime, size) of every file jit.save may write for this prefix, to tell what it wrote."""
+    stamps = {}
+    for suffix in _SAVED_SUFFIXES:
+        path = path_prefix + suffix
+        if os.path.isfile(path):
+            stat = os.stat(path)
+            stamps[path] = (stat.st_mtime_ns, stat.st_size)
+    return stamps
+
+
+def _warn_about_stale_program(path_prefix: str, written: List[str]) -> None:
+    # A program of the other format left by an older export would sit beside the new one;
+    # find_model_files prefers the PIR json, so a stale json would shadow a fresh pdmodel.
+    for suffix in (PIR_PROGRAM_SUFFIX, LEGACY_PROGRAM_SUFFIX):
+        path = path_prefix + suffix
+        if os.path.isfile(path) and path not in written:
+            logger.warning("stale %s from an earlier export is still next to the new model", path)
+
+
+def find_model_files(path_prefix: str) -> Tuple[str, str]:
+    """(program, params) paths for `path_prefix`, preferring the PIR json over a legacy pdmodel."""
+    params = path_prefix + PARAMS_SUFFIX
+    for suffix in (PIR_PROGRAM_SUFFIX, LEGACY_PROGRAM_SUFFIX):
+        program = path_prefix + suffix
+        if os.path.isfile(program) and os.path.isfile(params):
+            return program, params
+    raise FileNotFoundError(
+        f"no Paddle inference model at prefix '{path_prefix}': expected "
+        f"{PIR_PROGRAM_SUFFIX} or {LEGACY_PROGRAM_SUFFIX} together with {PARAMS_SUFFIX}")
+
+
+class StaticGenerator:
+    """A Paddle Inference predictor for an exported generator, called like the eager network.
+
+    Not thread-safe: the predictor's input and output buffers are shared between calls
+    (use one instance per thread, or `paddle.inference.Predictor.clone`).
+    """
+
+    INPUT_NAMES = (AUDIO_SPEC.name, FACE_SPEC.name)
+
+    def __init__(self, predictor: paddle.inference.Predictor, path_prefix: str):
+        missing = set(self.INPUT_NAMES) - set(predictor.get_input_names())
+        if missing:
+            raise ValueError(f"model '{path_prefix}' lacks inputs {sorted(missing)}: "
+                             f"it has {predictor.get_input_names()}")
+        self.path_prefix = path_prefix
+        self._predictor = predictor
+        self._inputs = [predictor.get_input_handle(name) for name in self.INPUT_NAMES]
+        self._output = predictor.get_output_handle(predictor.get_output_names()[0])
+
+    def __call__(self, mel: np.ndarray, faces: np.ndarray) -> np.ndarray:
+        """mel (B,1,80,16) and faces (B,6,96,96) -> generated faces (B,3,96,96), all float32."""
+        if mel.ndim != 4 or faces.ndim != 4 or mel.shape[0] != faces.shape[0]:
+            raise ValueError(f"expected mel (B,1,80,16) and faces (B,6,96,96), "
+                             f"got {mel.shape} and {faces.shape}")
+        for handle, array in zip(self._inputs, (mel, faces)):
+            handle.reshape(list(array.shape))
+            # copy_from_cpu needs a C-contiguous float32 buffer.
+            handle.copy_from_cpu(np.ascontiguousarray(array, dtype=np.float32))
+        self._predictor.run()
+        return self._output.copy_to_cpu()
+
+
+def create_inference_predictor(path_prefix: str, device: str = "cpu", cpu_threads: int = 0,
+                               use_onednn: bool = True, gpu_memory_mb: int = 500,
+                               memory_optim: bool = True, quiet: bool = True) -> StaticGenerator:
+    """Load the model saved at `path_prefix` into a Paddle Inference predictor.
+
+    device: "cpu", "gpu" or "gpu:N" (GPU only if this Paddle build has CUDA, else CPU).
+    cpu_threads: math library threads on CPU; 0 means all cores.
+    use_onednn: use oneDNN kernels and fusion passes on CPU.
+    quiet: silence the per-pass glog lines Paddle Inference prints while optimising.
+    """
+    program, params = find_model_files(path_prefix)
+    config = paddle.inference.Config(program, params)
+    config.switch_ir_optim(True)
+    _set_memory_optim(config, program, memory_optim)
+    gpu_id = _gpu_id(device)
+    if gpu_id is not None:
+        config.enable_use_gpu(gpu_memory_mb, gpu_id)
+    else:
+        _configure_cpu(config, cpu_threads, use_onednn)
+    if quiet:
+        config.disable_glog_info()
+    logger.info("loading %s on %s", program, "gpu:%d" % gpu_id if gpu_id is not None else "cpu")
+    return StaticGenerator(paddle.inference.create_predictor(config), path_prefix)
+
+
+def _set_memory_optim(config: paddle.inference.Config, program: str, memory_optim: bool) -> None:
+    # Paddle 3.x's predictor fails on PIR (json) programs with enable_memory_optim ("Not find
+    # predictor_id 0 and pass_name memory_optimize_pass", PaddlePaddle/Paddle#75496, still so
+    # in 3.3.1). PIR's own inplace pass, which IR optimisation runs anyway, reuses buffers.
+    if not memory_optim:
+        return
+    if program.endswith(PIR_PROGRAM_SUFFIX):
+        logger.debug("memory_optim skipped for PIR program %s (Paddle issue #75496)", program)
+    else:
+        config.enable_memory_optim()
+
+
+def _gpu_id(device: str) -> Optional[int]:
+    """The GPU index `device` asks for, or None to run on CPU."""
+    kind, _, index = device.lower().partition(":")
+    if kind not in ("cpu", "gpu"):
+        raise ValueError(f"device must be 'cpu', 'gpu' or 'gpu:N', got '{device}'")
+    if kind == "cpu":
+        return None
+    if not paddle.is_compiled_with_cuda():
+        logger.warning("device '%s' asked for, but this Paddle build has no CUDA: using CPU", device)
+        return None
+    return int(index) if index else 0
+
+
+def _configure_cpu(config: paddle.inference.Config, cpu_threads: int, use_onednn: bool) -> None:
+    config.disable_gpu()
+    # Paddle's default is one math thread, which leaves the other cores idle.
+    config.set_cpu_math_library_num_threads(cpu_threads if cpu_threads > 0 else os.cpu_count() or 1)
+    # paddle.inference.Config turns oneDNN on by default, so off must be explicit.
+    if use_onednn:
+        config.enable_onednn()
+    else:
+        config.disable_onednn()
