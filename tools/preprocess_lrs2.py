@@ -1,0 +1,137 @@
+"""Preprocess LRS2-style raw videos into face crops + 16 kHz audio for Wav2Lip/SyncNet training.
+
+    python tools/preprocess_lrs2.py --data_root data/lrs2/main --preprocessed_root data/lrs2_preprocessed
+    # several processes (GPUs, or machines sharing the output folder), then the filelists:
+    python -m paddle.distributed.launch --nproc_per_node 4 tools/preprocess_lrs2.py \
+        --data_root data/lrs2/main --preprocessed_root data/lrs2_preprocessed
+    python tools/preprocess_lrs2.py --preprocessed_root data/lrs2_preprocessed --write_filelists
+
+Reads `<data_root>/<dir>/<vid>.mp4` (and .avi/.mov/.mkv/.webm/...), writes
+`<preprocessed_root>/<dir>/<vid>/{i}.jpg` (the face in 25 fps frame i; frames without a face are
+skipped) and `audio.wav` (16 kHz mono), and a `preprocess_done.json` marker last. A rerun skips
+finished clips and redoes half-written ones. Videos at other frame rates are resampled to 25 fps.
+
+Sharding: process `--rank` of `--world_size` takes every world_size-th video (defaults:
+PADDLE_TRAINER_ID / PADDLE_TRAINERS_NUM, which paddle.distributed.launch sets).
+
+Filelists: `<filelists_dir>/{train,val,test}.txt` (one `<dir>/<vid>` per line; a deterministic
+split of all finished clips with faces, by --val_fraction/--test_fraction/--split_seed) are written
+by whichever process finds, when it finishes, that every video of data_root has been processed.
+If that never happens (a failed clip, or machines without a shared folder), run again with
+--write_filelists once all processes are done: it only writes the filelists.
+"""
+import argparse
+import logging
+import os
+import sys
+from typing import List, NoReturn, Optional
+
+# Run as a script from anywhere: make the repository's `ppgan` importable.
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir)))
+
+PROG = "preprocess_lrs2"
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse prints usage before errors; keep every user error to a single line."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = _OneLineParser(prog=PROG, description=__doc__.strip().splitlines()[0])
+    parser.add_argument("--data_root", help="folder of <dir>/<vid>.mp4 raw videos")
+    parser.add_argument("--preprocessed_root", required=True,
+                        help="output folder for <dir>/<vid>/{i}.jpg and audio.wav")
+    parser.add_argument("--batch_size", type=int, default=32, help="face detection batch size")
+    parser.add_argument("--face_detector", default="sfd", choices=["sfd", "blazeface", "mtcnn"],
+                        help="face detector (sfd as the references; mtcnn needs no download)")
+    parser.add_argument("--detector_path", default=None,
+                        help="local face detector weights or model folder (default: download)")
+    parser.add_argument("--det_max_size", type=int, default=0,
+                        help="detect on a copy whose longest side is at most this (0: full size, "
+                             "as the references)")
+    parser.add_argument("--rank", type=int, default=None,
+                        help="this process's shard (default: $PADDLE_TRAINER_ID or 0)")
+    parser.add_argument("--world_size", type=int, default=None,
+                        help="number of shards (default: $PADDLE_TRAINERS_NUM or 1)")
+    parser.add_argument("--filelists_dir", default="filelists",
+                        help="where train.txt, val.txt and test.txt go")
+    parser.add_argument("--val_fraction", type=float, default=0.05, help="share of clips for val")
+    parser.add_argument("--test_fraction", type=float, default=0.05, help="share of clips for test")
+    parser.add_argument("--split_seed", type=int, default=0, help="seed of the train/val/test split")
+    parser.add_argument("--write_filelists", action="store_true",
+                        help="only write the filelists from the finished clips, then stop")
+    parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    if not args.write_filelists and not args.data_root:
+        parser.error("--data_root is required (unless --write_filelists)")
+    if args.batch_size < 1:
+        parser.error("--batch_size must be at least 1")
+    return args
+
+
+def _select_device() -> None:
+    """Under paddle.distributed.launch each process uses the GPU it was given."""
+    import paddle
+
+    if paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0:
+        paddle.set_device(f"gpu:{paddle.distributed.ParallelEnv().device_id}")
+
+
+def _write_filelists(args: argparse.Namespace) -> None:
+    from ppgan.datasets.preprocess import PreprocessError, finished_clips, write_filelists
+
+    names = finished_clips(args.preprocessed_root)
+    if not names:
+        raise PreprocessError(f"no finished clip with faces in {args.preprocessed_root}")
+    write_filelists(names, args.filelists_dir, args.val_fraction, args.test_fraction, args.split_seed)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ppgan.datasets import preprocess as pp
+
+    if args.write_filelists:
+        _write_filelists(args)
+        return 0
+    pp.split_entries([], args.val_fraction, args.test_fraction)  # check the fractions up front
+    rank, world_size = pp.shard_settings(args.rank, args.world_size)
+    jobs = pp.plan_jobs(args.data_root, args.preprocessed_root)
+    mine = pp.shard(jobs, rank, world_size)
+    logging.getLogger(PROG).info("rank %d of %d: %d of %d videos", rank, world_size, len(mine),
+                                 len(jobs))
+    if args.face_detector in ("sfd", "blazeface"):  # the Paddle nets; mtcnn runs on cv2.dnn
+        _select_device()
+    detector = pp.build_box_detector(args.face_detector, args.batch_size, args.detector_path,
+                                     args.det_max_size)
+    summary = pp.preprocess_all(mine, detector, args.batch_size, progress=not args.no_progress,
+                                desc=f"rank {rank}/{world_size}")
+    if all(pp.is_finished(job.out_dir) for job in jobs):
+        _write_filelists(args)
+    else:
+        logging.getLogger(PROG).info(
+            "some videos are not finished yet (other processes, or failures): run with "
+            "--write_filelists once all are done")
+    return 1 if summary.failed else 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO,
+                        format="[%(asctime)s] %(name)s %(levelname)s: %(message)s")
+    from ppgan.datasets.preprocess import PreprocessError
+    from ppgan.utils.errors import USER_ERRORS
+
+    try:
+        return run(args)
+    except (PreprocessError, ImportError, *USER_ERRORS) as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted: finished clips are kept, a rerun resumes", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
