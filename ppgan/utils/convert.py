@@ -1,10 +1,14 @@
 """Convert the original PyTorch Wav2Lip / SyncNet / quality-disc / S3FD weights to ``.pdparams``.
 
+Also converts ``syncnet_v2.model``, the weights of syncnet_python's SyncNet that computes the
+LSE-D / LSE-C scores (network ``syncnet_v2``; a bare state dict, like S3FD's file).
+
 Recipe (see the reference notes, section 4): take ``ckpt["state_dict"]`` when present (S3FD's file
 is a bare state dict), strip the ``module.`` prefix DataParallel added, drop BatchNorm's
 ``num_batches_tracked``, rename ``running_mean``/``running_var`` to Paddle's ``_mean``/``_variance``
-and store float32 numpy arrays with ``paddle.save``. None of these networks has a Linear layer and
-Conv2d / ConvTranspose2d weights share Paddle's layout, so no tensor is transposed.
+and store float32 numpy arrays with ``paddle.save``. Conv2d / Conv3d / ConvTranspose2d weights share
+Paddle's layout; only Linear weights, stored (out, in) by PyTorch and (in, out) by Paddle, are
+transposed, and of these networks only ``syncnet_v2`` has Linear layers.
 
 The result is checked against the matching Paddle network before anything is written, and written
 atomically, so a failed conversion never leaves a half-written ``.pdparams`` behind.
@@ -30,10 +34,17 @@ __all__ = [
     "expected_shapes",
     "extract_state_dict",
     "to_paddle_state_dict",
+    "transpose_linear_weights",
     "verify_state_dict",
 ]
 
-NETWORKS = ("wav2lip", "syncnet", "disc", "s3fd")
+NETWORKS = ("wav2lip", "syncnet", "disc", "s3fd", "syncnet_v2")
+
+# The Linear weights of each network (PyTorch (out, in) -> Paddle (in, out)).
+_LINEAR_WEIGHTS = {
+    "syncnet_v2": ("netfcaud.0.weight", "netfcaud.3.weight",
+                   "netfclip.0.weight", "netfclip.3.weight"),
+}
 
 Shape = Tuple[int, ...]
 
@@ -96,6 +107,14 @@ def to_paddle_state_dict(state: Mapping[str, Any], source: str = "checkpoint"
     return params, dropped
 
 
+def transpose_linear_weights(params: Mapping[str, np.ndarray], network: str
+                             ) -> Dict[str, np.ndarray]:
+    """``params`` with the Linear weights of ``network`` transposed to Paddle's (in, out)."""
+    linear = _LINEAR_WEIGHTS.get(network, ())
+    return {name: np.ascontiguousarray(value.T) if name in linear and value.ndim == 2 else value
+            for name, value in params.items()}
+
+
 def detect_network(names: Iterable[str]) -> Optional[str]:
     """Guesses the network from its (Paddle-style) parameter names; None when unrecognisable."""
     names = list(names)
@@ -105,6 +124,8 @@ def detect_network(names: Iterable[str]) -> Optional[str]:
 
     if "conv1_1.weight" in names and "fc7.weight" in names:
         return "s3fd"
+    if has_prefix("netcnnaud.") and has_prefix("netcnnlip."):
+        return "syncnet_v2"
     if has_prefix("face_decoder_blocks.") and has_prefix("audio_encoder."):
         return "wav2lip"
     if has_prefix("face_encoder.") and has_prefix("audio_encoder."):
@@ -147,8 +168,10 @@ def _check_network_name(network: str) -> None:
 
 def _build_paddle_net(network: str) -> Any:
     # Imported here so that reading and checking a checkpoint never pays for importing Paddle.
+    from ..metrics.syncnet_eval import SyncNetV2
     from ..models import SyncNetColor, Wav2Lip, Wav2LipDiscQual
-    return {"wav2lip": Wav2Lip, "syncnet": SyncNetColor, "disc": Wav2LipDiscQual}[network]()
+    return {"wav2lip": Wav2Lip, "syncnet": SyncNetColor, "disc": Wav2LipDiscQual,
+            "syncnet_v2": SyncNetV2}[network]()
 
 
 def expected_shapes(network: str) -> Dict[str, Shape]:
@@ -252,6 +275,7 @@ def convert_checkpoint(source: "str | os.PathLike[str]",
         network = detected
     logger.info("%s: %d tensors for %s (detected: %s), %d num_batches_tracked dropped",
                 source, len(params), network, detected, dropped)
+    params = transpose_linear_weights(params, network)
 
     verify_state_dict(params, network, source, detected)
     _save_atomically(params, output)
