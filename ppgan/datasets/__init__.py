@@ -1,1 +1,2 @@
 from .builder import DATASETS, build_dataloader, build_dataset
+from .wav2lip_dataset import Wav2LipDataset
