@@ -113,7 +113,10 @@ def run(args: argparse.Namespace) -> int:
     videos = _videos(args, bench)
     scorer = LipSyncScorer(load_syncnet_v2(args.syncnet_path), args.vshift, args.batch_size,
                            args.decode, args.tmp_dir)
-    rows, skipped = bench.score_videos(videos, _score_fn(args, scorer, bench))
+    # A single video is scored strictly (its problem is the error); many are skipped past.
+    single = args.input is not None and os.path.isfile(args.input)
+    skip_errors = () if single else bench.VIDEO_ERRORS
+    rows, skipped = bench.score_videos(videos, _score_fn(args, scorer, bench), skip_errors)
     bench.write_csv(rows, args.output)
     if not rows:
         print(f"{PROG}: error: none of the {len(videos)} video(s) could be scored "

@@ -89,6 +89,8 @@ def score_videos(videos: Iterable[str], score_fn: ScoreFn,
             results = score_fn(video)
         except tuple(skip_errors) as err:  # one bad video must not end a 14k-video run
             reason = " ".join(str(err).split()) or type(err).__name__
+            if reason.startswith(f"{video}: "):  # our messages name the file; don't repeat it
+                reason = reason[len(video) + 2:]
             logger.warning("skipped %s: %s", video, reason)
             skipped.append((video, reason))
             continue
