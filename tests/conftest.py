@@ -1,3 +1,4 @@
+import os
 import warnings
 
 import pytest
@@ -6,6 +7,12 @@ import pytest
 warnings.filterwarnings("ignore", message="No ccache found")
 
 import paddle  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Downloads and exported models go to a temporary cache, never the user's ~/.cache/ppgan."""
+    os.environ["PPGAN_HOME"] = str(tmp_path_factory.mktemp("ppgan_home"))
 
 
 @pytest.fixture(scope="session", autouse=True)

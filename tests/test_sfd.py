@@ -235,9 +235,12 @@ def test_decode_and_nms_equal_naive_loop():
 
 
 # ---------------------------------------------------------------- the detector
-def test_detector_on_random_weights(random_weights_file):
-    detector = build_detector("sfd", random_weights_file)
+@pytest.mark.parametrize("engine", ["static", "eager"])
+def test_detector_on_random_weights(random_weights_file, engine):
+    # Static (Paddle Inference) must give the eager network's detections, computed below.
+    detector = build_detector("sfd", random_weights_file, engine=engine)
     assert isinstance(detector, SFDDetector)
+    assert (detector._static is not None) == (engine == "static")
     frames = np.random.default_rng(4).integers(0, 256, (2, 96, 128, 3), dtype=np.uint8)
     results = detector.detect_batch(frames)
     assert len(results) == 2 and sum(len(boxes) for boxes in results) > 0

@@ -1,4 +1,5 @@
-"""Export the Wav2Lip generator as a static inference model and run it with Paddle Inference.
+"""Export networks (the Wav2Lip generator, S3FD) as static inference models; run them with
+Paddle Inference.
 
 Eager (dygraph) Paddle runs the generator at about 1.5 frames/s on a 2-core CPU; the same network
 saved with `paddle.jit.save` and run through `paddle.inference` with IR optimisation (which folds
@@ -8,11 +9,14 @@ Paddle 3.x writes the program in the PIR format (`<prefix>.json`); Paddle 2.x, o
 `FLAGS_enable_pir_api=0`, writes the legacy `<prefix>.pdmodel`. Both keep the weights in
 `<prefix>.pdiparams`, and `create_inference_predictor` accepts either layout.
 """
+import hashlib
 import logging
 import os
 import re
+import shutil
+import tempfile
 import warnings
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import paddle
@@ -32,8 +36,8 @@ PARAMS_SUFFIX = ".pdiparams"
 _SAVED_SUFFIXES = (PIR_PROGRAM_SUFFIX, LEGACY_PROGRAM_SUFFIX, PARAMS_SUFFIX, ".pdiparams.info")
 
 
-def export_generator(net: nn.Layer, path_prefix: str) -> List[str]:
-    """Trace `net` (a Wav2Lip generator) in eval mode and save it for Paddle Inference.
+def export_layer(net: nn.Layer, path_prefix: str, input_spec: Sequence[InputSpec]) -> List[str]:
+    """Trace `net` in eval mode with `input_spec` and save it for Paddle Inference.
 
     Returns the paths written, e.g. [`<prefix>.json`, `<prefix>.pdiparams`] with Paddle 3.x.
     `net` is left as it was: its training flag is restored and its `forward` stays eager.
@@ -41,11 +45,9 @@ def export_generator(net: nn.Layer, path_prefix: str) -> List[str]:
     os.makedirs(os.path.dirname(os.path.abspath(path_prefix)), exist_ok=True)
     before = _file_stamps(path_prefix)
     was_training = net.training
-    # jit.save marks BatchNorm is_test by itself (3.3.1), but Python-level `self.training`
-    # branches are traced as they are: tracing in eval mode is what makes the graph inference's.
-    net.eval()
+    net.eval()  # BatchNorm must use its running statistics in the saved graph.
     try:
-        _trace_and_save(net, path_prefix)
+        _trace_and_save(net, path_prefix, input_spec)
     finally:
         if was_training:
             net.train()
@@ -54,16 +56,20 @@ def export_generator(net: nn.Layer, path_prefix: str) -> List[str]:
     if not any(path.endswith((PIR_PROGRAM_SUFFIX, LEGACY_PROGRAM_SUFFIX)) for path in written):
         raise RuntimeError(f"paddle.jit.save wrote no program file for prefix '{path_prefix}'")
     _warn_about_stale_program(path_prefix, written)
-    logger.info("exported generator to %s", ", ".join(written))
+    logger.info("exported %s to %s", type(net).__name__, ", ".join(written))
     return written
 
 
-def _trace_and_save(net: nn.Layer, path_prefix: str) -> None:
+def export_generator(net: nn.Layer, path_prefix: str) -> List[str]:
+    """Export a Wav2Lip generator with inputs `audio` (B,1,80,16) and `face` (B,6,96,96)."""
+    return export_layer(net, path_prefix, [AUDIO_SPEC, FACE_SPEC])
+
+
+def _trace_and_save(net: nn.Layer, path_prefix: str, input_spec: Sequence[InputSpec]) -> None:
     # Converting the bound method rather than the Layer keeps `net.forward` eager afterwards
     # (`to_static(layer)` replaces `layer.forward` in place); jit.save still takes the weights
     # from the method's Layer.
-    static_forward = paddle.jit.to_static(
-        net.forward, input_spec=[AUDIO_SPEC, FACE_SPEC], full_graph=True)
+    static_forward = paddle.jit.to_static(net.forward, input_spec=list(input_spec), full_graph=True)
     with warnings.catch_warnings():
         # jit.save warns that it is saving a function; that is intended here.
         warnings.filterwarnings("ignore", message=re.escape("What you save is a function"))
@@ -134,16 +140,8 @@ class StaticGenerator:
         return self._output.copy_to_cpu()
 
 
-def create_inference_predictor(path_prefix: str, device: str = "cpu", cpu_threads: int = 0,
-                               use_onednn: bool = True, gpu_memory_mb: int = 500,
-                               memory_optim: bool = True, quiet: bool = True) -> StaticGenerator:
-    """Load the model saved at `path_prefix` into a Paddle Inference predictor.
-
-    device: "cpu", "gpu" or "gpu:N" (GPU only if this Paddle build has CUDA, else CPU).
-    cpu_threads: math library threads on CPU; 0 means all cores.
-    use_onednn: use oneDNN kernels and fusion passes on CPU.
-    quiet: silence the per-pass glog lines Paddle Inference prints while optimising.
-    """
+def _create_predictor(path_prefix: str, device: str, cpu_threads: int, use_onednn: bool,
+                      gpu_memory_mb: int, memory_optim: bool, quiet: bool) -> paddle.inference.Predictor:
     program, params = find_model_files(path_prefix)
     config = paddle.inference.Config(program, params)
     config.switch_ir_optim(True)
@@ -156,7 +154,82 @@ def create_inference_predictor(path_prefix: str, device: str = "cpu", cpu_thread
     if quiet:
         config.disable_glog_info()
     logger.info("loading %s on %s", program, "gpu:%d" % gpu_id if gpu_id is not None else "cpu")
-    return StaticGenerator(paddle.inference.create_predictor(config), path_prefix)
+    return paddle.inference.create_predictor(config)
+
+
+def create_inference_predictor(path_prefix: str, device: str = "cpu", cpu_threads: int = 0,
+                               use_onednn: bool = True, gpu_memory_mb: int = 500,
+                               memory_optim: bool = True, quiet: bool = True) -> StaticGenerator:
+    """Load the generator saved at `path_prefix` into a Paddle Inference predictor.
+
+    device: "cpu", "gpu" or "gpu:N" (GPU only if this Paddle build has CUDA, else CPU).
+    cpu_threads: math library threads on CPU; 0 means all cores.
+    use_onednn: use oneDNN kernels and fusion passes on CPU.
+    quiet: silence the per-pass glog lines Paddle Inference prints while optimising.
+    """
+    predictor = _create_predictor(path_prefix, device, cpu_threads, use_onednn, gpu_memory_mb,
+                                  memory_optim, quiet)
+    return StaticGenerator(predictor, path_prefix)
+
+
+class StaticModel:
+    """Any exported model: called with NumPy arrays in input order, returns every output."""
+
+    def __init__(self, path_prefix: str, device: str = "cpu", cpu_threads: int = 0,
+                 use_onednn: bool = True):
+        self.path_prefix = path_prefix
+        self._predictor = _create_predictor(path_prefix, device, cpu_threads, use_onednn,
+                                            gpu_memory_mb=500, memory_optim=True, quiet=True)
+        self._inputs = [self._predictor.get_input_handle(n) for n in self._predictor.get_input_names()]
+        self._outputs = [self._predictor.get_output_handle(n) for n in self._predictor.get_output_names()]
+
+    def __call__(self, *arrays: np.ndarray) -> List[np.ndarray]:
+        for handle, array in zip(self._inputs, arrays):
+            handle.reshape(list(array.shape))
+            handle.copy_from_cpu(np.ascontiguousarray(array, dtype=np.float32))
+        self._predictor.run()
+        return [handle.copy_to_cpu() for handle in self._outputs]
+
+
+def _file_digest(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def cached_export(net: nn.Layer, weights_path: str, name: str,
+                  input_spec: Sequence[InputSpec]) -> str:
+    """The prefix of a static model of `net` (holding `weights_path`), exported on first use.
+
+    Cached under WEIGHTS_HOME/static, keyed by the weights file's content and the Paddle
+    version, so each weights file is traced once per machine.
+    """
+    from .download import get_weights_home  # late: download is not needed to run a model
+
+    folder = os.path.join(get_weights_home(), "static",
+                          f"{name}-{_file_digest(weights_path)}-paddle{paddle.__version__}")
+    prefix = os.path.join(folder, name)
+    try:
+        find_model_files(prefix)
+        return prefix
+    except FileNotFoundError:
+        pass
+    logger.info("exporting %s for Paddle Inference (once per weights file)", name)
+    # Export beside the final folder and rename it into place: a concurrent run or an
+    # interrupted export never leaves a half-written model where the cache looks.
+    os.makedirs(os.path.dirname(folder), exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".export-", dir=os.path.dirname(folder))
+    try:
+        export_layer(net, os.path.join(staging, name), input_spec)
+        os.rename(staging, folder)
+    except OSError:
+        if not os.path.isdir(folder):  # a concurrent export that won the race is fine
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return prefix
 
 
 def _set_memory_optim(config: paddle.inference.Config, program: str, memory_optim: bool) -> None:

@@ -82,7 +82,8 @@ class S3FD(nn.Layer):
         """Runs the VGG trunk, returning the ReLU output of every layer a head reads."""
         wanted = {feature for _, feature, _, _ in HEADS}
         features = {}
-        for name, *_ in TRUNK:
+        for spec in TRUNK:  # not `for name, *_ in`: paddle.jit.to_static cannot convert that
+            name = spec[0]
             x = F.relu(getattr(self, name)(x))
             if name in wanted:
                 features[name] = x
@@ -92,11 +93,13 @@ class S3FD(nn.Layer):
 
     def forward(self, x: paddle.Tensor) -> List[paddle.Tensor]:
         features = self._trunk(x)
-        for name, _, _ in NORMS:
+        for spec in NORMS:
+            name = spec[0]
             source = name[: -len("_norm")]
             features[source] = getattr(self, name)(features[source])
         outputs: List[paddle.Tensor] = []
-        for prefix, feature, _, conf_out in HEADS:
+        for spec in HEADS:
+            prefix, feature, conf_out = spec[0], spec[1], spec[3]
             conf = getattr(self, f"{prefix}_mbox_conf")(features[feature])
             if conf_out == 4:
                 conf = max_out_background(conf)

@@ -6,7 +6,10 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
+from paddle.static import InputSpec
+
 from .....utils.download import resolve_weights
+from .....utils.static_graph import StaticModel, cached_export
 from .....utils.weights import load_weights
 from ..core import FaceDetector
 from .bbox import detections_from_heads
@@ -18,6 +21,7 @@ S3FD_URL = "https://paddlegan.bj.bcebos.com/models/s3fd_paddle.pdparams"
 # Caffe's BGR channel means, subtracted from RGB frames: a quirk of the reference kept on purpose,
 # since the released weights were used (and Wav2Lip's results obtained) that way.
 PIXEL_MEAN = np.array([104, 117, 123], dtype=np.float32)
+IMAGE_SPEC = InputSpec([None, 3, None, None], "float32", "image")  # any batch, any frame size
 
 
 class SFDDetector(FaceDetector):
@@ -26,10 +30,12 @@ class SFDDetector(FaceDetector):
     path_to_detector: a local `.pdparams`, an http(s) URL, or None for PaddleGAN's released
     weights (downloaded once into the ppgan cache). device: "cpu", "gpu", "gpu:N"; Paddle places
     tensors on one global device, so it is set with `paddle.set_device` when given.
+    engine: "static" runs an exported copy through Paddle Inference (about 3 times faster on a
+    CPU; exported once per weights file); "eager" runs the network in dygraph, the reference.
     """
 
     def __init__(self, path_to_detector: Optional[str] = None, device: Optional[str] = None,
-                 **kwargs):
+                 engine: str = "static", **kwargs):
         if kwargs:  # FaceAlignment passes options meant for other detectors too
             logger.debug("SFDDetector ignores options %s", sorted(kwargs))
         if device is not None:
@@ -39,6 +45,10 @@ class SFDDetector(FaceDetector):
         load_weights(self.net, weights)
         self.net.eval()
         logger.info("S3FD weights loaded from %s", weights)
+        self._static = None
+        if engine == "static":
+            prefix = cached_export(self.net, weights, "s3fd", [IMAGE_SPEC])
+            self._static = StaticModel(prefix, device=device or paddle.get_device())
 
     def detect_batch(self, images: np.ndarray) -> List[np.ndarray]:
         images = _check_frames(images)
@@ -48,11 +58,19 @@ class SFDDetector(FaceDetector):
 
     def _head_outputs(self, images: np.ndarray) -> List[np.ndarray]:
         """The 12 head maps as NumPy, conf maps softmaxed: copied off the device once each."""
-        batch = (images.astype(np.float32) - PIXEL_MEAN).transpose(0, 3, 1, 2)
+        batch = np.ascontiguousarray((images.astype(np.float32) - PIXEL_MEAN).transpose(0, 3, 1, 2))
+        if self._static is not None:
+            outputs = self._static(batch)
+            return [_softmax(o) if i % 2 == 0 else o for i, o in enumerate(outputs)]
         with paddle.no_grad():
-            outputs = self.net(paddle.to_tensor(np.ascontiguousarray(batch)))
+            outputs = self.net(paddle.to_tensor(batch))
             outputs = [F.softmax(o, axis=1) if i % 2 == 0 else o for i, o in enumerate(outputs)]
             return [o.numpy() for o in outputs]
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return exp / exp.sum(axis=1, keepdims=True)
 
 
 def _check_frames(images: np.ndarray) -> np.ndarray:
