@@ -17,11 +17,11 @@ import numpy as np
 import paddle
 from paddle import nn
 
-from ..utils.weights import WeightsError
+from ..utils.weights import WeightsError, describe_mismatches, identify_network, parameter_shapes
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SyncNetV2", "SYNCNET_V2_URL", "is_syncnet_v2_state_dict", "load_syncnet_v2"]
+__all__ = ["SyncNetV2", "SYNCNET_V2_URL", "load_syncnet_v2"]
 
 # No Paddle release of these weights exists; `--syncnet_path` must name a local file.
 SYNCNET_V2_URL = None
@@ -92,12 +92,6 @@ class SyncNetV2(nn.Layer):
         return self.forward_lip(lips), self.forward_aud(audio)
 
 
-def is_syncnet_v2_state_dict(names) -> bool:
-    names = list(names)
-    return (any(n.startswith("netcnnaud.") for n in names)
-            and any(n.startswith("netcnnlip.") for n in names))
-
-
 def _read_weights(path: str) -> Mapping[str, Any]:
     """A Paddle ``.pdparams``, or the original PyTorch file converted in memory (no torch)."""
     from ..utils.convert import (ConversionError, extract_state_dict, to_paddle_state_dict,
@@ -125,18 +119,15 @@ def _read_weights(path: str) -> Mapping[str, Any]:
 
 
 def _check_fits(net: SyncNetV2, state: Mapping[str, Any], path: str) -> Dict[str, np.ndarray]:
-    if not is_syncnet_v2_state_dict(state):
+    if identify_network(state) != "SyncNetV2":
         raise WeightsError(f"{path} does not hold syncnet_python SyncNet weights (no netcnnaud./"
                            f"netcnnlip. keys; Wav2Lip's lipsync_expert is a different net); "
                            f"{CONVERT_HINT}")
-    expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
     arrays = {k: np.asarray(v.numpy() if isinstance(v, paddle.Tensor) else v) for k, v in state.items()}
-    missing = sorted(set(expected) - set(arrays))
-    misshaped = sorted(k for k in expected if k in arrays and arrays[k].shape != expected[k])
-    if missing or misshaped:
-        shown = (missing + misshaped)[:3]
-        raise WeightsError(f"{path} does not fit SyncNetV2: {len(missing)} missing, "
-                           f"{len(misshaped)} mis-shaped ({', '.join(shown)})")
+    expected = parameter_shapes(net)
+    problems = [p for p in describe_mismatches(arrays, expected) if "unexpected" not in p]
+    if problems:
+        raise WeightsError(f"{path} does not fit SyncNetV2: {'; '.join(problems)}")
     return {k: arrays[k].astype(np.float32) for k in expected}
 
 

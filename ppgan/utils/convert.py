@@ -115,50 +115,17 @@ def transpose_linear_weights(params: Mapping[str, np.ndarray], network: str
             for name, value in params.items()}
 
 
+# Our names for the networks (the CLI's --net choices) -> their Paddle class names.
+NETWORK_CLASSES = {"wav2lip": "Wav2Lip", "syncnet": "SyncNetColor", "disc": "Wav2LipDiscQual",
+                   "s3fd": "S3FD", "syncnet_v2": "SyncNetV2"}
+
+
 def detect_network(names: Iterable[str]) -> Optional[str]:
     """Guesses the network from its (Paddle-style) parameter names; None when unrecognisable."""
-    names = list(names)
+    from .weights import identify_network
 
-    def has_prefix(prefix: str) -> bool:
-        return any(n.startswith(prefix) for n in names)
-
-    if "conv1_1.weight" in names and "fc7.weight" in names:
-        return "s3fd"
-    if has_prefix("netcnnaud.") and has_prefix("netcnnlip."):
-        return "syncnet_v2"
-    if has_prefix("face_decoder_blocks.") and has_prefix("audio_encoder."):
-        return "wav2lip"
-    if has_prefix("face_encoder.") and has_prefix("audio_encoder."):
-        return "syncnet"
-    if has_prefix("face_encoder_blocks.") and has_prefix("binary_pred."):
-        return "disc"
-    return None
-
-
-def _s3fd_shapes() -> Dict[str, Shape]:
-    # (name, in, out, kernel) of every conv in the face_alignment S3FD net, which RW and PG share.
-    convs = [
-        ("conv1_1", 3, 64, 3), ("conv1_2", 64, 64, 3),
-        ("conv2_1", 64, 128, 3), ("conv2_2", 128, 128, 3),
-        ("conv3_1", 128, 256, 3), ("conv3_2", 256, 256, 3), ("conv3_3", 256, 256, 3),
-        ("conv4_1", 256, 512, 3), ("conv4_2", 512, 512, 3), ("conv4_3", 512, 512, 3),
-        ("conv5_1", 512, 512, 3), ("conv5_2", 512, 512, 3), ("conv5_3", 512, 512, 3),
-        ("fc6", 512, 1024, 3), ("fc7", 1024, 1024, 1),
-        ("conv6_1", 1024, 256, 1), ("conv6_2", 256, 512, 3),
-        ("conv7_1", 512, 128, 1), ("conv7_2", 128, 256, 3),
-    ]
-    # Detection heads: the conv3_3 confidence head has 4 outputs (max-out background), others 2.
-    for source, channels in [("conv3_3_norm", 256), ("conv4_3_norm", 512), ("conv5_3_norm", 512),
-                             ("fc7", 1024), ("conv6_2", 512), ("conv7_2", 256)]:
-        convs.append((f"{source}_mbox_conf", channels, 4 if source == "conv3_3_norm" else 2, 3))
-        convs.append((f"{source}_mbox_loc", channels, 4, 3))
-    shapes: Dict[str, Shape] = {}
-    for name, cin, cout, k in convs:
-        shapes[f"{name}.weight"] = (cout, cin, k, k)
-        shapes[f"{name}.bias"] = (cout,)
-    for name, channels in [("conv3_3_norm", 256), ("conv4_3_norm", 512), ("conv5_3_norm", 512)]:
-        shapes[f"{name}.weight"] = (channels,)  # L2Norm scale
-    return shapes
+    found = identify_network(dict.fromkeys(names))
+    return next((net for net, cls in NETWORK_CLASSES.items() if cls == found), None)
 
 
 def _check_network_name(network: str) -> None:
@@ -168,44 +135,19 @@ def _check_network_name(network: str) -> None:
 
 def _build_paddle_net(network: str) -> Any:
     # Imported here so that reading and checking a checkpoint never pays for importing Paddle.
+    from ..faceutils.face_detection.detection.sfd.net_s3fd import S3FD
     from ..metrics.syncnet_eval import SyncNetV2
     from ..models import SyncNetColor, Wav2Lip, Wav2LipDiscQual
-    return {"wav2lip": Wav2Lip, "syncnet": SyncNetColor, "disc": Wav2LipDiscQual,
+    return {"wav2lip": Wav2Lip, "syncnet": SyncNetColor, "disc": Wav2LipDiscQual, "s3fd": S3FD,
             "syncnet_v2": SyncNetV2}[network]()
 
 
 def expected_shapes(network: str) -> Dict[str, Shape]:
     """Parameter names and shapes of our Paddle implementation of ``network``."""
     _check_network_name(network)
-    if network == "s3fd":  # the Paddle S3FD net is not written yet: use the known layout
-        return _s3fd_shapes()
-    return _shapes_of(_build_paddle_net(network))
+    from .weights import parameter_shapes
 
-
-def _shapes_of(net: Any) -> Dict[str, Shape]:
-    return {name: tuple(p.shape) for name, p in net.state_dict().items()}
-
-
-def _examples(names: "set[str]") -> str:
-    shown = sorted(names)[:3]
-    return ", ".join(shown) + (", ..." if len(names) > len(shown) else "")
-
-
-def _compare(params: Mapping[str, np.ndarray], expected: Mapping[str, Shape]) -> List[str]:
-    """Human-readable differences between converted weights and a net's parameters."""
-    missing = set(expected) - set(params)
-    unexpected = set(params) - set(expected)
-    misshaped = {n for n in set(expected) & set(params) if tuple(params[n].shape) != expected[n]}
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing ({_examples(missing)})")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected ({_examples(unexpected)})")
-    if misshaped:
-        name = sorted(misshaped)[0]
-        problems.append(f"{len(misshaped)} with the wrong shape (e.g. {name}: "
-                        f"{tuple(params[name].shape)} vs {expected[name]})")
-    return problems
+    return {name: tuple(shape) for name, shape in parameter_shapes(_build_paddle_net(network)).items()}
 
 
 def verify_state_dict(params: Mapping[str, np.ndarray], network: str, source: str = "checkpoint",
@@ -213,22 +155,23 @@ def verify_state_dict(params: Mapping[str, np.ndarray], network: str, source: st
     """Raises ConversionError unless ``params`` fits the Paddle ``network`` exactly.
 
     Names and shapes are compared with a freshly built Paddle net, into which the weights are then
-    loaded as the final proof. S3FD has no Paddle net yet, so its known layout is used instead.
+    loaded as the final proof.
     """
     _check_network_name(network)
-    net = None if network == "s3fd" else _build_paddle_net(network)
-    problems = _compare(params, _s3fd_shapes() if net is None else _shapes_of(net))
+    from .weights import describe_mismatches, parameter_shapes
+
+    net = _build_paddle_net(network)
+    problems = describe_mismatches(params, parameter_shapes(net))
     if problems:
         hint = ""
         if detected and detected != network:
             hint = f"; its keys look like a {detected} checkpoint"
         raise ConversionError(
             f"{source}: does not match the Paddle {network} net: {'; '.join(problems)}{hint}")
-    if net is not None:
-        missing, unexpected = net.set_state_dict(dict(params))
-        if missing or unexpected:
-            raise ConversionError(f"{source}: Paddle {network} reported {len(missing)} missing "
-                                  f"and {len(unexpected)} unexpected keys")
+    missing, unexpected = net.set_state_dict(dict(params))
+    if missing or unexpected:
+        raise ConversionError(f"{source}: Paddle {network} reported {len(missing)} missing "
+                              f"and {len(unexpected)} unexpected keys")
 
 
 def _save_atomically(params: Mapping[str, np.ndarray], output: str) -> None:

@@ -6,7 +6,7 @@ dict that holds the requested network is found by its keys, so either kind loads
 """
 import os
 import pickle
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import paddle
@@ -31,8 +31,10 @@ def identify_network(state_dict: Mapping[str, Any]) -> Optional[str]:
         return "SyncNetColor"
     if has_prefix("face_encoder_blocks.") and has_prefix("binary_pred."):
         return "Wav2LipDiscQual"
-    if "conv1_1.weight" in keys and has_prefix("conv3_3_norm"):
+    if "conv1_1.weight" in keys and "fc7.weight" in keys:
         return "S3FD"
+    if has_prefix("netcnnaud.") and has_prefix("netcnnlip."):
+        return "SyncNetV2"
     if "backbone1.0.weight" in keys and has_prefix("classifier_8."):
         return "BlazeFace"
     return None
@@ -80,19 +82,24 @@ def _as_array(value: Any) -> np.ndarray:
     return value.numpy() if isinstance(value, paddle.Tensor) else np.asarray(value)
 
 
-def _mismatches(net: paddle.nn.Layer, state_dict: StateDict) -> List[str]:
-    expected = net.state_dict()
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    misshaped = [f"{key} {list(_as_array(state_dict[key]).shape)} vs {list(expected[key].shape)}"
-                 for key in expected if key in state_dict
-                 and list(_as_array(state_dict[key]).shape) != list(expected[key].shape)]
+def describe_mismatches(state_dict: Mapping[str, Any], expected: Mapping[str, Sequence[int]]) -> List[str]:
+    """What keeps `state_dict` from fitting a net whose parameter shapes are `expected`:
+    e.g. ["1 missing (a.bias)", "2 mis-shaped (b.weight [3, 1] vs [3, 2], ...)"]; [] if it fits."""
+    shapes = {key: list(_as_array(value).shape) for key, value in state_dict.items()}
+    missing = sorted(set(expected) - set(shapes))
+    unexpected = sorted(set(shapes) - set(expected))
+    misshaped = [f"{key} {shapes[key]} vs {list(expected[key])}" for key in expected
+                 if key in shapes and shapes[key] != list(expected[key])]
     problems = []
     for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
         if items:
             shown = ", ".join(items[:3]) + (", ..." if len(items) > 3 else "")
             problems.append(f"{len(items)} {label} ({shown})")
     return problems
+
+
+def parameter_shapes(net: paddle.nn.Layer) -> Dict[str, List[int]]:
+    return {key: list(value.shape) for key, value in net.state_dict().items()}
 
 
 def load_weights(net: paddle.nn.Layer, source: Union[str, Mapping[str, Any]]) -> None:
@@ -105,7 +112,7 @@ def load_weights(net: paddle.nn.Layer, source: Union[str, Mapping[str, Any]]) ->
     label = source if isinstance(source, str) else "the given state dict"
     checkpoint = _read_file(source) if isinstance(source, str) else source
     state_dict = select_state_dict(checkpoint, network, label)
-    problems = _mismatches(net, state_dict)
+    problems = describe_mismatches(state_dict, parameter_shapes(net))
     if problems:
         raise WeightsError(f"{label} does not fit {network}: " + "; ".join(problems))
     net.set_state_dict({key: _as_array(value) for key, value in state_dict.items()})
