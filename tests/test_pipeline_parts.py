@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from ppgan.apps.wav2lip_predictor import _runs, mel_window, pingpong_index
-from ppgan.faceutils.face_boxes import NoFaceError, fill_missing, pad_boxes, smooth_boxes
+from ppgan.faceutils.face_boxes import BoxDetector, NoFaceError, fill_missing, pad_boxes, smooth_boxes
 from ppgan.utils.blend import feather_mask, paste_face
 
 
@@ -77,3 +77,51 @@ def test_feathered_paste_changes_only_the_box_and_has_no_hard_edge():
     assert soft[10, 45, 0] < 110 and soft[30, 20, 0] < 110  # the border eases into the frame
     mask = feather_mask(40, 50)[..., 0]
     assert np.abs(np.diff(mask, axis=0)).max() < 0.25 and np.abs(np.diff(mask, axis=1)).max() < 0.25
+
+
+class FakeAligner:
+    """Stands in for FaceAlignment: each frame carries its index in pixel (0, 0); the box of
+    frame i is `track[i]`. Records which frames it was asked about."""
+
+    def __init__(self, track):
+        self.track = track
+        self.seen = []
+
+    def get_detections_for_batch(self, images):
+        indices = [int(image[0, 0, 0]) for image in images]
+        self.seen.extend(indices)
+        return [self.track[i] for i in indices]
+
+
+def frames_for(count):
+    for i in range(count):
+        frame = np.zeros((40, 60, 3), np.uint8)
+        frame[0, 0, 0] = i
+        yield frame
+
+
+def run_detector(track, every, batch_size=4):
+    aligner = FakeAligner(track)
+    boxes = BoxDetector(aligner, batch_size=batch_size, every=every).detect(frames_for(len(track)))
+    return boxes, aligner.seen
+
+
+def test_every_frame_is_the_reference_behaviour():
+    track = [(i, 10, i + 20, 30) for i in range(23)]
+    boxes, seen = run_detector(track, every=1)
+    assert boxes == track and seen == list(range(23))
+
+
+def test_key_frames_with_slow_motion_are_interpolated():
+    track = [(i // 2, 10, i // 2 + 40, 50) for i in range(23)]  # 2.5 px per 5 frames: < 10% of 40
+    boxes, seen = run_detector(track, every=5)
+    assert np.abs(np.array(boxes) - np.array(track)).max() <= 1  # interpolation rounds
+    assert seen == [0, 5, 10, 15, 20, 22]  # key frames, and the last frame
+
+
+def test_fast_motion_and_missing_faces_detect_the_frames_between():
+    track = [(0, 0, 40, 40)] * 6 + [(30, 0, 70, 40)] * 8 + [None] * 3 + [(30, 0, 70, 40)] * 6
+    boxes, seen = run_detector(track, every=5)
+    assert boxes == track  # the jump at frame 6 and the faceless frames 14-16 are exact
+    assert set(seen) >= set(range(6, 10)) | set(range(11, 20))
+    assert len(seen) < len(track)  # and the still stretches were not detected frame by frame

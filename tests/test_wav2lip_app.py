@@ -210,3 +210,22 @@ def test_ctrl_c_leaves_no_partial_output(media):
     assert "Traceback" not in rest
     assert not outfile.exists()
     assert not [n for n in os.listdir(media["root"]) if n.startswith(".wav2lip-")]
+
+
+def test_detection_cache_is_reused_and_invalidated(media, caplog):
+    video = str(write_video(media["root"] / "cached.mp4", moving_frames(21)[1:]))  # new content
+    args = ("--face", video, "--audio", media["audio"], "--face_detector", "mtcnn")
+
+    def reused(*extra):
+        caplog.clear()
+        with caplog.at_level("INFO"):
+            run_cli(media, *args, *extra)
+        return "reused from" in caplog.text
+
+    assert not reused()  # first run detects
+    assert reused()  # same video, same settings
+    assert not reused("--det_max_size", "300")  # another setting
+    assert not reused("--no_det_cache")
+    write_video(video, moving_frames(20)[::-1])  # the same file name, other content
+    assert not reused()
+    assert reused()

@@ -56,10 +56,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--hard_paste", action="store_true",
                         help="paste the generated face as a hard-edged box, as the original; "
                              "by default it is feathered into the frame")
-    parser.add_argument("--det_max_size", type=int, default=480,
+    parser.add_argument("--det_max_size", type=int, default=360,
                         help="detect faces on a copy whose longest side is at most this many "
                              "pixels (frames without a face there are retried at full size); "
                              "0 = full resolution, as the original")
+    parser.add_argument("--det_every", type=int, default=5,
+                        help="detect every k-th frame and interpolate the boxes between, "
+                             "detecting every frame where the face moves fast; 1 = every frame")
+    parser.add_argument("--no_det_cache", action="store_true",
+                        help="do not reuse (or store) the face boxes of earlier runs on the "
+                             "same video with the same settings")
+    parser.add_argument("--reference_detection", action="store_true",
+                        help="detect exactly as the original: every frame, full resolution, "
+                             "no cache (slow)")
     parser.add_argument("--detector_path", type=str, default=None,
                         help="local face detector weights (default: download)")
     parser.add_argument("--engine", choices=["static", "eager"], default="static",
@@ -82,7 +91,9 @@ def main(argv=None) -> int:
             resize_factor=args.resize_factor, crop=args.crop, box=args.box, rotate=args.rotate,
             nosmooth=args.nosmooth, face_detector=args.face_detector,
             face_enhancement=args.face_enhancement, strict_face=args.strict_face,
-            feather=not args.hard_paste, det_max_size=args.det_max_size, engine=args.engine,
+            feather=not args.hard_paste, det_max_size=0 if args.reference_detection else args.det_max_size,
+            det_every=1 if args.reference_detection else args.det_every,
+            det_cache=not (args.no_det_cache or args.reference_detection), engine=args.engine,
             cpu=args.cpu, detector_path=args.detector_path)
         outfile = predictor.run(args.face, args.audio, args.outfile)
     except USER_ERRORS as err:

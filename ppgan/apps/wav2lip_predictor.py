@@ -5,13 +5,15 @@ all it keeps), a second pass reads them again in batches, generates the mouths, 
 and pipes the frames to ffmpeg. Memory does not grow with the video's length.
 """
 import logging
-from typing import Iterator, List, Optional, Sequence
+import os
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
 from ..faceutils.face_boxes import BoxDetector, NoFaceError, fill_missing, pad_boxes, smooth_boxes
+from ..faceutils.detection_cache import detection_key, load_detections, save_detections
 from ..faceutils.face_detection import FaceAlignment
 from ..utils.audio import DEFAULT_MEL, AudioError, load_wav, melspectrogram
 from ..utils.blend import paste_face
@@ -41,6 +43,14 @@ def mel_window(mel: np.ndarray, frame: int, fps: float) -> np.ndarray:
     return mel[:, start:start + MEL_STEP_SIZE]
 
 
+def _file_identity(path: Optional[str]) -> Optional[list]:
+    """Path, size and modification time: enough to notice other detector weights."""
+    if not path or not os.path.isfile(path):
+        return path
+    stat = os.stat(path)
+    return [os.path.abspath(path), stat.st_size, stat.st_mtime_ns]
+
+
 def _runs(indices: Sequence[int]) -> Iterator[List[int]]:
     """Split source indices into runs of consecutive frames (ascending or descending)."""
     run = [indices[0]]
@@ -60,8 +70,11 @@ class Wav2LipPredictor:
     Extra arguments: `strict_face` (a frame without a face is an error, as in the references;
     by default such frames take the nearest detected box), `feather` (blend the mouth in
     softly; False: the references' hard paste), `det_max_size` (detect on a copy whose longest
-    side is at most this; 0: full resolution, as the references), `engine` ("static": Paddle
-    Inference, "eager": dygraph), `detector_path` (local detector weights), `cpu_threads`.
+    side is at most this; 0: full resolution, as the references), `det_every` (detect every k-th
+    frame and interpolate between, re-detecting where the face moved; 1: every frame),
+    `det_cache` (reuse the detections of an earlier run on the same video and settings),
+    `engine` ("static": Paddle Inference, "eager": dygraph), `detector_path` (local detector
+    weights), `cpu_threads`.
     """
 
     def __init__(self, checkpoint_path: Optional[str] = None, static: bool = False, fps: float = 25.0,
@@ -70,7 +83,8 @@ class Wav2LipPredictor:
                  crop: Sequence[int] = (0, -1, 0, -1), box: Sequence[int] = (-1, -1, -1, -1),
                  rotate: bool = False, nosmooth: bool = False, face_detector: str = "sfd",
                  face_enhancement: bool = False, strict_face: bool = False, feather: bool = True,
-                 det_max_size: int = 480, engine: str = "static", cpu: bool = False,
+                 det_max_size: int = 360, det_every: int = 5, det_cache: bool = True,
+                 engine: str = "static", cpu: bool = False,
                  detector_path: Optional[str] = None, cpu_threads: int = 0):
         if face_enhancement:
             raise InputError("--face_enhancement needs the GPEN face-restoration network, which "
@@ -89,6 +103,8 @@ class Wav2LipPredictor:
         self.strict_face = strict_face
         self.feather = feather
         self.det_max_size = det_max_size
+        self.det_every = det_every
+        self.det_cache = det_cache
         self.engine = engine
         self.device = default_device(cpu)
         self.cpu_threads = cpu_threads
@@ -114,12 +130,7 @@ class Wav2LipPredictor:
         if self.box[0] != -1:
             found = sum(1 for _ in source.frames(0, count)) if count > 1 else 1
             return np.tile(self.box, (found, 1))
-        detector = BoxDetector(
-            FaceAlignment(face_detector=self.face_detector, path_to_detector=self.detector_path),
-            self.face_det_batch_size, self.det_max_size)
-        frames = tqdm(source.frames(0, count), total=count, desc="face detection", unit="frame",
-                      disable=count < 2)
-        detections = detector.detect(frames)
+        detections = self._raw_detections(source, count)
         missing = [i for i, b in enumerate(detections) if b is None]
         if missing and self.strict_face:
             raise NoFaceError(f"no face in frame {missing[0]} of {source.path} "
@@ -128,6 +139,24 @@ class Wav2LipPredictor:
         boxes = boxes.astype(np.int64) if self.nosmooth else smooth_boxes(boxes)
         x1, y1, x2, y2 = boxes.T
         return np.stack([y1, y2, x1, x2], axis=1)
+
+    def _raw_detections(self, source: FrameSource, count: int) -> List[Optional[Tuple[int, ...]]]:
+        settings = dict(detector=self.face_detector, weights=_file_identity(self.detector_path),
+                        max_size=self.det_max_size, every=self.det_every, frames=count,
+                        transform=self.transform)
+        key = detection_key(source.path, settings) if self.det_cache else None
+        cached = load_detections(key) if key else None
+        if cached is not None:
+            return cached
+        detector = BoxDetector(
+            FaceAlignment(face_detector=self.face_detector, path_to_detector=self.detector_path),
+            self.face_det_batch_size, self.det_max_size, self.det_every)
+        frames = tqdm(source.frames(0, count), total=count, desc="face detection", unit="frame",
+                      disable=count < 2)
+        detections = detector.detect(frames)
+        if key:
+            save_detections(key, detections)
+        return detections
 
     # ---- generation ---------------------------------------------------------------------
     def _generator_fn(self):

@@ -21,69 +21,121 @@ def _is_out_of_memory(err: Exception) -> bool:
     return isinstance(err, MemoryError) or "memory" in str(err).lower()
 
 
+def _moved(a: Optional[Box], b: Optional[Box], tolerance: float) -> bool:
+    """Whether two boxes differ by more than `tolerance` of the face's size (or one is missing)."""
+    if a is None or b is None:
+        return True
+    size = max(a[2] - a[0], a[3] - a[1], b[2] - b[0], b[3] - b[1], 1)
+    return max(abs(p - q) for p, q in zip(a, b)) > tolerance * size
+
+
+def _interpolate(a: Box, b: Box, steps: int) -> List[Box]:
+    """The `steps - 1` boxes strictly between a and b, linearly."""
+    return [tuple(int(round(p + (q - p) * k / steps)) for p, q in zip(a, b)) for k in range(1, steps)]
+
+
 class BoxDetector:
-    """Runs a face detector over frames in batches, on downscaled copies when that is enough.
+    """Runs a face detector over a stream of frames in batches, as cheaply as the video allows.
 
     `max_size` bounds the longest side of the copy the detector sees (0: full resolution, as the
-    references). A frame whose copy shows no face is detected again at full resolution, so
-    downscaling only ever costs a second look, never a missed face.
+    references); a key frame whose copy shows no face is detected again at full resolution.
+    `every`: detect every k-th frame only (key frames) and interpolate the boxes between two key
+    frames, unless the face moved more than `motion_tolerance` of its size between them (or one
+    has no face): then the frames between are detected too. every=1 detects every frame, as the
+    references. Holds at most `batch_size` full frames and their small copies.
     """
 
-    def __init__(self, detector: FaceAlignment, batch_size: int = 16, max_size: int = 0):
+    def __init__(self, detector: FaceAlignment, batch_size: int = 16, max_size: int = 0,
+                 every: int = 1, motion_tolerance: float = 0.1):
         self.detector = detector
         self.batch_size = max(1, batch_size)
         self.max_size = max_size
+        self.every = max(1, every)
+        self.motion_tolerance = motion_tolerance
 
     def _scale(self, frame: np.ndarray) -> float:
         longest = max(frame.shape[:2])
         return 1.0 if self.max_size <= 0 or longest <= self.max_size else self.max_size / longest
 
+    def _shrink(self, frame: np.ndarray) -> np.ndarray:
+        scale = self._scale(frame)
+        if scale == 1.0:
+            return frame
+        height, width = frame.shape[:2]
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+
     def _detect(self, frames: List[np.ndarray], scale: float) -> List[Optional[Box]]:
-        if scale != 1.0:
-            height, width = frames[0].shape[:2]
-            size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            frames = [cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames]
         boxes = self.detector.get_detections_for_batch(np.stack(frames))
         return [None if b is None else tuple(int(round(v / scale)) for v in b) for b in boxes]
 
-    def _detect_batch(self, frames: List[np.ndarray]) -> List[Optional[Box]]:
-        scale = self._scale(frames[0])
-        boxes = self._detect(frames, scale)
-        retry = [i for i, b in enumerate(boxes) if b is None]
-        if scale != 1.0 and retry:
-            for i, box in zip(retry, self._detect([frames[i] for i in retry], 1.0)):
-                boxes[i] = box
-        return boxes
-
-    def _detect_with_backoff(self, frames: List[np.ndarray]) -> List[Optional[Box]]:
-        """Detect in sub-batches, halving their size whenever the device runs out of memory."""
+    def _with_backoff(self, detect, items: list) -> List[Optional[Box]]:
+        """`detect` over `items` in sub-batches, halving them whenever the device runs out of memory."""
         results: List[Optional[Box]] = []
-        while len(results) < len(frames):
-            chunk = frames[len(results):len(results) + self.batch_size]
+        while len(results) < len(items):
+            chunk = items[len(results):len(results) + self.batch_size]
             try:
-                results.extend(self._detect_batch(chunk))
+                results.extend(detect(chunk))
             except (MemoryError, RuntimeError) as err:
-                if not _is_out_of_memory(err) or self.batch_size == 1:
-                    if _is_out_of_memory(err):
-                        raise NoFaceError("a single frame is too big for face detection on this "
-                                          "device: use --resize_factor") from None
+                if not _is_out_of_memory(err):
                     raise
+                if self.batch_size == 1:
+                    raise NoFaceError("a single frame is too big for face detection on this "
+                                      "device: use --resize_factor") from None
                 self.batch_size //= 2
                 logger.warning("face detection ran out of memory; batch size now %d", self.batch_size)
         return results
 
-    def detect(self, frames: Iterable[np.ndarray]) -> List[Optional[Box]]:
-        """Boxes (x1, y1, x2, y2) or None for every frame; holds at most one batch of frames."""
-        boxes: List[Optional[Box]] = []
-        batch: List[np.ndarray] = []
-        for frame in frames:
-            batch.append(frame)
-            if len(batch) == self.batch_size:
-                boxes.extend(self._detect_with_backoff(batch))
-                batch = []
-        if batch:
-            boxes.extend(self._detect_with_backoff(batch))
+    def _detect_small(self, smalls: List[np.ndarray], scale: float) -> List[Optional[Box]]:
+        return self._with_backoff(lambda chunk: self._detect(chunk, scale), smalls)
+
+    def _detect_keys(self, keys: List[Tuple[np.ndarray, np.ndarray]], scale: float) -> List[Optional[Box]]:
+        """Boxes of (full, small) key frames: on the small copies, misses again at full size."""
+        boxes = self._detect_small([small for _, small in keys], scale)
+        retry = [i for i, box in enumerate(boxes) if box is None]
+        if scale != 1.0 and retry:
+            full = self._with_backoff(lambda chunk: self._detect(chunk, 1.0), [keys[i][0] for i in retry])
+            for i, box in zip(retry, full):
+                boxes[i] = box
         return boxes
+
+    def detect(self, frames: Iterable[np.ndarray]) -> List[Optional[Box]]:
+        """Boxes (x1, y1, x2, y2), or None where no face was found, for every frame."""
+        boxes: List[Optional[Box]] = []
+        anchor: Optional[Box] = None  # the last key frame's box
+        queue = []  # key frames awaiting detection: (full, small, smalls of the frames before it)
+        between: List[np.ndarray] = []
+        scale, last = 1.0, None
+        for index, frame in enumerate(frames):
+            scale = self._scale(frame)
+            small = self._shrink(frame)
+            if index % self.every:
+                between.append(small)
+                last = (frame, small)
+                continue
+            queue.append((frame, small, between))
+            between, last = [], None
+            if len(queue) == self.batch_size:
+                anchor = self._resolve(queue, anchor, scale, boxes)
+                queue = []
+        if last is not None:  # the video ends between key frames: its last frame is one too
+            queue.append((last[0], last[1], between[:-1]))
+        if queue:
+            self._resolve(queue, anchor, scale, boxes)
+        return boxes
+
+    def _resolve(self, queue, anchor: Optional[Box], scale: float, out: List[Optional[Box]]) -> Optional[Box]:
+        """Detect the queued key frames, settle the frames between them, append all to `out`."""
+        keys = self._detect_keys([(full, small) for full, small, _ in queue], scale)
+        for (_, _, between), key in zip(queue, keys):
+            if between:
+                if _moved(anchor, key, self.motion_tolerance):
+                    out.extend(self._detect_small(between, scale))
+                else:
+                    out.extend(_interpolate(anchor, key, len(between) + 1))
+            out.append(key)
+            anchor = key
+        return anchor
 
 
 def fill_missing(boxes: Sequence[Optional[Box]], source: str = "the video") -> np.ndarray:

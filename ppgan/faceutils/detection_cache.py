@@ -1,0 +1,62 @@
+"""A disk cache of per-frame face detections, so a video is detected once, not once per run.
+
+Dubbing one clip into ten languages runs the pipeline ten times on the same frames. The key is
+the video file's content plus every setting that changes the detections, so editing the video
+or changing a setting misses the cache instead of returning stale boxes.
+"""
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from typing import Any, List, Mapping, Optional, Tuple
+
+import numpy as np
+
+from ..utils.download import get_weights_home
+
+logger = logging.getLogger(__name__)
+
+Box = Tuple[int, int, int, int]
+FORMAT_VERSION = 1  # bump when the detection code changes what it returns
+
+
+def detection_key(video_path: str, settings: Mapping[str, Any]) -> str:
+    digest = hashlib.sha256()
+    with open(video_path, "rb") as video:
+        for block in iter(lambda: video.read(1 << 20), b""):
+            digest.update(block)
+    digest.update(json.dumps({"version": FORMAT_VERSION, **settings}, sort_keys=True).encode())
+    return digest.hexdigest()[:32]
+
+
+def _path(key: str) -> str:
+    return os.path.join(get_weights_home(), "detections", key + ".npy")
+
+
+def load_detections(key: str) -> Optional[List[Optional[Box]]]:
+    """The cached boxes (None where no face was found), or None on a miss."""
+    path = _path(key)
+    if not os.path.isfile(path):
+        return None
+    try:
+        rows = np.load(path)
+    except (OSError, ValueError):
+        logger.warning("ignoring an unreadable detection cache entry %s", path)
+        return None
+    logger.info("face boxes of %d frames reused from %s", len(rows), path)
+    return [None if row[0] < 0 else tuple(int(v) for v in row) for row in rows]
+
+
+def save_detections(key: str, boxes: List[Optional[Box]]) -> None:
+    path = _path(key)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    rows = np.array([(-1, -1, -1, -1) if box is None else box for box in boxes], dtype=np.int64)
+    handle, partial = tempfile.mkstemp(suffix=".npy", dir=os.path.dirname(path))
+    try:
+        with os.fdopen(handle, "wb") as out:
+            np.save(out, rows.reshape(-1, 4))
+        os.replace(partial, path)  # readers never see a half-written entry
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
