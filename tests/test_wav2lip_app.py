@@ -162,6 +162,7 @@ def bad_inputs(media):
     ({"audio": "silent.mp4"}, "has no audio stream"),
     ({"audio": "empty.wav"}, "contains no audio samples"),
     ({"outdir": "no/such/folder"}, "output folder does not exist"),
+    ({"box": ("10", "500", "0", "50")}, "is not inside the 320x240 frame"),
     ({"weights": "missing.pdparams"}, "not found"),
     ({"weights": "syncnet.pdparams"}, "holds SyncNetColor weights, not Wav2Lip"),
 ])
@@ -171,7 +172,7 @@ def test_bad_input_is_one_line_and_leaves_no_output(media, bad_inputs, capsys, c
     audio = str(root / case["audio"]) if "audio" in case else media["audio"]
     outfile = str(root / case.get("outdir", ".") / "bad_out.mp4")
     args = ["--face", face, "--audio", audio]
-    args += ["--face_detector", "mtcnn"] if case.get("detector") else ["--box", *map(str, BOX)]
+    args += ["--face_detector", "mtcnn"] if case.get("detector") else ["--box", *case.get("box", map(str, BOX))]
     if "weights" in case:
         args += ["--checkpoint_path", str(root / case["weights"])]
     code, _ = run_cli(media, *args, outfile=outfile, check=False)

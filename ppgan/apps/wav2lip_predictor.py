@@ -10,6 +10,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
+import paddle
 from tqdm import tqdm
 
 from ..faceutils.face_boxes import BoxDetector, NoFaceError, fill_missing, pad_boxes, smooth_boxes
@@ -128,6 +129,10 @@ class Wav2LipPredictor:
         """(N, 4) int boxes (y1, y2, x1, x2) for the first `count` frames (N < count if the
         video ends sooner): the only per-frame state the pipeline keeps."""
         if self.box[0] != -1:
+            top, bottom, left, right = self.box
+            if not (0 <= top < bottom <= source.height and 0 <= left < right <= source.width):
+                raise InputError(f"--box {list(self.box)} (top bottom left right) is not inside the "
+                                 f"{source.width}x{source.height} frame")
             found = sum(1 for _ in source.frames(0, count)) if count > 1 else 1
             return np.tile(self.box, (found, 1))
         detections = self._raw_detections(source, count)
@@ -197,6 +202,7 @@ class Wav2LipPredictor:
     def run(self, face: str, audio_seq: str, outfile: str) -> str:
         """Write `outfile`: `face` (video or photo) lip-synced to `audio_seq`; returns its path."""
         outfile = check_output_path(outfile)
+        paddle.set_device(self.device)  # the detectors run on Paddle's global device
         source = FrameSource(face, self.fps, **self.transform)
         try:
             return self._run(source, audio_seq, outfile)
