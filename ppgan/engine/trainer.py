@@ -22,11 +22,12 @@ import os
 import signal
 import threading
 import time
-from typing import Any, Dict, Iterator, Optional, Set
+from typing import Any, Dict, Iterator, List, Optional, Set
 
 import numpy as np
 import paddle
 import paddle.distributed as dist
+from paddle.nn.layer.norm import _BatchNormBase
 
 from ..datasets.builder import build_dataloader
 from ..models.base_model import unwrap
@@ -165,6 +166,7 @@ class Trainer:
         self._timings["reader_cost"].add(time.perf_counter() - start)
         self.model.setup_input(batch)
         self.model.train_iter(self.optimizers)
+        self._lr_used = self.lr_scheduler.get_lr()  # what the log shows (PaddleGAN's order)
         self.lr_scheduler.step()  # schedules count iterations (LinearDecay divides by epoch size)
         self.current_iter += 1
         self._timings["batch_cost"].add(time.perf_counter() - start)
@@ -185,13 +187,13 @@ class Trainer:
         batch_cost = self._timings["batch_cost"].mean
         reader_cost = self._timings["reader_cost"].mean
         values = self.model.log_values()
-        message = f"Iter: {self.current_iter}/{self.total_iters} lr: {self.lr_scheduler.get_lr():.3e} "
+        message = f"Iter: {self.current_iter}/{self.total_iters} lr: {self._lr_used:.3e} "
         message += "".join(f"{name}: {value:.3f} " for name, value in values.items())
         eta = datetime.timedelta(seconds=int((self.total_iters - self.current_iter) * batch_cost))
         message += (f"batch_cost: {batch_cost:.5f} sec, reader_cost: {reader_cost:.5f} sec, "
                     f"ips: {self.sampler.batch_size / max(batch_cost, 1e-9):.5f} samples/s, eta: {eta}")
         logger.info(message)
-        self.scalars.add("train", {**values, "lr": self.lr_scheduler.get_lr()}, self.current_iter)
+        self.scalars.add("train", {**values, "lr": self._lr_used}, self.current_iter)
         for timing in self._timings.values():
             timing.reset()
 
@@ -275,7 +277,7 @@ class Trainer:
     def _mean_over_ranks(self, results: Dict[str, float]) -> Dict[str, float]:
         if self.world_size == 1 or not results:
             return results
-        names = sorted(results)
+        names = list(results)  # the same names in the same order on every rank
         values = paddle.to_tensor(np.array([results[name] for name in names], dtype=np.float64))
         dist.all_reduce(values)
         return {name: float(value) / self.world_size for name, value in zip(names, values.numpy())}
@@ -286,16 +288,15 @@ class Trainer:
         for name, net in self.model.nets.items():
             if name in self.model.frozen_nets:
                 continue
-            for buffer in unwrap(net).buffers():
-                if buffer.dtype in (paddle.float32, paddle.float64):
-                    total = buffer.clone()
-                    dist.all_reduce(total)
-                    buffer.set_value(total / self.world_size)
+            for tensor in running_statistics(unwrap(net)):
+                total = tensor.clone()
+                dist.all_reduce(total)
+                tensor.set_value(total / self.world_size)
 
     def _check_replicas(self) -> None:
         """Compare a fingerprint of every rank's trainable parameters (they must be identical)."""
         sums = [stat for name, net in self.model.nets.items() if name not in self.model.frozen_nets
-                for param in unwrap(net).parameters()
+                for param in learned_parameters(unwrap(net))
                 for stat in _param_fingerprint(param)]
         gathered = []
         dist.all_gather(gathered, paddle.to_tensor(np.array(sums, dtype=np.float64)))
@@ -390,17 +391,32 @@ class Trainer:
         """Initialise nets from a weights file (trainer output or a flat .pdparams); no state."""
         checkpoint = load_file(path)
         for name in self.model.nets:
-            nested = name in checkpoint and isinstance(checkpoint[name], dict)
-            try:
-                load_weights(self.model.net(name), checkpoint[name] if nested else checkpoint)
-            except WeightsError:
-                if nested:
-                    raise  # the file names this net, so a mismatch is the user's error
-                continue
+            if isinstance(checkpoint.get(name), dict):  # trainer output: the net by its name
+                load_net_state(self.model.net(name), checkpoint[name], f"{path} [{name}]")
+            else:
+                try:  # a flat file (or other names): the state dict that fits this network
+                    load_weights(self.model.net(name), checkpoint)
+                except WeightsError:
+                    continue
             self.loaded_nets.add(name)
         if not self.loaded_nets:
             raise WeightsError(f"{path} holds weights for none of {', '.join(self.model.nets)}")
         logger.info("loaded %s from %s", ", ".join(sorted(self.loaded_nets)), path)
+
+
+def running_statistics(net: paddle.nn.Layer) -> List[paddle.Tensor]:
+    """BatchNorm running means/variances (Paddle keeps them as non-trainable parameters) and any
+    floating-point buffers: the state each rank updates from its own batches."""
+    tensors = [tensor for layer in net.sublayers(include_self=True)
+               if isinstance(layer, _BatchNormBase) for tensor in (layer._mean, layer._variance)]
+    tensors += [b for b in net.buffers() if b.dtype in (paddle.float32, paddle.float64)]
+    return tensors
+
+
+def learned_parameters(net: paddle.nn.Layer) -> List[paddle.Tensor]:
+    """Parameters an optimizer updates from all-reduced gradients (so equal on every rank)."""
+    statistics = {id(tensor) for tensor in running_statistics(net)}
+    return [param for param in net.parameters() if id(param) not in statistics]
 
 
 def _param_fingerprint(param: paddle.Tensor):
