@@ -172,3 +172,20 @@ def test_cli_weights_that_do_not_fit_are_a_one_line_error(export_tool, tmp_path,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "output_block.1.weight" in err[0] and "missing" in err[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_the_predictors_fast_path_matches_the_eager_reference(tmp_path):
+    """load_generator('static') (cached export, Paddle Inference, 16-frame chunks on CPU) gives
+    the eager network's frames, for a batch that spans several chunks."""
+    from ppgan.apps.generator_runner import CPU_CHUNK, load_generator
+
+    weights = str(tmp_path / "g.pdparams")
+    paddle.save(randomised_generator(seed=2).state_dict(), weights)
+    rng = np.random.default_rng(1)
+    count = 2 * CPU_CHUNK + 3
+    mel = rng.standard_normal((count, 1, 80, 16)).astype(np.float32)
+    faces = rng.random((count, 6, 96, 96)).astype(np.float32)
+    fast = load_generator(weights, engine="static")(mel, faces)
+    reference = load_generator(weights, engine="eager")(mel, faces)
+    assert fast.shape == reference.shape == (count, 3, 96, 96)
+    np.testing.assert_allclose(fast, reference, atol=TOLERANCE, rtol=0)
