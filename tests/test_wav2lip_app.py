@@ -230,3 +230,18 @@ def test_detection_cache_is_reused_and_invalidated(media, caplog):
     write_video(video, moving_frames(20)[::-1])  # the same file name, other content
     assert not reused()
     assert reused()
+
+
+def test_without_weights_and_offline_the_error_says_where_to_put_them(media, capsys, monkeypatch, tmp_path):
+    import ppgan.apps.wav2lip_predictor as predictor
+
+    monkeypatch.setenv("PPGAN_HOME", str(tmp_path / "empty_cache"))
+    monkeypatch.setattr(predictor, "WAV2LIP_URL", "http://127.0.0.1:9/wav2lip_hq.pdparams")  # nothing listens
+    from applications_cli import main
+
+    outfile = str(tmp_path / "o.mp4")
+    code = main(["--face", media["video"], "--audio", media["audio"], "--outfile", outfile])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and err.startswith("error: cannot download http://127.0.0.1:9/wav2lip_hq.pdparams")
+    assert str(tmp_path / "empty_cache" / "wav2lip_hq.pdparams") in err
+    assert not os.path.exists(outfile)

@@ -212,13 +212,13 @@ class Wav2LipPredictor:
     def _run(self, source: FrameSource, audio_path: str, outfile: str) -> str:
         fps = source.fps
         mel, seconds = self._load_mel(audio_path)
+        self._generator_fn()  # load (or download) the weights before minutes of face detection
         # As many frames as the audio lasts (the references stop up to 0.2 s short).
         total = max(1, round(seconds * fps))
         still = source.is_image or self.static
         boxes = self._detect_boxes(source, 1 if still else total)
         count = len(boxes)
         self._still = source.read_frame(0) if still else None
-        self._generator_fn()  # load (or download) the weights before any output exists
         logger.info("%d output frames at %.2f fps from %d source frame(s)", total, fps, count)
         with VideoWriter(outfile, source.width, source.height, fps, audio_path) as writer:
             with tqdm(total=total, desc="lip sync", unit="frame") as progress:
