@@ -1,3 +1,4 @@
+import logging
 import os
 import warnings
 
@@ -13,6 +14,29 @@ import paddle  # noqa: E402
 def private_cache(tmp_path_factory):
     """Downloads and exported models go to a temporary cache, never the user's ~/.cache/ppgan."""
     os.environ["PPGAN_HOME"] = str(tmp_path_factory.mktemp("ppgan_home"))
+
+
+_PPGAN_LOGGER = logging.getLogger("ppgan")
+_BASELINE = (list(_PPGAN_LOGGER.handlers), _PPGAN_LOGGER.propagate, _PPGAN_LOGGER.level)
+
+
+@pytest.fixture(autouse=True)
+def restore_ppgan_logger():
+    """Training runs in-process configure the `ppgan` logger as tools/main.py does (own handlers,
+    no propagation), possibly from module-scoped fixtures; reset it to how the session found it
+    around every test, so each test's caplog sees the logs."""
+    _reset_logger()
+    yield
+    _reset_logger()
+
+
+def _reset_logger():
+    handlers, propagate, level = _BASELINE
+    for handler in list(_PPGAN_LOGGER.handlers):
+        if handler not in handlers:
+            _PPGAN_LOGGER.removeHandler(handler)
+            handler.close()
+    _PPGAN_LOGGER.propagate, _PPGAN_LOGGER.level = propagate, level
 
 
 @pytest.fixture(scope="session", autouse=True)
