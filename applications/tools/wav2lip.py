@@ -74,6 +74,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--engine", choices=["static", "eager"], default="static",
                         help="static: Paddle Inference with fused kernels (fast); "
                              "eager: dygraph (the reference path)")
+    parser.add_argument("--fp16", action="store_true",
+                        help="half precision for the generator on a GPU (static engine; "
+                             "ignored on a CPU)")
     return parser.parse_args(argv)
 
 
@@ -94,7 +97,7 @@ def main(argv=None) -> int:
             feather=not args.hard_paste, det_max_size=0 if args.reference_detection else args.det_max_size,
             det_every=1 if args.reference_detection else args.det_every,
             det_cache=not (args.no_det_cache or args.reference_detection), engine=args.engine,
-            cpu=args.cpu, detector_path=args.detector_path)
+            cpu=args.cpu, detector_path=args.detector_path, fp16=args.fp16)
         outfile = predictor.run(args.face, args.audio, args.outfile)
     except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)

@@ -36,7 +36,7 @@ def _eager(net: Wav2Lip) -> GeneratorFn:
 
 
 def load_generator(weights_path: str, engine: str = "static", device: str = "cpu",
-                   cpu_threads: int = 0) -> GeneratorFn:
+                   cpu_threads: int = 0, fp16: bool = False) -> GeneratorFn:
     """A function (mel (B,1,80,16), faces (B,6,96,96)) -> faces (B,3,96,96) for these weights."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got '{engine}'")
@@ -45,7 +45,7 @@ def load_generator(weights_path: str, engine: str = "static", device: str = "cpu
     if engine == "eager":
         return _eager(net)
     prefix = cached_export(net, weights_path, "wav2lip", [AUDIO_SPEC, FACE_SPEC])
-    predictor = create_inference_predictor(prefix, device=device, cpu_threads=cpu_threads)
+    predictor = create_inference_predictor(prefix, device=device, cpu_threads=cpu_threads, fp16=fp16)
     return predictor if device != "cpu" else _in_chunks(predictor, CPU_CHUNK)
 
 

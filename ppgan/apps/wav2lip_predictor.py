@@ -75,7 +75,7 @@ class Wav2LipPredictor:
     frame and interpolate between, re-detecting where the face moved; 1: every frame),
     `det_cache` (reuse the detections of an earlier run on the same video and settings),
     `engine` ("static": Paddle Inference, "eager": dygraph), `detector_path` (local detector
-    weights), `cpu_threads`.
+    weights), `cpu_threads`, `fp16` (half precision for the generator on a GPU).
     """
 
     def __init__(self, checkpoint_path: Optional[str] = None, static: bool = False, fps: float = 25.0,
@@ -86,7 +86,7 @@ class Wav2LipPredictor:
                  face_enhancement: bool = False, strict_face: bool = False, feather: bool = True,
                  det_max_size: int = 360, det_every: int = 5, det_cache: bool = True,
                  engine: str = "static", cpu: bool = False,
-                 detector_path: Optional[str] = None, cpu_threads: int = 0):
+                 detector_path: Optional[str] = None, cpu_threads: int = 0, fp16: bool = False):
         if face_enhancement:
             raise InputError("--face_enhancement needs the GPEN face-restoration network, which "
                              "this toolkit does not include yet; run without it")
@@ -109,6 +109,7 @@ class Wav2LipPredictor:
         self.engine = engine
         self.device = default_device(cpu)
         self.cpu_threads = cpu_threads
+        self.fp16 = fp16
         self._generator = None
         self._still: Optional[np.ndarray] = None  # the one frame of a photo or --static run
 
@@ -167,7 +168,8 @@ class Wav2LipPredictor:
     def _generator_fn(self):
         if self._generator is None:
             weights = resolve_weights(self.checkpoint_path, WAV2LIP_URL)
-            self._generator = load_generator(weights, self.engine, self.device, self.cpu_threads)
+            self._generator = load_generator(weights, self.engine, self.device, self.cpu_threads,
+                                             self.fp16)
         return self._generator
 
     def _source_frames(self, source: FrameSource, indices: Sequence[int]) -> List[np.ndarray]:

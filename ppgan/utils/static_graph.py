@@ -141,15 +141,19 @@ class StaticGenerator:
 
 
 def _create_predictor(path_prefix: str, device: str, cpu_threads: int, use_onednn: bool,
-                      gpu_memory_mb: int, memory_optim: bool, quiet: bool) -> paddle.inference.Predictor:
+                      gpu_memory_mb: int, memory_optim: bool, quiet: bool,
+                      fp16: bool = False) -> paddle.inference.Predictor:
     program, params = find_model_files(path_prefix)
     config = paddle.inference.Config(program, params)
     config.switch_ir_optim(True)
     _set_memory_optim(config, program, memory_optim)
     gpu_id = _gpu_id(device)
     if gpu_id is not None:
-        config.enable_use_gpu(gpu_memory_mb, gpu_id)
+        precision = paddle.inference.PrecisionType.Half if fp16 else paddle.inference.PrecisionType.Float32
+        config.enable_use_gpu(gpu_memory_mb, gpu_id, precision)
     else:
+        if fp16:
+            logger.warning("fp16 is for GPUs; running in fp32 on the CPU")
         _configure_cpu(config, cpu_threads, use_onednn)
     if quiet:
         config.disable_glog_info()
@@ -159,16 +163,18 @@ def _create_predictor(path_prefix: str, device: str, cpu_threads: int, use_onedn
 
 def create_inference_predictor(path_prefix: str, device: str = "cpu", cpu_threads: int = 0,
                                use_onednn: bool = True, gpu_memory_mb: int = 500,
-                               memory_optim: bool = True, quiet: bool = True) -> StaticGenerator:
+                               memory_optim: bool = True, quiet: bool = True,
+                               fp16: bool = False) -> StaticGenerator:
     """Load the generator saved at `path_prefix` into a Paddle Inference predictor.
 
     device: "cpu", "gpu" or "gpu:N" (GPU only if this Paddle build has CUDA, else CPU).
     cpu_threads: math library threads on CPU; 0 means all cores.
     use_onednn: use oneDNN kernels and fusion passes on CPU.
     quiet: silence the per-pass glog lines Paddle Inference prints while optimising.
+    fp16: half precision on a GPU (not measured here: no GPU); ignored on a CPU, with a warning.
     """
     predictor = _create_predictor(path_prefix, device, cpu_threads, use_onednn, gpu_memory_mb,
-                                  memory_optim, quiet)
+                                  memory_optim, quiet, fp16)
     return StaticGenerator(predictor, path_prefix)
 
 
