@@ -10,14 +10,14 @@ syncnet_python's syncnet_v2.model (the SyncNet behind LSE-D/LSE-C, for tools/eva
 the network is detected from the keys unless --net forces it.
 """
 import argparse
-import logging
 import os
 import sys
-import warnings
-from typing import List, NoReturn, Optional
+from typing import List, Optional
 
 # Run as a script from anywhere: make the repository's `ppgan` importable.
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir)))
+
+from ppgan.utils.cli import OneLineParser, setup_logging  # noqa: E402
 
 from ppgan.utils.convert import NETWORKS, ConversionError, convert_checkpoint  # noqa: E402
 from ppgan.utils.torch_checkpoint import CheckpointError  # noqa: E402
@@ -25,15 +25,8 @@ from ppgan.utils.torch_checkpoint import CheckpointError  # noqa: E402
 PROG = "convert_weights"
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    """argparse prints usage before errors; keep every user error to a single line."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = _OneLineParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("input", help="PyTorch checkpoint (.pth)")
     parser.add_argument("-o", "--output", help="output .pdparams (default: INPUT with .pdparams)")
     parser.add_argument("--net", choices=NETWORKS,
@@ -44,12 +37,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    level = logging.INFO if args.verbose else logging.WARNING
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    # `import paddle` installs an INFO-level root handler; set our own level so it cannot leak.
-    logging.getLogger("ppgan").setLevel(level)
-    # Paddle warns at import time when no ccache is installed; irrelevant to users of this tool.
-    warnings.filterwarnings("ignore", message="No ccache found")
+    setup_logging(args.verbose)
     try:
         result = convert_checkpoint(args.input, args.output, args.net)
     except (CheckpointError, ConversionError) as error:

@@ -10,27 +10,20 @@ The default decoding reproduces the reference's JPEG/WAV path, so the numbers ar
 published ones; --decode direct is faster but NOT comparable.
 """
 import argparse
-import logging
 import os
 import sys
-import warnings
-from typing import List, NoReturn, Optional
+from typing import List, Optional
 
 # Run as a script from anywhere: make the repository's `ppgan` importable.
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir)))
 
+from ppgan.utils.cli import OneLineParser, setup_logging  # noqa: E402
+
 PROG = "eval_lipsync"
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    """argparse prints usage before errors; keep every user error to a single line."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    p = _OneLineParser(prog=PROG, description=__doc__.splitlines()[0])
+    p = OneLineParser(prog=PROG, description=__doc__.splitlines()[0])
     p.add_argument("input", nargs="?", help="a video, or a folder of videos (see --pattern)")
     p.add_argument("--filelist", help="test pairs 'audio_src video' per line: scores "
                    "RESULTS_DIR/{line index}.mp4, as written by gen_videos_from_filelist.py")
@@ -135,11 +128,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    level = logging.INFO if args.verbose else logging.WARNING
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    # `import paddle` installs an INFO-level root handler; set our own level so it cannot leak.
-    logging.getLogger("ppgan").setLevel(level)
-    warnings.filterwarnings("ignore", message="No ccache found")
+    setup_logging(args.verbose)
     from ppgan.utils.errors import USER_ERRORS
 
     try:

@@ -18,11 +18,12 @@ import argparse
 import logging
 import os
 import sys
-import warnings
-from typing import List, NoReturn, Optional, Tuple
+from typing import List, Optional, Tuple
 
 # Run as a script from anywhere: make the repository's `ppgan` importable.
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir)))
+
+from ppgan.utils.cli import OneLineParser, setup_logging  # noqa: E402
 
 PROG = "gen_videos_from_filelist"
 FPS = 25
@@ -30,15 +31,8 @@ MEL_STEP_SIZE = 16
 logger = logging.getLogger(PROG)
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    """argparse prints usage before errors; keep every user error to a single line."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    p = _OneLineParser(prog=PROG, description=__doc__.splitlines()[0])
+    p = OneLineParser(prog=PROG, description=__doc__.splitlines()[0])
     p.add_argument("--filelist", required=True, help="test pairs, 'audio_src video' per line")
     p.add_argument("--results_dir", required=True, help="folder for {idx}.mp4 (created)")
     p.add_argument("--data_root", required=True, help="folder holding the pairs' .mp4 files")
@@ -150,10 +144,7 @@ def _write_skipped(results_dir: str, skipped: List[Tuple[int, str]]) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    level = logging.INFO if args.verbose else logging.WARNING
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("ppgan").setLevel(level)
-    warnings.filterwarnings("ignore", message="No ccache found")
+    setup_logging(args.verbose)
     from ppgan.utils.errors import USER_ERRORS
 
     try:

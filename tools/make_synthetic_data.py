@@ -9,26 +9,20 @@
 Deterministic in --seed. See ppgan/datasets/synthetic.py for what the clips look like.
 """
 import argparse
-import logging
 import os
 import sys
-from typing import List, NoReturn, Optional
+from typing import List, Optional
 
 # Run as a script from anywhere: make the repository's `ppgan` importable.
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir)))
 
+from ppgan.utils.cli import OneLineParser, setup_logging  # noqa: E402
+
 PROG = "make_synthetic_data"
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    """argparse prints usage before errors; keep every user error to a single line."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = _OneLineParser(prog=PROG, description=__doc__.strip().splitlines()[0])
+    parser = OneLineParser(prog=PROG, description=__doc__.strip().splitlines()[0])
     parser.add_argument("--out_dir", required=True, help="output folder")
     parser.add_argument("--num_dirs", type=int, default=2, help="folders (speakers)")
     parser.add_argument("--clips_per_dir", type=int, default=3, help="clips per folder")
@@ -55,8 +49,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO,
-                        format="[%(asctime)s] %(name)s %(levelname)s: %(message)s")
+    setup_logging()
     from ppgan.datasets import synthetic
     from ppgan.datasets.preprocess import PreprocessError
     from ppgan.utils.ffmpeg_tools import FFmpegError

@@ -24,23 +24,18 @@ import argparse
 import logging
 import os
 import sys
-from typing import List, NoReturn, Optional
+from typing import List, Optional
 
 # Run as a script from anywhere: make the repository's `ppgan` importable.
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir)))
 
+from ppgan.utils.cli import OneLineParser, setup_logging  # noqa: E402
+
 PROG = "preprocess_lrs2"
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    """argparse prints usage before errors; keep every user error to a single line."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = _OneLineParser(prog=PROG, description=__doc__.strip().splitlines()[0])
+    parser = OneLineParser(prog=PROG, description=__doc__.strip().splitlines()[0])
     parser.add_argument("--data_root", help="folder of <dir>/<vid>.mp4 raw videos")
     parser.add_argument("--preprocessed_root", required=True,
                         help="output folder for <dir>/<vid>/{i}.jpg and audio.wav")
@@ -118,8 +113,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO,
-                        format="[%(asctime)s] %(name)s %(levelname)s: %(message)s")
+    setup_logging()
     from ppgan.datasets.preprocess import PreprocessError
     from ppgan.utils.errors import USER_ERRORS
 

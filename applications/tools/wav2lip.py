@@ -3,15 +3,16 @@
     python applications/tools/wav2lip.py --face FACE --audio AUDIO --outfile OUT.mp4
 """
 import argparse
-import logging
 import os
 import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
+from ppgan.utils.cli import OneLineParser, setup_logging  # noqa: E402
+
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser = OneLineParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--checkpoint_path", type=str, default=None,
                         help="generator weights (.pdparams, flat or a trainer checkpoint); "
                              "default: download PaddleGAN's wav2lip_hq.pdparams")
@@ -82,7 +83,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(name)s %(levelname)s: %(message)s")
+    setup_logging()
     # Imported after parsing so --help is instant.
     from ppgan.apps import Wav2LipPredictor
     from ppgan.utils.errors import USER_ERRORS
