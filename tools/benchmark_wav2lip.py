@@ -116,19 +116,18 @@ def bench_detectors(folder: str, names, det_max_size: int) -> dict:
 
     from ppgan.faceutils.face_boxes import BoxDetector
     from ppgan.faceutils.face_detection import FaceAlignment
+    from ppgan.faceutils.face_detection.detection.blazeface import BlazeFace
+    from ppgan.faceutils.face_detection.detection.sfd import S3FD
+
+    RANDOM_NETS = {"sfd": S3FD, "blazeface": BlazeFace}
 
     frames = [face_frame(0)] * 4
     results = {}
     for name in names:
         path = None
-        if name in ("sfd", "blazeface"):  # random weights: speed only, no real detections
-            from ppgan.faceutils.face_detection.api import build_detector
-
-            module = build_detector.__globals__["importlib"].import_module(
-                f"ppgan.faceutils.face_detection.detection.{name}")
-            net = module.S3FD() if name == "sfd" else module.BlazeFace()
+        if name in RANDOM_NETS:  # random weights: speed only, no real detections
             path = os.path.join(folder, f"{name}_random.pdparams")
-            paddle.save(net.state_dict(), path)
+            paddle.save(RANDOM_NETS[name]().state_dict(), path)
         aligner = FaceAlignment(face_detector=name, path_to_detector=path)
         for size in (0, det_max_size):
             detector = BoxDetector(aligner, batch_size=4, max_size=size)
@@ -141,7 +140,7 @@ def bench_detectors(folder: str, names, det_max_size: int) -> dict:
 
 
 def bench_end_to_end(video: str, audio: str, weights: str, seconds: int, extra) -> dict:
-    outfile = os.path.join(os.path.dirname(video), f"out_{seconds}s.mp4")
+    outfile = os.path.join(os.path.dirname(video), "out_" + os.path.basename(video))
     command = [sys.executable, os.path.join(ROOT, "applications", "tools", "wav2lip.py"),
                "--face", video, "--audio", audio, "--outfile", outfile,
                "--checkpoint_path", weights, *extra]
@@ -159,12 +158,14 @@ def bench_end_to_end(video: str, audio: str, weights: str, seconds: int, extra) 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "wav2lip_bench"))
-    parser.add_argument("--clips", default="10,60", help="clip lengths in seconds")
+    parser.add_argument("--clips", default="10,60", help="720p clip lengths in seconds")
+    parser.add_argument("--clip_1080p", type=int, default=10,
+                        help="length of a 1080p clip in seconds (0: none)")
     parser.add_argument("--batch", type=int, default=128, help="generator batch size")
     parser.add_argument("--detectors", default="sfd,blazeface,mtcnn")
     parser.add_argument("--e2e_detector", default="mtcnn",
                         help="detector for the end-to-end runs (mtcnn: real weights, offline)")
-    parser.add_argument("--det_max_size", type=int, default=480)
+    parser.add_argument("--det_max_size", type=int, default=360)
     parser.add_argument("--skip-generator", action="store_true")
     parser.add_argument("--skip-detectors", action="store_true")
     parser.add_argument("--json", help="also write the results here")
@@ -183,10 +184,12 @@ def main() -> int:
     if not args.skip_detectors:
         results.setdefault("frames_per_second", {}).update(
             bench_detectors(args.workdir, args.detectors.split(","), args.det_max_size))
-    for seconds in (int(s) for s in args.clips.split(",") if s):
-        video, audio = make_clip(args.workdir, seconds)
-        results[f"end_to_end_720p_{seconds}s"] = bench_end_to_end(
-            video, audio, weights, seconds, ["--face_detector", args.e2e_detector,
+    clips = [(int(s), 1280, 720) for s in args.clips.split(",") if s]
+    clips += [(args.clip_1080p, 1920, 1080)] if args.clip_1080p else []
+    for seconds, width, height in clips:
+        video, audio = make_clip(args.workdir, seconds, width, height)
+        results[f"end_to_end_{height}p_{seconds}s"] = bench_end_to_end(
+            video, audio, weights, seconds, ["--face_detector", args.e2e_detector, "--no_det_cache",
                                              "--det_max_size", str(args.det_max_size)])
     print(json.dumps(results, indent=2))
     if args.json:
