@@ -184,7 +184,8 @@ class Wav2LipPredictor:
             frames.extend(chunk if run[0] == lo else chunk[::-1])
         return frames
 
-    def _generate(self, frames: List[np.ndarray], boxes: np.ndarray, mels: np.ndarray) -> List[np.ndarray]:
+    def _generate(self, frames: List[np.ndarray], boxes: np.ndarray, mels: np.ndarray) -> Iterator[np.ndarray]:
+        """The frames with their generated mouths, pasted in place (a still frame is copied)."""
         faces = np.stack([cv2.resize(f[y1:y2, x1:x2], (IMG_SIZE, IMG_SIZE))
                           for f, (y1, y2, x1, x2) in zip(frames, boxes)])
         masked = faces.copy()
@@ -193,12 +194,10 @@ class Wav2LipPredictor:
         face_input = np.concatenate([masked, faces], axis=3).transpose(0, 3, 1, 2) / 255.0
         generated = self._generator_fn()(mels[:, None].astype(np.float32), face_input.astype(np.float32))
         generated = (generated.transpose(0, 2, 3, 1) * 255.0).astype(np.uint8)
-        out = []
         for frame, face, box in zip(frames, generated, boxes):
-            frame = frame.copy()
+            frame = frame.copy() if self._still is not None else frame
             paste_face(frame, face, tuple(int(v) for v in box), feather=self.feather)
-            out.append(frame)
-        return out
+            yield frame
 
     # ---- the pipeline -------------------------------------------------------------------
     def run(self, face: str, audio_seq: str, outfile: str) -> str:
