@@ -9,6 +9,7 @@ import os
 import re
 import signal
 
+import cv2
 import numpy as np
 import paddle
 import paddle.nn as nn
@@ -88,6 +89,8 @@ class TinyModel(BaseModel):
             os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, mid-iteration
         self.backward_step(loss, name)
         self.losses["mse"] = loss.item()
+        # Two 2x2 "images" per sample, so the collage writer has something to draw.
+        self.visual_items = {"a": paddle.zeros([2, 3, 2, 2]), "b": paddle.ones([2, 3, 2, 2])}
 
     def test_iter(self, metrics=None):
         self.nets["netG"].eval()
@@ -125,7 +128,9 @@ def _write_config(folder, **model):
         "lr_scheduler": {"name": "MultiStepDecay", "learning_rate": 0.01, "milestones": [3, 7],
                          "gamma": 0.5},
         "validate": {"interval": 3, "save_img": False},
-        "log_config": {"interval": 1, "visiual_interval": 0},
+        # PaddleGAN's spelling of visual_interval.
+        "log_config": {"interval": 1, "visiual_interval": 5},
+        "enable_visualdl": True,
         "snapshot_config": {"interval": 100},
     }
     path = folder / "tiny.yaml"
@@ -208,6 +213,23 @@ def test_log_lines_follow_paddlegan(full_run):
                r"ips: \d+\.\d+ samples/s, eta: \d+:\d\d:\d\d$")
     assert any(re.match(pattern, line) for line in lines), "\n".join(lines[-15:])
     assert any("Eval at iter 9 (2 steps of 2 samples): mse:" in line for line in lines)
+
+
+def test_collages_at_the_visual_interval_and_visualdl_warning(full_run):
+    run = _run_dir(full_run)
+    assert sorted(os.listdir(os.path.join(run, "visual_train"))) == [
+        "iter_10_0.jpg", "iter_10_1.jpg", "iter_5_0.jpg", "iter_5_1.jpg"]
+    collage = cv2.imread(os.path.join(run, "visual_train", "iter_5_1.jpg"))
+    assert collage.shape == (2, 4, 3)  # one row (no time axis), a | b side by side
+    np.testing.assert_allclose(collage[:, :2], 0, atol=3)
+    np.testing.assert_allclose(collage[:, 2:], 255, atol=3)
+    log = open(os.path.join(run, "log.txt")).read()
+    try:
+        import visualdl  # noqa: F401
+    except ImportError:
+        assert "enable_visualdl is set but the visualdl package is not installed" in log
+    else:
+        assert os.path.isdir(os.path.join(run, "visualdl"))
 
 
 def test_second_ctrl_c_aborts_without_saving(tmp_path, capsys):
