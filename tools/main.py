@@ -37,6 +37,7 @@ def _run(args) -> int:
         trainer.load(args.load)
     if args.evaluate_only:
         trainer.test()
+        trainer.scalars.close()
         return 0
     return 0 if trainer.train() else INTERRUPTED
 

@@ -96,6 +96,7 @@ class Trainer:
         self.scalars = ScalarLog(bool(cfg.get("enable_visualdl", False)) and self.rank == 0,
                                  os.path.join(self.output_dir, "visualdl"))
         self._stop_requested = False
+        self._last_saved: Optional[int] = None
 
     # ---------------------------------------------------------------------------------- set-up
     def _read_intervals(self, cfg: AttrDict) -> None:
@@ -235,7 +236,8 @@ class Trainer:
         return bool(flag.item() > 0)
 
     def _stop(self, iter_loader: IterLoader, first_iter: int) -> bool:
-        if self.current_iter > first_iter and not self._saved_at(self.current_iter):
+        # Every rank takes this decision alike (save() holds collectives): no file checks here.
+        if self.current_iter > first_iter and self._last_saved != self.current_iter:
             self.save(iter_loader)
         logger.warning("stopped after iteration %d; continue with --resume %s", self.current_iter,
                        os.path.join(self.output_dir, CHECKPOINT_PATTERN.format(self.current_iter)))
@@ -309,14 +311,12 @@ class Trainer:
                            "difference %g)", difference)
 
     # -------------------------------------------------------------------------------- saving
-    def _saved_at(self, iteration: int) -> bool:
-        return os.path.isfile(os.path.join(self.output_dir, CHECKPOINT_PATTERN.format(iteration)))
-
     def _net_states(self) -> Dict[str, Any]:
         return {name: self.model.net(name).state_dict() for name in self.model.nets}
 
     def save(self, iter_loader: Optional[IterLoader] = None) -> None:
         """Write iter_N_weight / iter_N_checkpoint (rank 0); other ranks join the collectives."""
+        self._last_saved = self.current_iter
         if self.world_size > 1:
             self._average_buffers()
             self._check_replicas()
