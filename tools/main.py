@@ -11,6 +11,7 @@ Exit status: 0 done, 2 unusable input (one-line message), 130 stopped by Ctrl-C 
 """
 import os
 import sys
+import warnings
 from typing import List, Optional
 
 # Run as a script from anywhere: make the repository's `ppgan` importable.
@@ -44,6 +45,8 @@ def _run(args) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
+    # Paddle warns at import that ccache (for building custom C++ ops) is missing: irrelevant.
+    warnings.filterwarnings("ignore", message="No ccache found")
     from ppgan.utils.errors import USER_ERRORS
 
     try:

@@ -1,17 +1,12 @@
 """The command line of `tools/main.py` (PaddleGAN's options, without the unused ones)."""
 import argparse
-from typing import List, NoReturn, Optional
+from typing import List, Optional
 
-
-class _OneLineParser(argparse.ArgumentParser):
-    """Errors on one line, without the usage block argparse prints first."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
+from .cli import OneLineParser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _OneLineParser(prog="main.py", description="Train or evaluate a ppgan model.")
+    parser = OneLineParser(prog="main.py", description="Train or evaluate a ppgan model.")
     parser.add_argument("-c", "--config-file", metavar="FILE", required=True,
                         help="YAML config, e.g. configs/wav2lip.yaml")
     parser.add_argument("--resume", metavar="CKPT", default=None,
