@@ -198,7 +198,10 @@ def test_ctrl_c_leaves_no_partial_output(media):
     proc = subprocess.Popen([sys.executable, CLI, "--face", media["video"], "--audio", str(long_audio),
                              "--outfile", str(outfile), "--checkpoint_path", media["weights"],
                              "--box", *map(str, BOX), "--wav2lip_batch_size", "8"],
-                            stderr=subprocess.PIPE, text=True, env=env)
+                            stderr=subprocess.PIPE, text=True, env=env,
+                            # A shell runs background jobs with SIGINT ignored, and Python keeps
+                            # an inherited SIG_IGN: give the CLI the default, as in a terminal.
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = ""
     while "lip sync" not in seen:  # wait until frames are being written
         line = proc.stderr.readline()
