@@ -63,8 +63,8 @@ def face_box_in_frame(face_size, x, y):
     return int(x + x1 * s), int(y + y1 * s), int(x + x2 * s), int(y + y2 * s)
 
 
-def write_video(path, frames, fps=25):
-    """Frames (BGR) to an H.264 MP4 through a lossless intermediate."""
+def write_video(path, frames, fps=25, lossless=False):
+    """Frames (BGR) to an H.264 MP4 through a lossless intermediate (lossless: FFV1, e.g. .mkv)."""
     frames = list(frames)
     height, width = frames[0].shape[:2]
     raw = str(path) + ".raw"
@@ -72,8 +72,9 @@ def write_video(path, frames, fps=25):
         for frame in frames:
             out.write(frame.tobytes())
     ffmpeg("-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{width}x{height}", "-r", fps, "-i", raw,
-           "-sws_flags", "accurate_rnd+full_chroma_int", "-c:v", "libx264", "-crf", "12",
-           "-pix_fmt", "yuv420p", path)
+           "-sws_flags", "accurate_rnd+full_chroma_int",
+           *(["-c:v", "ffv1", "-pix_fmt", "bgr0"] if lossless else
+             ["-c:v", "libx264", "-crf", "12", "-pix_fmt", "yuv420p"]), path)
     return path
 
 

@@ -6,6 +6,7 @@ and pipes the frames to ffmpeg. Memory does not grow with the video's length.
 """
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 import cv2
@@ -20,13 +21,14 @@ from ..utils.audio import DEFAULT_MEL, AudioError, load_wav, melspectrogram
 from ..utils.blend import paste_face
 from ..utils.download import resolve_weights
 from ..utils.video import FrameSource, InputError, VideoWriter, check_output_path
-from .generator_runner import default_device, load_generator
+from .generator_runner import CPU_CHUNK, default_device, load_generator
 
 logger = logging.getLogger(__name__)
 
 WAV2LIP_URL = "https://paddlegan.bj.bcebos.com/models/wav2lip_hq.pdparams"
 IMG_SIZE = 96
 MEL_STEP_SIZE = 16
+STEP_BYTES = 256 << 20  # 10 frames of 4K, 43 of 1080p
 
 
 def pingpong_index(i: int, count: int) -> int:
@@ -63,6 +65,16 @@ def _runs(indices: Sequence[int]) -> Iterator[List[int]]:
             yield run
             run = [index]
     yield run
+
+
+def face_input(frames: Sequence[np.ndarray], boxes: np.ndarray) -> np.ndarray:
+    """The generator's face input (B,6,96,96): [the face with its lower half hidden, the face
+    as reference], BGR in [0, 1]."""
+    faces = np.stack([cv2.resize(f[y1:y2, x1:x2], (IMG_SIZE, IMG_SIZE))
+                      for f, (y1, y2, x1, x2) in zip(frames, boxes)])
+    masked = faces.copy()
+    masked[:, IMG_SIZE // 2:] = 0
+    return (np.concatenate([masked, faces], axis=3).transpose(0, 3, 1, 2) / 255.0).astype(np.float32)
 
 
 class Wav2LipPredictor:
@@ -184,20 +196,27 @@ class Wav2LipPredictor:
             frames.extend(chunk if run[0] == lo else chunk[::-1])
         return frames
 
-    def _generate(self, frames: List[np.ndarray], boxes: np.ndarray, mels: np.ndarray) -> Iterator[np.ndarray]:
-        """The frames with their generated mouths, pasted in place (a still frame is copied)."""
-        faces = np.stack([cv2.resize(f[y1:y2, x1:x2], (IMG_SIZE, IMG_SIZE))
-                          for f, (y1, y2, x1, x2) in zip(frames, boxes)])
-        masked = faces.copy()
-        masked[:, IMG_SIZE // 2:] = 0
-        # Channels: [target with its lower half hidden, reference], BGR in [0, 1], NCHW.
-        face_input = np.concatenate([masked, faces], axis=3).transpose(0, 3, 1, 2) / 255.0
-        generated = self._generator_fn()(mels[:, None].astype(np.float32), face_input.astype(np.float32))
-        generated = (generated.transpose(0, 2, 3, 1) * 255.0).astype(np.uint8)
-        for frame, face, box in zip(frames, generated, boxes):
+    def _step_size(self, frame_bytes: int) -> int:
+        """Frames per generator call. Three steps are in flight (read, generated, written), so
+        the frames held stay under 3 x STEP_BYTES whatever the resolution; on a CPU the
+        generator is also fastest on small batches."""
+        step = min(self.batch_size, max(1, STEP_BYTES // frame_bytes))
+        return min(step, CPU_CHUNK) if self.device == "cpu" else step
+
+    def _read_step(self, source: FrameSource, frames_out: range, boxes: np.ndarray):
+        """(source indices, frames, face input) of output frames `frames_out`; the face input
+        is None for a still, whose features are encoded once."""
+        indices = [pingpong_index(i, len(boxes)) for i in frames_out]
+        frames = self._source_frames(source, indices)
+        return indices, frames, None if self._still is not None else face_input(frames, boxes[indices])
+
+    def _paste_and_write(self, writer: VideoWriter, frames: List[np.ndarray],
+                         generated: np.ndarray, boxes: np.ndarray) -> None:
+        faces = (generated.transpose(0, 2, 3, 1) * 255.0).astype(np.uint8)
+        for frame, face, box in zip(frames, faces, boxes):
             frame = frame.copy() if self._still is not None else frame
             paste_face(frame, face, tuple(int(v) for v in box), feather=self.feather)
-            yield frame
+            writer.write(frame)
 
     # ---- the pipeline -------------------------------------------------------------------
     def run(self, face: str, audio_seq: str, outfile: str) -> str:
@@ -218,17 +237,40 @@ class Wav2LipPredictor:
         total = max(1, round(seconds * fps))
         still = source.is_image or self.static
         boxes = self._detect_boxes(source, 1 if still else total)
-        count = len(boxes)
         self._still = source.read_frame(0) if still else None
-        logger.info("%d output frames at %.2f fps from %d source frame(s)", total, fps, count)
+        logger.info("%d output frames at %.2f fps from %d source frame(s)", total, fps, len(boxes))
         with VideoWriter(outfile, source.width, source.height, fps, audio_path) as writer:
-            with tqdm(total=total, desc="lip sync", unit="frame") as progress:
-                for start in range(0, total, self.batch_size):
-                    frames_out = range(start, min(start + self.batch_size, total))
-                    indices = [pingpong_index(i, count) for i in frames_out]
-                    mels = np.stack([mel_window(mel, i, fps) for i in frames_out])
-                    frames = self._source_frames(source, indices)
-                    for frame in self._generate(frames, boxes[indices], mels):
-                        writer.write(frame)
-                    progress.update(len(frames_out))
+            self._lip_sync(source, mel, boxes, total, writer)
         return outfile
+
+    def _lip_sync(self, source: FrameSource, mel: np.ndarray, boxes: np.ndarray, total: int,
+                  writer: VideoWriter) -> None:
+        """Generate, paste and write `total` frames, in steps of a few frames."""
+        generator = self._generator_fn()
+        still = self._still is not None
+        # A still's face features are the same for every frame: encode them once.
+        still_skips = generator.encode_face(face_input([self._still], boxes[:1])) if still else None
+        step = self._step_size(source.height * source.width * 3)
+        steps = [range(s, min(s + step, total)) for s in range(0, total, step)]
+        # Reading (decode, crop, resize) runs one step ahead on a thread, pasting and piping to
+        # ffmpeg one step behind on another: cv2, NumPy, pipes and Paddle release the GIL.
+        # Leaving the block waits for both, so the source and the writer outlive their work.
+        with tqdm(total=total, desc="lip sync", unit="frame") as progress, \
+                ThreadPoolExecutor(1, "wav2lip-read") as reader, \
+                ThreadPoolExecutor(1, "wav2lip-write") as paster:
+            next_read, last_write = reader.submit(self._read_step, source, steps[0], boxes), None
+            for n, frames_out in enumerate(steps):
+                indices, frames, faces = next_read.result()
+                if n + 1 < len(steps):
+                    next_read = reader.submit(self._read_step, source, steps[n + 1], boxes)
+                mels = np.stack([mel_window(mel, i, source.fps) for i in frames_out])[:, None]
+                skips = ([np.repeat(s, len(frames_out), axis=0) for s in still_skips] if still
+                         else generator.encode_face(faces))
+                generated = generator.decode(mels.astype(np.float32), skips)
+                if last_write is not None:
+                    last_write.result()
+                    progress.update(step)
+                last_write = paster.submit(self._paste_and_write, writer, frames, generated,
+                                           boxes[indices])
+            last_write.result()
+            progress.update(len(steps[-1]))

@@ -28,6 +28,10 @@ logger = logging.getLogger(__name__)
 # The leading None makes the batch size dynamic: one exported model serves any batch.
 AUDIO_SPEC = InputSpec([None, 1, 80, 16], "float32", "audio")
 FACE_SPEC = InputSpec([None, 6, 96, 96], "float32", "face")
+# The face encoder's outputs, the decoder's skip inputs: (channels, side) from 96x96 to 1x1.
+SKIP_SPECS = [InputSpec([None, channels, side, side], "float32", f"skip{i}")
+              for i, (channels, side) in enumerate([(16, 96), (32, 48), (64, 24), (128, 12),
+                                                    (256, 6), (512, 3), (512, 1)])]
 
 PIR_PROGRAM_SUFFIX = ".json"
 LEGACY_PROGRAM_SUFFIX = ".pdmodel"
@@ -36,8 +40,9 @@ PARAMS_SUFFIX = ".pdiparams"
 _SAVED_SUFFIXES = (PIR_PROGRAM_SUFFIX, LEGACY_PROGRAM_SUFFIX, PARAMS_SUFFIX, ".pdiparams.info")
 
 
-def export_layer(net: nn.Layer, path_prefix: str, input_spec: Sequence[InputSpec]) -> List[str]:
-    """Trace `net` in eval mode with `input_spec` and save it for Paddle Inference.
+def export_layer(net: nn.Layer, path_prefix: str, input_spec: Sequence[InputSpec],
+                 method: str = "forward") -> List[str]:
+    """Trace `net.<method>` in eval mode with `input_spec` and save it for Paddle Inference.
 
     Returns the paths written, e.g. [`<prefix>.json`, `<prefix>.pdiparams`] with Paddle 3.x.
     `net` is left as it was: its training flag is restored and its `forward` stays eager.
@@ -47,7 +52,7 @@ def export_layer(net: nn.Layer, path_prefix: str, input_spec: Sequence[InputSpec
     was_training = net.training
     net.eval()  # BatchNorm must use its running statistics in the saved graph.
     try:
-        _trace_and_save(net, path_prefix, input_spec)
+        _trace_and_save(getattr(net, method), path_prefix, input_spec)
     finally:
         if was_training:
             net.train()
@@ -65,11 +70,11 @@ def export_generator(net: nn.Layer, path_prefix: str) -> List[str]:
     return export_layer(net, path_prefix, [AUDIO_SPEC, FACE_SPEC])
 
 
-def _trace_and_save(net: nn.Layer, path_prefix: str, input_spec: Sequence[InputSpec]) -> None:
+def _trace_and_save(method, path_prefix: str, input_spec: Sequence[InputSpec]) -> None:
     # Converting the bound method rather than the Layer keeps `net.forward` eager afterwards
     # (`to_static(layer)` replaces `layer.forward` in place); jit.save still takes the weights
     # from the method's Layer.
-    static_forward = paddle.jit.to_static(net.forward, input_spec=list(input_spec), full_graph=True)
+    static_forward = paddle.jit.to_static(method, input_spec=list(input_spec), full_graph=True)
     with warnings.catch_warnings():
         # jit.save warns that it is saving a function; that is intended here.
         warnings.filterwarnings("ignore", message=re.escape("What you save is a function"))
@@ -182,14 +187,18 @@ class StaticModel:
     """Any exported model: called with NumPy arrays in input order, returns every output."""
 
     def __init__(self, path_prefix: str, device: str = "cpu", cpu_threads: int = 0,
-                 use_onednn: bool = True):
+                 use_onednn: bool = True, fp16: bool = False):
         self.path_prefix = path_prefix
         self._predictor = _create_predictor(path_prefix, device, cpu_threads, use_onednn,
-                                            gpu_memory_mb=500, memory_optim=True, quiet=True)
+                                            gpu_memory_mb=500, memory_optim=True, quiet=True,
+                                            fp16=fp16)
         self._inputs = [self._predictor.get_input_handle(n) for n in self._predictor.get_input_names()]
         self._outputs = [self._predictor.get_output_handle(n) for n in self._predictor.get_output_names()]
 
     def __call__(self, *arrays: np.ndarray) -> List[np.ndarray]:
+        if len(arrays) != len(self._inputs):
+            raise ValueError(f"model '{self.path_prefix}' takes {len(self._inputs)} inputs, "
+                             f"got {len(arrays)}")
         for handle, array in zip(self._inputs, arrays):
             handle.reshape(list(array.shape))
             handle.copy_from_cpu(np.ascontiguousarray(array, dtype=np.float32))
@@ -206,8 +215,9 @@ def _file_digest(path: str) -> str:
 
 
 def cached_export(net: nn.Layer, weights_path: str, name: str,
-                  input_spec: Sequence[InputSpec]) -> str:
-    """The prefix of a static model of `net` (holding `weights_path`), exported on first use.
+                  input_spec: Sequence[InputSpec], method: str = "forward") -> str:
+    """The prefix of a static model of `net.<method>` (`net` holding `weights_path`), exported
+    on first use.
 
     Cached under WEIGHTS_HOME/static, keyed by the weights file's content and the Paddle
     version, so each weights file is traced once per machine.
@@ -228,7 +238,7 @@ def cached_export(net: nn.Layer, weights_path: str, name: str,
     os.makedirs(os.path.dirname(folder), exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".export-", dir=os.path.dirname(folder))
     try:
-        export_layer(net, os.path.join(staging, name), input_spec)
+        export_layer(net, os.path.join(staging, name), input_spec, method)
         os.rename(staging, folder)
     except OSError:
         if not os.path.isdir(folder):  # a concurrent export that won the race is fine

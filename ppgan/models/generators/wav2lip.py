@@ -1,4 +1,6 @@
 """The Wav2Lip generator: a face encoder, a mel encoder and a U-Net decoder (Prajwal et al., 2020)."""
+from typing import List, Sequence
+
 import paddle
 import paddle.nn as nn
 
@@ -46,6 +48,24 @@ class Wav2Lip(nn.Layer):
         self.output_block = nn.Sequential(
             C(80, 32, 3, 1, 1), nn.Conv2D(32, 3, 1, 1, 0), nn.Sigmoid())
 
+    def encode_face(self, faces: paddle.Tensor) -> List[paddle.Tensor]:
+        """The face encoder's seven outputs (96x96 down to 1x1), the decoder's skip inputs.
+
+        For a photo they are the same for every frame: compute them once and decode many."""
+        skips = []
+        x = faces
+        for block in self.face_encoder_blocks:
+            x = block(x)
+            skips.append(x)
+        return skips
+
+    def decode(self, audio: paddle.Tensor, skips: Sequence[paddle.Tensor]) -> paddle.Tensor:
+        """Mel windows (B,1,80,16) and `encode_face`'s outputs -> faces (B,3,96,96)."""
+        x = self.audio_encoder(audio)
+        for i, block in enumerate(self.face_decoder_blocks):
+            x = paddle.concat([block(x), skips[-1 - i]], axis=1)
+        return self.output_block(x)
+
     def forward(self, audio_sequences: paddle.Tensor, face_sequences: paddle.Tensor) -> paddle.Tensor:
         has_time = len(face_sequences.shape) > 4
         if has_time:
@@ -53,16 +73,7 @@ class Wav2Lip(nn.Layer):
             audio_sequences = fold_time_into_batch(audio_sequences, 1)
             face_sequences = fold_time_into_batch(face_sequences, 2)
 
-        skips = []
-        x = face_sequences
-        for block in self.face_encoder_blocks:
-            x = block(x)
-            skips.append(x)
-
-        x = self.audio_encoder(audio_sequences)
-        for block in self.face_decoder_blocks:
-            x = paddle.concat([block(x), skips.pop()], axis=1)
-        x = self.output_block(x)
+        x = self.decode(audio_sequences, self.encode_face(face_sequences))
 
         if has_time:  # (T*B, 3, H, W) -> (B, 3, T, H, W)
             x = x.reshape([-1, batch] + x.shape[1:]).transpose([1, 2, 0, 3, 4])
