@@ -45,18 +45,17 @@ def cpu_device():
     paddle.set_flags({"FLAGS_paddle_num_threads": 2})
 
 
-def _import_cli():
-    """Make applications/tools/wav2lip.py importable as `applications_cli` for in-process runs."""
+def _import_script(module_name: str, *path: str) -> None:
+    """Make a script of the repository importable as `module_name` for in-process runs."""
     import importlib.util
-    import os
     import sys
 
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                        "applications", "tools", "wav2lip.py")
-    spec = importlib.util.spec_from_file_location("applications_cli", path)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location(module_name, os.path.join(root, *path))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    sys.modules["applications_cli"] = module
+    sys.modules[module_name] = module
 
 
-_import_cli()
+_import_script("applications_cli", "applications", "tools", "wav2lip.py")
+_import_script("tools_main", "tools", "main.py")

@@ -4,7 +4,6 @@
 The tiny model keeps these fast; tests/test_training.py runs the real Wav2Lip models.
 """
 import glob
-import importlib.util
 import os
 import re
 import signal
@@ -22,18 +21,7 @@ from ppgan.engine.checkpoint import portable_optimizer_state, restore_optimizer_
 from ppgan.engine.iter_loader import IterLoader, ResumableBatchSampler
 from ppgan.models import MODELS, BaseModel
 from ppgan.solver import LinearDecay
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _load_main():
-    spec = importlib.util.spec_from_file_location("tools_main", os.path.join(REPO, "tools", "main.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
-
-
-main = _load_main()
+from tools_main import main  # registered by conftest
 
 
 # ------------------------------------------------------------------------- tiny model and data

@@ -11,7 +11,6 @@ samples, the rate lowered for the last quarter so the BatchNorm statistics settl
 references train far longer (to about 0.25 on LRS2). The evaluation uses 384 windows: with a
 hundred, the estimate of one net's BCE varied by +-0.06 between window draws.
 """
-import importlib.util
 import math
 import os
 import re
@@ -21,20 +20,11 @@ import pytest
 
 from ppgan.datasets import Wav2LipDataset
 from ppgan.datasets.synthetic import make_synthetic_dataset
+from tools_main import main  # registered by conftest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SYNCNET_CFG = os.path.join(REPO, "configs", "syncnet.yaml")
 ITERATIONS, DECAY_AT, EVAL_SAMPLES, SEED = 56, 42, 384, 0
-
-
-def _load_main():
-    spec = importlib.util.spec_from_file_location("tools_main", os.path.join(REPO, "tools", "main.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
-
-
-main = _load_main()
 
 
 def _eval_bce(out_dir):

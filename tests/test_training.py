@@ -10,7 +10,6 @@
 A CPU iteration of the generator at batch 2 takes about 6 s on 2 cores, so runs are 1-3 iterations.
 """
 import glob
-import importlib.util
 import os
 import re
 import signal
@@ -26,20 +25,11 @@ from ppgan.models import MODELS, SyncNetColor, Wav2Lip, Wav2LipModel
 from ppgan.solver import build_lr_scheduler
 from ppgan.utils.config import get_config
 from ppgan.utils.weights import load_weights
+from tools_main import main  # registered by conftest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WAV2LIP_CFG = os.path.join(REPO, "configs", "wav2lip.yaml")
 HQ_CFG = os.path.join(REPO, "configs", "wav2lip_hq.yaml")
-
-
-def _load_main():
-    spec = importlib.util.spec_from_file_location("tools_main", os.path.join(REPO, "tools", "main.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
-
-
-main = _load_main()
 
 
 @pytest.fixture(scope="module")
