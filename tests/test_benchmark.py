@@ -1,0 +1,33 @@
+"""tools/benchmark_wav2lip.py runs on a tiny setting and reports every figure README.md quotes.
+
+The figures themselves are measurements, not asserted here (speed is measured with the
+benchmark, not with timed tests); only that each one is produced and plausible.
+"""
+import importlib.util
+import json
+import os
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_benchmark_reports_generator_detectors_and_end_to_end(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location(
+        "benchmark_wav2lip", os.path.join(ROOT, "tools", "benchmark_wav2lip.py"))
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    report = tmp_path / "report.json"
+    monkeypatch.setattr("sys.argv", ["benchmark_wav2lip.py", "--workdir", str(tmp_path), "--clips", "1",
+                                     "--clip_1080p", "0", "--batch", "16", "--detectors", "mtcnn",
+                                     "--json", str(report)])
+    assert benchmark.main() == 0
+    results = json.loads(report.read_text())
+    speeds = results["frames_per_second"]
+    assert {"generator (static, batch 16 in 16-frame steps)",
+            "generator (static, photo: face encoded once, batch 16 in 16-frame steps)",
+            "generator (eager, batch 16 in 16-frame steps)",
+            "mtcnn (full 720p)", "mtcnn (longest side 360)"} == set(speeds)
+    assert all(value > 0 for value in speeds.values())
+    end_to_end = results["end_to_end_720p_1s"]
+    assert end_to_end["wall_seconds"] > 0 and end_to_end["peak_rss_mb"] > 100
+    assert end_to_end["ffmpeg_peak_rss_mb"] > 0  # the writer process was sampled too
+    assert os.path.isfile(tmp_path / "out_face_720p_1s.mp4")
