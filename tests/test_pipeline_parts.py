@@ -125,3 +125,22 @@ def test_fast_motion_and_missing_faces_detect_the_frames_between():
     assert boxes == track  # the jump at frame 6 and the faceless frames 14-16 are exact
     assert set(seen) >= set(range(6, 10)) | set(range(11, 20))
     assert len(seen) < len(track)  # and the still stretches were not detected frame by frame
+
+
+class SmallFacesMissed:
+    """A detector that finds the face (box (10, 5, 50, 35) at full size) only in frames at
+    least 60 pixels wide, like a real one missing a face too small in the reduced copy."""
+
+    def __init__(self):
+        self.widths = []
+
+    def get_detections_for_batch(self, images):
+        self.widths.extend(image.shape[1] for image in images)
+        return [(10, 5, 50, 35) if image.shape[1] >= 60 else None for image in images]
+
+
+def test_a_face_missed_in_the_reduced_copy_is_detected_at_full_resolution():
+    detector = SmallFacesMissed()
+    boxes = BoxDetector(detector, batch_size=4, max_size=30).detect(frames_for(3))
+    assert boxes == [(10, 5, 50, 35)] * 3  # in full-resolution coordinates
+    assert detector.widths == [30, 30, 30, 60, 60, 60]  # the copies first, then the originals
