@@ -3,7 +3,8 @@
     python tools/benchmark_wav2lip.py                     # 10 s and 60 s 720p clips
     python tools/benchmark_wav2lip.py --clips 10 --skip-detectors
 
-Reports frames/s of the generator alone (Paddle Inference and eager), of each face detector
+Reports frames/s of the generator alone (Paddle Inference, eager, and the same layers in PyTorch
+as the original runs them, when torch is installed), of each face detector
 on a 720p frame (full resolution and the pipeline's reduced copy), and end to end: seconds of
 compute per second of video and peak RSS, each clip in a fresh process. Weights are random
 (the speed of a network does not depend on its values); the clips show a real face photo
@@ -120,6 +121,27 @@ def bench_generator(weights: str, batch: int, engines) -> dict:
     return results
 
 
+def bench_torch_generator(batch: int) -> dict:
+    """Frames/s of the original's generator layers in PyTorch (eager, no_grad, one call of
+    `batch` frames, as the original inference.py runs it), if torch is installed. The network is
+    the independent torch implementation the tests check the Paddle one against."""
+    try:
+        import torch
+    except ImportError:
+        return {}
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    from torch_reference_nets import TorchWav2Lip
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    net = TorchWav2Lip().eval()
+    rng = np.random.default_rng(0)
+    mel = torch.from_numpy(rng.standard_normal((batch, 1, 80, 16)).astype(np.float32))
+    faces = torch.from_numpy(rng.random((batch, 6, 96, 96)).astype(np.float32))
+    with torch.no_grad():
+        seconds = time_calls(lambda: net(mel, faces), 1)
+    return {f"generator (PyTorch {torch.__version__}, the original's layers, batch {batch})": batch / seconds}
+
+
 def bench_detectors(folder: str, names, det_max_size: int) -> dict:
     import cv2
     import paddle
@@ -224,6 +246,7 @@ def main() -> int:
                "date": time.strftime("%Y-%m-%d")}
     if not args.skip_generator:
         results["frames_per_second"] = bench_generator(weights, args.batch, ("static", "eager"))
+        results["frames_per_second"].update(bench_torch_generator(args.batch))
     if not args.skip_detectors:
         results.setdefault("frames_per_second", {}).update(
             bench_detectors(args.workdir, args.detectors.split(","), args.det_max_size))
