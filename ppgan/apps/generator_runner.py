@@ -4,8 +4,8 @@ The generator runs in two stages, face encoder then audio encoder + decoder, so 
 face features can be computed once and decoded against every mel window. The static path
 exports each stage once per weights file (see `cached_export`) and runs it with Paddle
 Inference's fusion passes, several times faster than eager mode on a CPU; splitting costs
-nothing measurable (25.2 vs 24.8 frames/s for the whole network in one program). The eager path
-is the reference.
+nothing measurable (24-25 frames/s, as the whole network in one program). The eager path is the
+reference.
 """
 from typing import List
 
