@@ -128,19 +128,24 @@ def test_fast_motion_and_missing_faces_detect_the_frames_between():
 
 
 class SmallFacesMissed:
-    """A detector that finds the face (box (10, 5, 50, 35) at full size) only in frames at
-    least 60 pixels wide, like a real one missing a face too small in the reduced copy."""
+    """A detector that finds the face (the middle half of the image it is given) only in images
+    at least `min_width` pixels wide, like a real one missing a face too small in a reduced copy."""
 
-    def __init__(self):
+    def __init__(self, min_width):
+        self.min_width = min_width
         self.widths = []
 
     def get_detections_for_batch(self, images):
         self.widths.extend(image.shape[1] for image in images)
-        return [(10, 5, 50, 35) if image.shape[1] >= 60 else None for image in images]
+        return [(w / 4, h / 4, 3 * w / 4, 3 * h / 4) if w >= self.min_width else None
+                for h, w in (image.shape[:2] for image in images)]
 
 
-def test_a_face_missed_in_the_reduced_copy_is_detected_at_full_resolution():
-    detector = SmallFacesMissed()
-    boxes = BoxDetector(detector, batch_size=4, max_size=30).detect(frames_for(3))
-    assert boxes == [(10, 5, 50, 35)] * 3  # in full-resolution coordinates
-    assert detector.widths == [30, 30, 30, 60, 60, 60]  # the copies first, then the originals
+@pytest.mark.parametrize("max_size, retry_width", [(30, 60), (20, 40)])
+def test_a_face_missed_in_the_reduced_copy_is_detected_on_a_copy_twice_as_large(max_size, retry_width):
+    """On 60x40 frames: a copy 30 wide misses, the retry sees the frame itself (60 wide, at most
+    the frame); a copy 20 wide misses, the retry sees one 40 wide, not the full frame."""
+    detector = SmallFacesMissed(min_width=retry_width)
+    boxes = BoxDetector(detector, batch_size=4, max_size=max_size).detect(frames_for(3))
+    assert boxes == [(15, 10, 45, 30)] * 3  # in full-resolution coordinates
+    assert detector.widths == [max_size] * 3 + [retry_width] * 3

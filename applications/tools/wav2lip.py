@@ -59,8 +59,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "by default it is feathered into the frame")
     parser.add_argument("--det_max_size", type=int, default=360,
                         help="detect faces on a copy whose longest side is at most this many "
-                             "pixels (frames without a face there are retried at full size); "
-                             "0 = full resolution, as the original")
+                             "pixels (frames without a face there are retried on a copy twice "
+                             "as large); 0 = full resolution, as the original")
     parser.add_argument("--det_every", type=int, default=5,
                         help="detect every k-th frame and interpolate the boxes between, "
                              "detecting every frame where the face moves fast; 1 = every frame")

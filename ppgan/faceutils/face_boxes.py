@@ -38,7 +38,9 @@ class BoxDetector:
     """Runs a face detector over a stream of frames in batches, as cheaply as the video allows.
 
     `max_size` bounds the longest side of the copy the detector sees (0: full resolution, as the
-    references); a key frame whose copy shows no face is detected again at full resolution.
+    references); a key frame whose copy shows no face is detected again on a copy twice as large
+    (at most the frame itself): small faces are found, and S3FD's memory, which grows with the
+    pixels it sees (about 1 GB for one 1080p frame), stays bounded whatever the resolution.
     `every`: detect every k-th frame only (key frames) and interpolate the boxes between two key
     frames, unless the face moved more than `motion_tolerance` of its size between them (or one
     has no face): then the frames between are detected too. every=1 detects every frame, as the
@@ -53,12 +55,13 @@ class BoxDetector:
         self.every = max(1, every)
         self.motion_tolerance = motion_tolerance
 
-    def _scale(self, frame: np.ndarray) -> float:
+    def _scale(self, frame: np.ndarray, max_size: Optional[int] = None) -> float:
+        max_size = self.max_size if max_size is None else max_size
         longest = max(frame.shape[:2])
-        return 1.0 if self.max_size <= 0 or longest <= self.max_size else self.max_size / longest
+        return 1.0 if max_size <= 0 or longest <= max_size else max_size / longest
 
-    def _shrink(self, frame: np.ndarray) -> np.ndarray:
-        scale = self._scale(frame)
+    def _shrink(self, frame: np.ndarray, max_size: Optional[int] = None) -> np.ndarray:
+        scale = self._scale(frame, max_size)
         if scale == 1.0:
             return frame
         height, width = frame.shape[:2]
@@ -90,12 +93,15 @@ class BoxDetector:
         return self._with_backoff(lambda chunk: self._detect(chunk, scale), smalls)
 
     def _detect_keys(self, keys: List[Tuple[np.ndarray, np.ndarray]], scale: float) -> List[Optional[Box]]:
-        """Boxes of (full, small) key frames: on the small copies, misses again at full size."""
+        """Boxes of (full, small) key frames: on the small copies, misses again on larger ones."""
         boxes = self._detect_small([small for _, small in keys], scale)
         retry = [i for i, box in enumerate(boxes) if box is None]
         if scale != 1.0 and retry:
-            full = self._with_backoff(lambda chunk: self._detect(chunk, 1.0), [keys[i][0] for i in retry])
-            for i, box in zip(retry, full):
+            larger_size = 2 * self.max_size
+            larger_scale = self._scale(keys[0][0], larger_size)  # a video's frames share one size
+            larger = [self._shrink(keys[i][0], larger_size) for i in retry]
+            found = self._with_backoff(lambda chunk: self._detect(chunk, larger_scale), larger)
+            for i, box in zip(retry, found):
                 boxes[i] = box
         return boxes
 
