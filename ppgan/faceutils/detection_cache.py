@@ -18,7 +18,7 @@ from ..utils.download import get_weights_home
 logger = logging.getLogger(__name__)
 
 Box = Tuple[int, int, int, int]
-FORMAT_VERSION = 1  # bump when the detection code changes what it returns
+FORMAT_VERSION = 2  # bump when the detection code changes what it returns (2: retry size)
 
 
 def detection_key(video_path: str, settings: Mapping[str, Any]) -> str:
