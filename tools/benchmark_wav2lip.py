@@ -115,8 +115,9 @@ def bench_generator(weights: str, batch: int, engines) -> dict:
         seconds = time_calls(lambda: [run(mel[s], faces[s]) for s in steps], repeats)
         results[f"generator ({engine}, {label})"] = batch / seconds
         if engine == "static":
-            skips = [np.repeat(x, CPU_CHUNK, axis=0) for x in run.encode_face(faces[:1])]
-            seconds = time_calls(lambda: [run.decode(mel[s], skips) for s in steps], repeats)
+            face = run.encode_face(faces[:1])
+            skips = [[np.repeat(x, len(mel[s]), axis=0) for x in face] for s in steps]
+            seconds = time_calls(lambda: [run.decode(mel[s], k) for s, k in zip(steps, skips)], repeats)
             results[f"generator ({engine}, photo: face encoded once, {label})"] = batch / seconds
     return results
 

@@ -113,38 +113,6 @@ def find_model_files(path_prefix: str) -> Tuple[str, str]:
         f"{PIR_PROGRAM_SUFFIX} or {LEGACY_PROGRAM_SUFFIX} together with {PARAMS_SUFFIX}")
 
 
-class StaticGenerator:
-    """A Paddle Inference predictor for an exported generator, called like the eager network.
-
-    Not thread-safe: the predictor's input and output buffers are shared between calls
-    (use one instance per thread, or `paddle.inference.Predictor.clone`).
-    """
-
-    INPUT_NAMES = (AUDIO_SPEC.name, FACE_SPEC.name)
-
-    def __init__(self, predictor: paddle.inference.Predictor, path_prefix: str):
-        missing = set(self.INPUT_NAMES) - set(predictor.get_input_names())
-        if missing:
-            raise ValueError(f"model '{path_prefix}' lacks inputs {sorted(missing)}: "
-                             f"it has {predictor.get_input_names()}")
-        self.path_prefix = path_prefix
-        self._predictor = predictor
-        self._inputs = [predictor.get_input_handle(name) for name in self.INPUT_NAMES]
-        self._output = predictor.get_output_handle(predictor.get_output_names()[0])
-
-    def __call__(self, mel: np.ndarray, faces: np.ndarray) -> np.ndarray:
-        """mel (B,1,80,16) and faces (B,6,96,96) -> generated faces (B,3,96,96), all float32."""
-        if mel.ndim != 4 or faces.ndim != 4 or mel.shape[0] != faces.shape[0]:
-            raise ValueError(f"expected mel (B,1,80,16) and faces (B,6,96,96), "
-                             f"got {mel.shape} and {faces.shape}")
-        for handle, array in zip(self._inputs, (mel, faces)):
-            handle.reshape(list(array.shape))
-            # copy_from_cpu needs a C-contiguous float32 buffer.
-            handle.copy_from_cpu(np.ascontiguousarray(array, dtype=np.float32))
-        self._predictor.run()
-        return self._output.copy_to_cpu()
-
-
 def _create_predictor(path_prefix: str, device: str, cpu_threads: int, use_onednn: bool,
                       gpu_memory_mb: int, memory_optim: bool, quiet: bool,
                       fp16: bool = False) -> paddle.inference.Predictor:
@@ -166,6 +134,53 @@ def _create_predictor(path_prefix: str, device: str, cpu_threads: int, use_onedn
     return paddle.inference.create_predictor(config)
 
 
+class StaticModel:
+    """Any exported model: called with NumPy arrays in input order, returns every output.
+
+    `input_names` binds the arguments to inputs by name (default: the program's input order).
+    Not thread-safe: the predictor's input and output buffers are shared between calls.
+    """
+
+    def __init__(self, path_prefix: str, device: str = "cpu", cpu_threads: int = 0,
+                 use_onednn: bool = True, fp16: bool = False, gpu_memory_mb: int = 500,
+                 memory_optim: bool = True, quiet: bool = True,
+                 input_names: Optional[Sequence[str]] = None):
+        self.path_prefix = path_prefix
+        self._predictor = _create_predictor(path_prefix, device, cpu_threads, use_onednn,
+                                            gpu_memory_mb, memory_optim, quiet, fp16)
+        available = self._predictor.get_input_names()
+        missing = set(input_names or ()) - set(available)
+        if missing:
+            raise ValueError(f"model '{path_prefix}' lacks inputs {sorted(missing)}: it has {available}")
+        self._inputs = [self._predictor.get_input_handle(n) for n in input_names or available]
+        self._outputs = [self._predictor.get_output_handle(n) for n in self._predictor.get_output_names()]
+
+    def __call__(self, *arrays: np.ndarray) -> List[np.ndarray]:
+        if len(arrays) != len(self._inputs):
+            raise ValueError(f"model '{self.path_prefix}' takes {len(self._inputs)} inputs, "
+                             f"got {len(arrays)}")
+        for handle, array in zip(self._inputs, arrays):
+            handle.reshape(list(array.shape))
+            # copy_from_cpu needs a C-contiguous float32 buffer.
+            handle.copy_from_cpu(np.ascontiguousarray(array, dtype=np.float32))
+        self._predictor.run()
+        return [handle.copy_to_cpu() for handle in self._outputs]
+
+
+class StaticGenerator(StaticModel):
+    """An exported Wav2Lip generator, called like the eager network."""
+
+    def __init__(self, path_prefix: str, **options):
+        super().__init__(path_prefix, input_names=(AUDIO_SPEC.name, FACE_SPEC.name), **options)
+
+    def __call__(self, mel: np.ndarray, faces: np.ndarray) -> np.ndarray:
+        """mel (B,1,80,16) and faces (B,6,96,96) -> generated faces (B,3,96,96), all float32."""
+        if mel.ndim != 4 or faces.ndim != 4 or mel.shape[0] != faces.shape[0]:
+            raise ValueError(f"expected mel (B,1,80,16) and faces (B,6,96,96), "
+                             f"got {mel.shape} and {faces.shape}")
+        return super().__call__(mel, faces)[0]
+
+
 def create_inference_predictor(path_prefix: str, device: str = "cpu", cpu_threads: int = 0,
                                use_onednn: bool = True, gpu_memory_mb: int = 500,
                                memory_optim: bool = True, quiet: bool = True,
@@ -178,32 +193,9 @@ def create_inference_predictor(path_prefix: str, device: str = "cpu", cpu_thread
     quiet: silence the per-pass glog lines Paddle Inference prints while optimising.
     fp16: half precision on a GPU (not measured here: no GPU); ignored on a CPU, with a warning.
     """
-    predictor = _create_predictor(path_prefix, device, cpu_threads, use_onednn, gpu_memory_mb,
-                                  memory_optim, quiet, fp16)
-    return StaticGenerator(predictor, path_prefix)
-
-
-class StaticModel:
-    """Any exported model: called with NumPy arrays in input order, returns every output."""
-
-    def __init__(self, path_prefix: str, device: str = "cpu", cpu_threads: int = 0,
-                 use_onednn: bool = True, fp16: bool = False):
-        self.path_prefix = path_prefix
-        self._predictor = _create_predictor(path_prefix, device, cpu_threads, use_onednn,
-                                            gpu_memory_mb=500, memory_optim=True, quiet=True,
-                                            fp16=fp16)
-        self._inputs = [self._predictor.get_input_handle(n) for n in self._predictor.get_input_names()]
-        self._outputs = [self._predictor.get_output_handle(n) for n in self._predictor.get_output_names()]
-
-    def __call__(self, *arrays: np.ndarray) -> List[np.ndarray]:
-        if len(arrays) != len(self._inputs):
-            raise ValueError(f"model '{self.path_prefix}' takes {len(self._inputs)} inputs, "
-                             f"got {len(arrays)}")
-        for handle, array in zip(self._inputs, arrays):
-            handle.reshape(list(array.shape))
-            handle.copy_from_cpu(np.ascontiguousarray(array, dtype=np.float32))
-        self._predictor.run()
-        return [handle.copy_to_cpu() for handle in self._outputs]
+    return StaticGenerator(path_prefix, device=device, cpu_threads=cpu_threads,
+                           use_onednn=use_onednn, gpu_memory_mb=gpu_memory_mb,
+                           memory_optim=memory_optim, quiet=quiet, fp16=fp16)
 
 
 def _file_digest(path: str) -> str:
