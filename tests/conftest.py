@@ -1,5 +1,6 @@
 import logging
 import os
+import shutil
 import warnings
 
 import pytest
@@ -37,6 +38,52 @@ def _reset_logger():
             _PPGAN_LOGGER.removeHandler(handler)
             handler.close()
     _PPGAN_LOGGER.propagate, _PPGAN_LOGGER.level = propagate, level
+
+
+def _ffmpeg_builds():
+    """The ffmpeg binaries to run `ffmpeg`-marked tests with: the bundled one (the default) and
+    the system's, when there is one (CI installs Debian's, the build whose AAC decoding differed)."""
+    import imageio_ffmpeg
+
+    builds = {"bundled": imageio_ffmpeg.get_ffmpeg_exe()}
+    system = shutil.which("ffmpeg")
+    if system and os.path.realpath(system) != os.path.realpath(builds["bundled"]):
+        builds["system"] = system
+    return builds
+
+
+FFMPEG_BUILDS = _ffmpeg_builds()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "ffmpeg: run once per ffmpeg build on the machine "
+                                       "(PPGAN_FFMPEG set to each; media made with it too)")
+
+
+def pytest_generate_tests(metafunc):
+    if metafunc.definition.get_closest_marker("ffmpeg"):
+        metafunc.parametrize("ffmpeg_build", list(FFMPEG_BUILDS), indirect=True, scope="module")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ffmpeg_build(request):
+    """Point PPGAN_FFMPEG at one build for a module's tests (and the CLIs they start); the
+    module's own fixtures that make media run after this one, so they use it too."""
+    from ppgan.utils.ffmpeg_tools import ffmpeg_exe
+
+    name = getattr(request, "param", None)
+    if name is None:
+        yield None
+        return
+    previous = os.environ.get("PPGAN_FFMPEG")
+    os.environ["PPGAN_FFMPEG"] = FFMPEG_BUILDS[name]
+    ffmpeg_exe.cache_clear()
+    yield name
+    if previous is None:
+        os.environ.pop("PPGAN_FFMPEG")
+    else:
+        os.environ["PPGAN_FFMPEG"] = previous
+    ffmpeg_exe.cache_clear()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,5 +1,8 @@
 """Test media made on the fly: a face video from a real photo, speech-like audio, random weights."""
+import contextlib
+import os
 import re
+import shutil
 import subprocess
 import wave
 
@@ -103,3 +106,24 @@ def save_random_generator(path, seed=0):
     net = Wav2Lip()
     paddle.save({k: v.numpy() for k, v in net.state_dict().items()}, str(path))
     return path
+
+
+def leftovers(folder):
+    """Temporary files a run may have left in `folder`: the hidden `.<name>.*.part*` files (and
+    folders) of ppgan's atomic writes."""
+    return sorted(n for n in os.listdir(folder) if n.startswith(".") and ".part" in n)
+
+
+@contextlib.contextmanager
+def small_disk(path, size="300k"):
+    """A tmpfs of `size` mounted at `path` (root only): a disk that fills up."""
+    os.makedirs(path, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=True)
+
+
+def can_mount():
+    return os.geteuid() == 0 and shutil.which("mount") is not None

@@ -11,7 +11,7 @@ from ppgan.faceutils.face_detection.api import build_detector
 from ppgan.faceutils.face_detection.detection.blazeface import BlazeFace, BlazeFaceDetector
 from ppgan.faceutils.face_detection.detection.blazeface.anchors import generate_anchors, load_anchors
 from ppgan.faceutils.face_detection.detection.blazeface.detect import (
-    postprocess, square_region, to_network_input, weighted_nms)
+    decode_boxes, postprocess, square_region, to_network_input, weighted_nms)
 from ppgan.utils.weights import WeightsError, identify_network, load_weights
 
 # From PaddleGAN's net_blazeface.py: a 5x5 stem conv, 11 + 5 BlazeBlocks of 2 convs each, 4 heads;
@@ -175,7 +175,7 @@ def test_pad_mode_letterboxes_and_crop_mode_keeps_the_central_square():
 
 def test_detector_end_to_end_with_saved_random_weights(weights_file):
     detector = build_detector("blazeface", path_to_detector=weights_file)
-    assert isinstance(detector, BlazeFaceDetector) and not detector.crop_to_square
+    assert isinstance(detector, BlazeFaceDetector) and not detector.reference
     expected = random_state_dict()
     for name, value in detector.net.state_dict().items():
         np.testing.assert_array_equal(value.numpy(), expected[name])
@@ -196,7 +196,7 @@ def test_detector_end_to_end_with_saved_random_weights(weights_file):
 
 def test_detector_uses_the_hand_made_outputs(weights_file, monkeypatch):
     for crop, box in ((False, [198.75, -8.75, 273.75, 141.25]), (True, [182.5, 27.5, 232.5, 127.5])):
-        detector = BlazeFaceDetector(weights_file, crop_to_square=crop)
+        detector = BlazeFaceDetector(weights_file, reference=crop)
         monkeypatch.setattr(detector, "raw_outputs", lambda images: hand_made_outputs(len(images)))
         results = detector.detect_batch(np.zeros((2, 200, 300, 3), np.uint8))
         for boxes in results:
@@ -223,3 +223,88 @@ def test_wrong_or_incomplete_weights_are_rejected(tmp_path):
         BlazeFaceDetector(path)
     with pytest.raises(FileNotFoundError):
         BlazeFaceDetector(str(tmp_path / "nope.pdparams"))
+
+
+# ---- PaddleGAN's detector, written out from its code (detect.py, utils.py, net_blazeface.py) ----
+def paddlegan_crop(image, dim=128):
+    """PaddleGAN's `resize_and_crop_image`: short side to `dim` (INTER_AREA), central crop."""
+    import cv2
+
+    h, w = image.shape[:2]
+    if h > w:
+        img = cv2.resize(image, (dim, int(h * (dim / float(w)))), interpolation=cv2.INTER_AREA)
+        start = (img.shape[0] - img.shape[1]) // 2
+        return img[start:start + dim]
+    img = cv2.resize(image, (int(w * (dim / float(h))), dim), interpolation=cv2.INTER_AREA)
+    start = (img.shape[1] - img.shape[0]) // 2
+    return img[:, start:start + dim]
+
+
+def paddlegan_weighted_nms(detections, threshold=0.3):
+    """`_weighted_non_max_suppression`: clusters in the order of their strongest member."""
+    def iou(box, others):
+        lo = np.maximum(box[:2], others[:, :2])
+        hi = np.minimum(box[2:4], others[:, 2:4])
+        inter = np.prod(np.clip(hi - lo, 0, None), axis=1)
+        area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
+        return inter / (area(box) + area(others) - inter)
+
+    out = []
+    remaining = np.argsort(-detections[:, 16])
+    while len(remaining):
+        detection = detections[remaining[0]].copy()
+        mask = iou(detection[:4], detections[remaining, :4]) > threshold
+        overlapping, remaining = remaining[mask], remaining[~mask]
+        if len(overlapping) > 1:
+            scores = detections[overlapping, 16:17]
+            detection[:16] = (detections[overlapping, :16] * scores).sum(axis=0) / scores.sum()
+            detection[16] = scores.sum() / len(overlapping)
+        out.append(detection)
+    return np.stack(out)
+
+
+def outputs_with_boxes(boxes_scores):
+    """Raw outputs whose anchors 0, 1, ... decode to the given [x1, y1, x2, y2] (in 0..1 units)
+    with the given scores; all other anchors score 0."""
+    anchors = generate_anchors()
+    raw_boxes = np.zeros((1, 896, 16), np.float32)
+    raw_scores = np.full((1, 896, 1), -1000.0, np.float32)
+    for k, (box, score) in enumerate(boxes_scores):
+        (x1, y1, x2, y2), (cx, cy) = box, anchors[k, :2]
+        raw_boxes[0, k, :4] = [((x1 + x2) / 2 - cx) * 128, ((y1 + y2) / 2 - cy) * 128,
+                               (x2 - x1) * 128, (y2 - y1) * 128]
+        raw_scores[0, k, 0] = np.log(score / (1 - score))
+    return raw_boxes, raw_scores
+
+
+def test_reference_mode_is_paddlegans_crop_and_face_order(weights_file, monkeypatch):
+    # Face A holds the single strongest anchor (0.99) but weak neighbours (mean 0.71); face B
+    # two steady ones (mean 0.9). PaddleGAN returns A first; by mean score B comes first.
+    a, b = [0.1, 0.1, 0.3, 0.3], [0.6, 0.6, 0.8, 0.8]
+    a2 = [0.11, 0.1, 0.31, 0.3]
+    raw = outputs_with_boxes([(a, 0.99), (a2, 0.57), (a, 0.57), (b, 0.9), (b, 0.9)])
+    for reference, first in ((True, a), (False, b)):
+        detector = BlazeFaceDetector(weights_file, reference=reference)
+        monkeypatch.setattr(detector, "raw_outputs", lambda images: raw)
+        (boxes,) = detector.detect_batch(np.zeros((1, 128, 128, 3), np.uint8))
+        np.testing.assert_allclose(boxes[0, :4] / 128, first, atol=0.011)
+    # The whole reference result, against PaddleGAN's algorithm written out above.
+    faces = postprocess(*raw, generate_anchors(), square_region(128, 128, True), 0.5, 0.3,
+                        by_mean_score=False)[0]
+    candidates = np.concatenate([decode_boxes(raw[0], generate_anchors())[0][:5],
+                                 [[0.99], [0.57], [0.57], [0.9], [0.9]]], axis=1).astype(np.float32)
+    expected = paddlegan_weighted_nms(candidates)
+    np.testing.assert_allclose(faces[:, :16] / 128, expected[:, :16], atol=1e-5)
+    np.testing.assert_allclose(faces[:, 16], expected[:, 16], atol=1e-5)
+    aligner = FaceAlignment(face_detector="blazeface", path_to_detector=weights_file, reference=True)
+    monkeypatch.setattr(aligner.face_detector, "raw_outputs", lambda images: raw)
+    (box,) = aligner.get_detections_for_batch(np.zeros((1, 128, 128, 3), np.uint8))
+    assert box == tuple(int(v * 128) for v in paddlegan_weighted_nms(candidates)[0, :4])
+
+
+@pytest.mark.parametrize("height, width", [(720, 1280), (1280, 720), (300, 301)])
+def test_reference_input_is_paddlegans_central_crop(height, width):
+    image = np.random.default_rng(height).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    expected = paddlegan_crop(image).astype(np.float32) / 127.5 - 1.0
+    np.testing.assert_allclose(to_network_input(image[None], crop_to_square=True)[0],
+                               expected.transpose(2, 0, 1), atol=1e-6)

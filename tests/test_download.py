@@ -82,7 +82,7 @@ def home(tmp_path, monkeypatch):
 def _leftovers(folder) -> list:
     if not os.path.isdir(folder):
         return []
-    return [n for n in os.listdir(folder) if n.endswith(".part")]
+    return [n for n in os.listdir(folder) if ".part" in n]
 
 
 def _free_port() -> int:

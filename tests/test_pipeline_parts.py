@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from ppgan.apps.wav2lip_predictor import _runs, mel_window, pingpong_index
-from ppgan.faceutils.face_boxes import BoxDetector, NoFaceError, fill_missing, pad_boxes, smooth_boxes
+from ppgan.faceutils.face_boxes import (BoxDetector, MissingFaceError, NoFaceError, fill_missing,
+                                      pad_boxes, smooth_boxes)
 from ppgan.utils.blend import feather_mask, paste_face
 
 
@@ -40,10 +41,14 @@ def reference_smoothing(boxes, T=5):
     return boxes
 
 
-def test_smoothing_equals_the_reference():
-    rng = np.random.default_rng(0)
-    boxes = rng.integers(0, 500, size=(23, 4))
+@pytest.mark.parametrize("count", [1, 2, 3, 4, 5, 6, 23])
+def test_smoothing_equals_the_reference(count):
+    # 3 and 4 frames: the reference's window start is negative and slices from the end.
+    rng = np.random.default_rng(count)
+    boxes = rng.integers(0, 500, size=(count, 4))
     np.testing.assert_array_equal(smooth_boxes(boxes.astype(float)), reference_smoothing(boxes))
+    if count == 4:  # every frame takes the last box, as the reference does
+        np.testing.assert_array_equal(smooth_boxes(boxes.astype(float)), np.tile(boxes[-1], (4, 1)))
 
 
 def test_missing_boxes_are_interpolated_between_neighbours():
@@ -127,6 +132,19 @@ def test_fast_motion_and_missing_faces_detect_the_frames_between():
     assert len(seen) < len(track)  # and the still stretches were not detected frame by frame
 
 
+def test_strict_detects_every_frame_and_stops_at_the_first_faceless_one():
+    # Frame 7 lies between the key frames 5 and 10, whose boxes agree: interpolation alone
+    # would hide it.
+    track = [(0, 0, 40, 40)] * 7 + [None] + [(0, 0, 40, 40)] * 8
+    boxes, seen = run_detector(track, every=5)
+    assert boxes[7] is not None
+    aligner = FakeAligner(track)
+    with pytest.raises(MissingFaceError, match="no face in frame 7") as raised:
+        BoxDetector(aligner, batch_size=4, every=5, strict=True).detect(frames_for(len(track)))
+    assert raised.value.frame == 7
+    assert aligner.seen == list(range(8))  # every frame, and no further than the first batch past it
+
+
 class SmallFacesMissed:
     """A detector that finds the face (the middle half of the image it is given) only in images
     at least `min_width` pixels wide, like a real one missing a face too small in a reduced copy."""
@@ -149,3 +167,13 @@ def test_a_face_missed_in_the_reduced_copy_is_detected_on_a_copy_twice_as_large(
     boxes = BoxDetector(detector, batch_size=4, max_size=max_size).detect(frames_for(3))
     assert boxes == [(15, 10, 45, 30)] * 3  # in full-resolution coordinates
     assert detector.widths == [max_size] * 3 + [retry_width] * 3
+
+
+def test_strict_retries_a_miss_up_to_the_full_frame():
+    """The references look at the full frame: a face only found there is not a faceless frame."""
+    detector = SmallFacesMissed(min_width=60)
+    boxes = BoxDetector(detector, batch_size=4, max_size=20, strict=True).detect(frames_for(2))
+    assert boxes == [(15, 10, 45, 30)] * 2
+    assert detector.widths == [20, 20, 40, 40, 60, 60]
+    with pytest.raises(MissingFaceError, match="frame 0"):
+        BoxDetector(SmallFacesMissed(min_width=61), max_size=20, strict=True).detect(frames_for(2))

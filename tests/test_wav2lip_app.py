@@ -13,8 +13,10 @@ import cv2
 import numpy as np
 import pytest
 
-from media import (face_box_in_frame, face_frame, ffmpeg, probe, read_frames, save_random_generator,
-                   speech_like, write_video, write_wav)
+from media import (can_mount, face_box_in_frame, face_frame, ffmpeg, leftovers, probe, read_frames,
+                   save_random_generator, small_disk, speech_like, write_video, write_wav)
+
+pytestmark = pytest.mark.ffmpeg  # run with every ffmpeg build on the machine (conftest.py)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLI = os.path.join(ROOT, "applications", "tools", "wav2lip.py")
@@ -203,10 +205,10 @@ def test_bad_input_is_one_line_and_leaves_no_output(media, bad_inputs, capsys, c
     code, _ = run_cli(media, *args, outfile=outfile, check=False)
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
-    assert err[-1].startswith("error: ") and message in err[-1]
+    assert err[-1].startswith("wav2lip.py: error: ") and message in err[-1]
     assert "Traceback" not in "\n".join(err)
     assert not os.path.exists(outfile)
-    assert not [n for n in os.listdir(root) if n.startswith(".wav2lip-")]
+    assert not leftovers(root)
 
 
 def test_unwritable_output_folder(media, capsys):
@@ -216,14 +218,19 @@ def test_unwritable_output_folder(media, capsys):
     assert code == 2 and "output folder is not writable: /proc" in capsys.readouterr().err
 
 
-def test_ctrl_c_leaves_no_partial_output(media):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_stop_signal_leaves_no_partial_output(media, stop):
+    """Ctrl-C, a job scheduler's SIGTERM (`timeout`, `docker stop`) and a closed terminal's
+    SIGHUP all stop the run promptly with 128 + the signal, no output and nothing hidden."""
     long_audio = write_wav(media["root"] / "long.wav", speech_like(30.0))
-    outfile = media["root"] / "interrupted.mp4"
+    folder = media["root"] / f"stopped_{stop.name}"
+    folder.mkdir()
+    outfile = folder / "interrupted.mp4"
     env = dict(os.environ, PYTHONPATH=ROOT)
     proc = subprocess.Popen([sys.executable, CLI, "--face", media["video"], "--audio", str(long_audio),
                              "--outfile", str(outfile), "--checkpoint_path", media["weights"],
                              "--box", *map(str, BOX), "--wav2lip_batch_size", "8"],
-                            stderr=subprocess.PIPE, text=True, env=env,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=folder,
                             # A shell runs background jobs with SIGINT ignored, and Python keeps
                             # an inherited SIG_IGN: give the CLI the default, as in a terminal.
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
@@ -233,16 +240,32 @@ def test_ctrl_c_leaves_no_partial_output(media):
         assert line, f"the CLI ended before writing frames: {seen}"
         seen += line
     time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop)
     try:  # generous: on a loaded 2-core machine one generator chunk can take many seconds
         rest = proc.communicate(timeout=180)[1]
     except subprocess.TimeoutExpired:
         proc.kill()
-        pytest.fail("no exit within 180 s of Ctrl-C: " + proc.communicate()[1][-1500:])
-    assert proc.returncode == 130, rest
-    assert "Traceback" not in rest
-    assert not outfile.exists()
-    assert not [n for n in os.listdir(media["root"]) if n.startswith(".wav2lip-")]
+        pytest.fail(f"no exit within 180 s of {stop.name}: " + proc.communicate()[1][-1500:])
+    assert proc.returncode == 128 + stop, rest
+    assert "Traceback" not in rest and rest.strip().splitlines()[-1] == (
+        "wav2lip.py: interrupted: no output written")
+    assert os.listdir(folder) == []  # no output, no temporary, nothing in the working folder
+
+
+@pytest.mark.skipif(not can_mount(), reason="mounting a small tmpfs needs root")
+@pytest.mark.parametrize("free_kb", [8, 128])  # full at once; full while encoding
+def test_a_full_disk_says_so_and_leaves_nothing(media, tmp_path, capsys, free_kb):
+    with small_disk(tmp_path / "disk", "256k") as disk:
+        outfile = disk / "out.mp4"
+        filler = disk / "filler"
+        filler.write_bytes(b"\0" * ((256 - free_kb) << 10))
+        long_audio = write_wav(tmp_path / "long.wav", speech_like(4.0))  # about 150 kB of video
+        code, _ = run_cli(media, "--face", media["video"], "--audio", str(long_audio),
+                          "--box", *map(str, BOX), outfile=str(outfile), check=False)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 1, err
+        assert err[-1] == f"wav2lip.py: error: no space left on device: {outfile}"
+        assert sorted(os.listdir(disk)) == ["filler"]
 
 
 def test_detection_cache_is_reused_and_invalidated(media, caplog):
@@ -274,6 +297,6 @@ def test_without_weights_and_offline_the_error_says_where_to_put_them(media, cap
     outfile = str(tmp_path / "o.mp4")
     code = main(["--face", media["video"], "--audio", media["audio"], "--outfile", outfile])
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert code == 2 and err.startswith("error: cannot download http://127.0.0.1:9/wav2lip_hq.pdparams")
+    assert code == 2 and err.startswith("wav2lip.py: error: cannot download http://127.0.0.1:9/wav2lip_hq.pdparams")
     assert str(tmp_path / "empty_cache" / "wav2lip_hq.pdparams") in err
     assert not os.path.exists(outfile)

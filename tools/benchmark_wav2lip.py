@@ -18,7 +18,6 @@ import sys
 import tempfile
 import threading
 import time
-import wave
 
 import numpy as np
 
@@ -38,14 +37,6 @@ def speech_like(seconds: float, rate: int = 16000) -> np.ndarray:
     return 0.2 * voiced * envelope + 0.01 * rng.standard_normal(t.size)
 
 
-def write_wav(path: str, samples: np.ndarray, rate: int = 16000) -> None:
-    with wave.open(path, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
-
-
 def face_frame(shift: int, width: int = WIDTH, height: int = HEIGHT) -> np.ndarray:
     import cv2
     from skimage import data
@@ -59,22 +50,29 @@ def face_frame(shift: int, width: int = WIDTH, height: int = HEIGHT) -> np.ndarr
 
 
 def make_clip(folder: str, seconds: int, width: int = WIDTH, height: int = HEIGHT) -> tuple:
-    """An H.264 clip of a face swaying left and right, and a WAV of the same length."""
-    from ppgan.utils.ffmpeg_tools import ffmpeg_exe
+    """An H.264 clip of a face swaying left and right, and a WAV of the same length (kept in
+    `folder` for later runs; each appears only once complete)."""
+    from ppgan.utils.atomic import atomic_path
+    from ppgan.utils.audio import write_wav
+    from ppgan.utils.ffmpeg_tools import FFmpegPipe
 
     video = os.path.join(folder, f"face_{height}p_{seconds}s.mp4")
     audio = os.path.join(folder, f"speech_{seconds}s.wav")
     if not os.path.exists(video):
-        command = [ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "bgr24",
-                   "-s", f"{width}x{height}", "-r", str(FPS), "-i", "-", "-c:v", "libx264",
-                   "-pix_fmt", "yuv420p", video]
-        encoder = subprocess.Popen(command, stdin=subprocess.PIPE)
-        for i in range(seconds * FPS):
-            encoder.stdin.write(face_frame(int(40 * np.sin(i / 15)), width, height).tobytes())
-        encoder.stdin.close()
-        encoder.wait()
+        with atomic_path(video) as partial:
+            encoder = FFmpegPipe(["-y", "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{width}x{height}",
+                                  "-r", FPS, "-i", "-", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+                                  partial], output=video)
+            try:
+                for i in range(seconds * FPS):
+                    encoder.write(face_frame(int(40 * np.sin(i / 15)), width, height).tobytes())
+                encoder.finish()
+            except BaseException:
+                encoder.kill()
+                raise
     if not os.path.exists(audio):
-        write_wav(audio, speech_like(seconds))
+        with atomic_path(audio) as partial:
+            write_wav(partial, speech_like(seconds))
     return video, audio
 
 
@@ -83,10 +81,13 @@ def random_weights(folder: str) -> str:
 
     from ppgan.models import Wav2Lip
 
+    from ppgan.utils.atomic import atomic_path
+
     path = os.path.join(folder, "wav2lip_random.pdparams")
     if not os.path.exists(path):
         paddle.seed(0)
-        paddle.save({k: v.numpy() for k, v in Wav2Lip().state_dict().items()}, path)
+        with atomic_path(path) as partial:
+            paddle.save({k: v.numpy() for k, v in Wav2Lip().state_dict().items()}, partial)
     return path
 
 
@@ -154,10 +155,13 @@ def random_detector_weights(folder: str, name: str):
     nets = {"sfd": S3FD, "blazeface": BlazeFace}
     if name not in nets:
         return None
+    from ppgan.utils.atomic import atomic_path
+
     path = os.path.join(folder, f"{name}_random.pdparams")
     if not os.path.exists(path):
         paddle.seed(0)
-        paddle.save(nets[name]().state_dict(), path)
+        with atomic_path(path) as partial:
+            paddle.save(nets[name]().state_dict(), partial)
     return path
 
 
@@ -216,10 +220,15 @@ def bench_end_to_end(video: str, audio: str, weights: str, seconds: int, extra) 
     stderr = []
     reader = threading.Thread(target=lambda: stderr.append(process.stderr.read()), daemon=True)
     reader.start()
-    while process.poll() is None:
-        for pid in [process.pid] + _children(process.pid):
-            peaks[pid] = max(peaks.get(pid, 0.0), _peak_rss_mb(pid))
-        time.sleep(0.2)
+    try:
+        while process.poll() is None:
+            for pid in [process.pid] + _children(process.pid):
+                peaks[pid] = max(peaks.get(pid, 0.0), _peak_rss_mb(pid))
+            time.sleep(0.2)
+    except BaseException:  # interrupted: the run stops too (SIGTERM: it cleans up after itself)
+        process.terminate()
+        process.wait()
+        raise
     wall = time.perf_counter() - start
     reader.join()
     if process.returncode != 0:
@@ -230,7 +239,9 @@ def bench_end_to_end(video: str, audio: str, weights: str, seconds: int, extra) 
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    from ppgan.utils.cli import OneLineParser, run_main
+
+    parser = OneLineParser(prog="benchmark_wav2lip", description=__doc__.strip().splitlines()[0])
     parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "wav2lip_bench"))
     parser.add_argument("--clips", default="10,60", help="720p clip lengths in seconds")
     parser.add_argument("--clip_1080p", type=int, default=10,
@@ -248,6 +259,14 @@ def main() -> int:
     parser.add_argument("--skip-detectors", action="store_true")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
+    # OSError: an unwritable workdir or --json path.
+    return run_main("benchmark_wav2lip", lambda: benchmark(args), (OSError,),
+                    interrupted="interrupted: no results written")
+
+
+def benchmark(args: argparse.Namespace) -> int:
+    from ppgan.utils.atomic import atomic_path
+
     os.makedirs(args.workdir, exist_ok=True)
     os.environ.setdefault("PPGAN_HOME", os.path.join(args.workdir, "cache"))
 
@@ -279,7 +298,7 @@ def main() -> int:
              "--no_det_cache", "--det_max_size", str(args.det_max_size)])
     print(json.dumps(results, indent=2))
     if args.json:
-        with open(args.json, "w") as out:
+        with atomic_path(args.json) as partial, open(partial, "w") as out:
             json.dump(results, out, indent=2)
     return 0
 

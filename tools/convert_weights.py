@@ -17,7 +17,7 @@ from typing import List, Optional
 # Run as a script from anywhere: make the repository's `ppgan` importable.
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir)))
 
-from ppgan.utils.cli import OneLineParser, setup_logging  # noqa: E402
+from ppgan.utils.cli import OneLineParser, run_main, setup_logging  # noqa: E402
 
 from ppgan.utils.convert import NETWORKS, ConversionError, convert_checkpoint  # noqa: E402
 from ppgan.utils.torch_checkpoint import CheckpointError  # noqa: E402
@@ -38,19 +38,15 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     setup_logging(args.verbose)
-    try:
+
+    def convert() -> int:
         result = convert_checkpoint(args.input, args.output, args.net)
-    except (CheckpointError, ConversionError) as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:  # missing input, unwritable output, ...
-        detail = error.strerror or str(error)
-        where = f": {error.filename}" if error.filename else ""
-        print(f"{PROG}: error: {detail}{where}", file=sys.stderr)
-        return 2
-    print(f"{result.network}: {result.num_tensors} tensors ({result.num_values:,} values, "
-          f"{result.dropped} num_batches_tracked dropped) -> {result.output}")
-    return 0
+        print(f"{result.network}: {result.num_tensors} tensors ({result.num_values:,} values, "
+              f"{result.dropped} num_batches_tracked dropped) -> {result.output}")
+        return 0
+
+    # OSError: a missing input, an unwritable output folder, ...
+    return run_main(PROG, convert, (CheckpointError, ConversionError, OSError))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from typing import List, Optional
 # Run as a script from anywhere: make the repository's `ppgan` importable.
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir)))
 
-from ppgan.utils.cli import OneLineParser, setup_logging  # noqa: E402
+from ppgan.utils.cli import OneLineParser, run_main, setup_logging  # noqa: E402
 
 PROG = "eval_lipsync"
 
@@ -131,14 +131,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     setup_logging(args.verbose)
     from ppgan.utils.errors import USER_ERRORS
 
-    try:
-        return run(args)
-    except USER_ERRORS as error:
-        print(f"{PROG}: error: {' '.join(str(error).split())}", file=sys.stderr)
-        return 2
-    except ValueError as error:  # malformed filelist, bad checkpoint, ...
-        print(f"{PROG}: error: {' '.join(str(error).split())}", file=sys.stderr)
-        return 2
+    # ValueError: a malformed filelist, a bad checkpoint, ...
+    return run_main(PROG, lambda: run(args), (ValueError, *USER_ERRORS),
+                    interrupted="interrupted: no scores written")
 
 
 if __name__ == "__main__":

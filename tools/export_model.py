@@ -15,9 +15,11 @@ from typing import List, Optional
 # Run as a script from anywhere: make the repository's `ppgan` importable.
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir)))
 
+from ppgan.utils.cli import OneLineParser, run_main  # noqa: E402
+
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="export_model", description=__doc__.splitlines()[0])
     parser.add_argument("--load", help="generator weights (.pdparams): flat or a trainer checkpoint")
     parser.add_argument("--output_dir", default="inference_model", help="where to write the model")
     parser.add_argument("--model_name", default="wav2lip", help="file name prefix of the model")
@@ -33,26 +35,38 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
+
+    return run_main("export_model", lambda: export(args), (FileNotFoundError, ValueError),
+                    interrupted="interrupted: nothing exported")
+
+
+def export(args: argparse.Namespace) -> int:
     # Fail fast, before the slow `import paddle`, on the commonest mistake.
     if args.load and not os.path.isfile(args.load):
-        print(f"export_model: error: weights file not found: {args.load}", file=sys.stderr)
-        return 2
+        raise FileNotFoundError(f"weights file not found: {args.load}")
 
     import paddle
 
     from ppgan.models.generators import Wav2Lip
+    from ppgan.utils.atomic import AtomicPath
     from ppgan.utils.static_graph import export_generator
-    from ppgan.utils.weights import WeightsError, load_weights
+    from ppgan.utils.weights import load_weights
 
     paddle.set_device("cpu")  # tracing needs no GPU, and the saved model runs on either
     net = Wav2Lip()
     if args.load:
-        try:
-            load_weights(net, args.load)
-        except WeightsError as err:
-            print(f"export_model: error: {err}", file=sys.stderr)
-            return 2
-    written = export_generator(net, os.path.join(args.output_dir, args.model_name))
+        load_weights(net, args.load)
+    os.makedirs(args.output_dir, exist_ok=True)
+    # Trace into a hidden folder, then move the finished files into place: an interrupted
+    # export leaves the output folder as it was.
+    staging = AtomicPath(os.path.join(args.output_dir, args.model_name), directory=True)
+    try:
+        staged = export_generator(net, os.path.join(staging.temp, args.model_name))
+        written = [os.path.join(args.output_dir, os.path.basename(path)) for path in staged]
+        for source, target in zip(staged, written):
+            os.replace(source, target)
+    finally:
+        staging.discard()
     weights = args.load or "random initialisation"
     print(f"exported Wav2Lip generator ({weights}) to: {', '.join(written)}")
     return 0

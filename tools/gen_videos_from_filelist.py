@@ -9,7 +9,8 @@ Line ``idx`` of the filelist (``audio_src video``, e.g. ``6339758276407584924/00
 ``evaluation/gen_videos_from_filelist.py`` a pair is skipped (and its reason logged and listed in
 RESULTS_DIR/skipped.txt) when its mel-spectrogram has NaNs, its video has fewer frames than the
 audio has mel windows, or a frame has no detectable face. Settings are the original's: 25 fps,
-pads 0 0 0 0, box smoothing over 5 frames, full-resolution detection, hard paste.
+pads 0 0 0 0, every frame detected at full resolution (no detection cache, PaddleGAN's BlazeFace
+crop and face order), box smoothing over 5 frames, hard paste.
 
 Deviation: the output lasts as long as the audio (round(seconds * 25) frames); the original stops
 at the last full 16-step mel window, up to 0.2 s earlier, and keeps the audio running past it.
@@ -23,7 +24,7 @@ from typing import List, Optional, Tuple
 # Run as a script from anywhere: make the repository's `ppgan` importable.
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir)))
 
-from ppgan.utils.cli import OneLineParser, setup_logging  # noqa: E402
+from ppgan.utils.cli import OneLineParser, run_main, setup_logging  # noqa: E402
 
 PROG = "gen_videos_from_filelist"
 FPS = 25
@@ -112,7 +113,7 @@ def generate(args: argparse.Namespace) -> Tuple[int, List[Tuple[int, str]]]:
         checkpoint_path=args.checkpoint_path, fps=FPS, pads=args.pads,
         face_det_batch_size=args.face_det_batch_size, wav2lip_batch_size=args.wav2lip_batch_size,
         face_detector=args.face_detector, detector_path=args.detector_path,
-        strict_face=True, feather=False, det_max_size=0, cpu=args.cpu)
+        strict_face=True, feather=False, reference_detection=True, cpu=args.cpu)
     done, skipped = 0, []
     for pair in pairs:
         out = os.path.join(args.results_dir, f"{pair.idx}.mp4")
@@ -135,8 +136,10 @@ def generate(args: argparse.Namespace) -> Tuple[int, List[Tuple[int, str]]]:
 
 
 def _write_skipped(results_dir: str, skipped: List[Tuple[int, str]]) -> str:
+    from ppgan.utils.atomic import atomic_path
+
     path = os.path.join(results_dir, "skipped.txt")
-    with open(path, "w", encoding="utf-8") as f:
+    with atomic_path(path) as partial, open(partial, "w", encoding="utf-8") as f:
         for idx, reason in skipped:
             f.write(f"{idx}\t{reason}\n")
     return path
@@ -145,17 +148,19 @@ def _write_skipped(results_dir: str, skipped: List[Tuple[int, str]]) -> str:
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     setup_logging(args.verbose)
+
+    def run() -> int:
+        done, skipped = generate(args)
+        listing = _write_skipped(args.results_dir, skipped)
+        print(f"{done} video(s) in {args.results_dir}, {len(skipped)} pair(s) skipped "
+              f"(listed in {listing})")
+        return 0
+
     from ppgan.utils.errors import USER_ERRORS
 
-    try:
-        done, skipped = generate(args)
-    except (ValueError, *USER_ERRORS) as err:  # a malformed filelist, unusable weights, ...
-        print(f"{PROG}: error: {' '.join(str(err).split())}", file=sys.stderr)
-        return 2
-    listing = _write_skipped(args.results_dir, skipped)
-    print(f"{done} video(s) in {args.results_dir}, {len(skipped)} pair(s) skipped "
-          f"(listed in {listing})")
-    return 0
+    # ValueError: a malformed filelist, unusable weights, ...
+    return run_main(PROG, run, (ValueError, *USER_ERRORS),
+                    interrupted="interrupted: finished videos are kept (rerun with --skip_existing)")
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@
     python tools/main.py -c configs/wav2lip.yaml --load weights.pdparams --evaluate-only
     python -m paddle.distributed.launch --nproc_per_node 4 tools/main.py -c configs/wav2lip_hq.yaml
 
-Exit status: 0 done, 2 unusable input (one-line message), 130 stopped by Ctrl-C / SIGTERM
-(after saving a checkpoint unless pressed twice).
+Exit status: 0 done, 2 unusable input (one-line message), 1 disk full, 128 + the signal when
+stopped by Ctrl-C (130), SIGTERM (143) or SIGHUP (129), after saving a checkpoint unless
+signalled twice.
 """
 import os
 import sys
@@ -17,10 +18,10 @@ from typing import List, Optional
 # Run as a script from anywhere: make the repository's `ppgan` importable.
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir)))
 
+from ppgan.utils.cli import run_main  # noqa: E402
 from ppgan.utils.options import parse_args  # noqa: E402  (needs the path above)
 
 PROG = "main.py"
-INTERRUPTED = 130
 
 
 def _run(args) -> int:
@@ -40,7 +41,7 @@ def _run(args) -> int:
         trainer.test()
         trainer.scalars.close()
         return 0
-    return 0 if trainer.train() else INTERRUPTED
+    return 0 if trainer.train() else 128 + trainer.stop_signal  # the shell's convention
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -49,19 +50,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     warnings.filterwarnings("ignore", message="No ccache found")
     from ppgan.utils.errors import USER_ERRORS
 
-    try:
-        return _run(args)
-    except (ValueError, KeyError, *USER_ERRORS) as err:
-        # Wrong paths, configs, weights or data: one line, no traceback. (The config, dataset,
-        # weights and checkpoint errors are all ValueErrors with messages naming the culprit.)
-        if os.environ.get("PPGAN_DEBUG"):
-            raise  # the full traceback, for when the message is not enough
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        sys.stderr.write(f"{PROG}: error: {message} (PPGAN_DEBUG=1 shows the traceback)\n")
-        return 2
-    except KeyboardInterrupt:
-        sys.stderr.write(f"{PROG}: aborted without saving a checkpoint\n")
-        return INTERRUPTED
+    # Wrong paths, configs, weights or data: one line, no traceback. (The config, dataset,
+    # weights and checkpoint errors are all ValueErrors with messages naming the culprit.)
+    return run_main(PROG, lambda: _run(args), (ValueError, KeyError, *USER_ERRORS),
+                    interrupted="aborted without saving a checkpoint")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from typing import List, Optional
 # Run as a script from anywhere: make the repository's `ppgan` importable.
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir)))
 
-from ppgan.utils.cli import OneLineParser, setup_logging  # noqa: E402
+from ppgan.utils.cli import OneLineParser, run_main, setup_logging  # noqa: E402
 
 PROG = "make_synthetic_data"
 
@@ -50,11 +50,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     setup_logging()
-    from ppgan.datasets import synthetic
-    from ppgan.datasets.preprocess import PreprocessError
-    from ppgan.utils.ffmpeg_tools import FFmpegError
 
-    try:
+    def make() -> int:
+        from ppgan.datasets import synthetic
+
         if args.raw_videos:
             videos = synthetic.make_raw_videos(args.out_dir, args.num_dirs, args.clips_per_dir,
                                                args.seconds, args.fps, args.frame_size, args.seed)
@@ -65,10 +64,13 @@ def main(argv: Optional[List[str]] = None) -> int:
                 args.seed, args.filelists_dir, args.val_fraction, args.test_fraction)
             print(f"wrote {len(names)} clips under {args.out_dir}, filelists in "
                   f"{args.filelists_dir or os.path.join(args.out_dir, 'filelists')}")
-    except (PreprocessError, FFmpegError, OSError) as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+
+    from ppgan.datasets.preprocess import PreprocessError
+    from ppgan.utils.ffmpeg_tools import FFmpegError
+
+    return run_main(PROG, make, (PreprocessError, FFmpegError, OSError),
+                    interrupted="interrupted: finished clips are kept")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from typing import List, Optional
 # Run as a script from anywhere: make the repository's `ppgan` importable.
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir)))
 
-from ppgan.utils.cli import OneLineParser, setup_logging  # noqa: E402
+from ppgan.utils.cli import OneLineParser, run_main, setup_logging  # noqa: E402
 
 PROG = "preprocess_lrs2"
 
@@ -117,14 +117,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     from ppgan.datasets.preprocess import PreprocessError
     from ppgan.utils.errors import USER_ERRORS
 
-    try:
-        return run(args)
-    except (PreprocessError, ImportError, *USER_ERRORS) as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted: finished clips are kept, a rerun resumes", file=sys.stderr)
-        return 130
+    return run_main(PROG, lambda: run(args), (PreprocessError, ImportError, *USER_ERRORS),
+                    interrupted="interrupted: finished clips are kept, a rerun resumes")
 
 
 if __name__ == "__main__":

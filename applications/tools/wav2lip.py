@@ -8,7 +8,7 @@ import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
-from ppgan.utils.cli import OneLineParser, setup_logging  # noqa: E402
+from ppgan.utils.cli import OneLineParser, run_main, setup_logging  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -84,30 +84,26 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     setup_logging()
-    # Imported after parsing so --help is instant.
-    from ppgan.apps import Wav2LipPredictor
-    from ppgan.utils.errors import USER_ERRORS
 
-    try:
+    def lip_sync() -> int:
+        # Imported after parsing so --help is instant.
+        from ppgan.apps import Wav2LipPredictor
+
         predictor = Wav2LipPredictor(
             checkpoint_path=args.checkpoint_path, static=args.static, fps=args.fps, pads=args.pads,
             face_det_batch_size=args.face_det_batch_size, wav2lip_batch_size=args.wav2lip_batch_size,
             resize_factor=args.resize_factor, crop=args.crop, box=args.box, rotate=args.rotate,
             nosmooth=args.nosmooth, face_detector=args.face_detector,
             face_enhancement=args.face_enhancement, strict_face=args.strict_face,
-            feather=not args.hard_paste, det_max_size=0 if args.reference_detection else args.det_max_size,
-            det_every=1 if args.reference_detection else args.det_every,
-            det_cache=not (args.no_det_cache or args.reference_detection), engine=args.engine,
-            cpu=args.cpu, detector_path=args.detector_path, fp16=args.fp16)
-        outfile = predictor.run(args.face, args.audio, args.outfile)
-    except USER_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: no output written", file=sys.stderr)
-        return 130
-    print(f"wrote {outfile}")
-    return 0
+            feather=not args.hard_paste, det_max_size=args.det_max_size, det_every=args.det_every,
+            det_cache=not args.no_det_cache, reference_detection=args.reference_detection,
+            engine=args.engine, cpu=args.cpu, detector_path=args.detector_path, fp16=args.fp16)
+        print(f"wrote {predictor.run(args.face, args.audio, args.outfile)}")
+        return 0
+
+    from ppgan.utils.errors import USER_ERRORS
+
+    return run_main("wav2lip.py", lip_sync, USER_ERRORS)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ import numpy as np
 import paddle
 from tqdm import tqdm
 
-from ..faceutils.face_boxes import BoxDetector, NoFaceError, fill_missing, pad_boxes, smooth_boxes
+from ..faceutils.face_boxes import (BoxDetector, MissingFaceError, NoFaceError, fill_missing,
+                                    pad_boxes, smooth_boxes)
 from ..faceutils.detection_cache import detection_key, load_detections, save_detections
 from ..faceutils.face_detection import FaceAlignment
 from ..utils.audio import DEFAULT_MEL, AudioError, load_wav, melspectrogram
@@ -80,14 +81,17 @@ def face_input(frames: Sequence[np.ndarray], boxes: np.ndarray) -> np.ndarray:
 class Wav2LipPredictor:
     """PaddleGAN's predictor, with the same arguments, plus what users of the original ask for.
 
-    Extra arguments: `strict_face` (a frame without a face is an error, as in the references;
-    by default such frames take the nearest detected box), `feather` (blend the mouth in
-    softly; False: the references' hard paste), `det_max_size` (detect on a copy whose longest
-    side is at most this; 0: full resolution, as the references), `det_every` (detect every k-th
-    frame and interpolate between, re-detecting where the face moved; 1: every frame),
-    `det_cache` (reuse the detections of an earlier run on the same video and settings),
-    `engine` ("static": Paddle Inference, "eager": dygraph), `detector_path` (local detector
-    weights), `cpu_threads`, `fp16` (half precision for the generator on a GPU).
+    Extra arguments: `strict_face` (any frame without a face is an error, as in the
+    references, whatever the other detection settings; by default such frames take the nearest
+    detected box), `feather` (blend the mouth in softly; False: the references' hard paste),
+    `det_max_size` (detect on a copy whose longest side is at most this; 0: full resolution, as
+    the references), `det_every` (detect every k-th frame and interpolate between, re-detecting
+    where the face moved; 1: every frame), `det_cache` (reuse the detections of an earlier run
+    on the same video and settings), `reference_detection` (detect as the references: every
+    frame at full resolution, no cache, and PaddleGAN's BlazeFace crop and face order; it
+    overrides the three `det_*` settings), `engine` ("static": Paddle Inference, "eager":
+    dygraph), `detector_path` (local detector weights), `cpu_threads`, `fp16` (half precision
+    for the generator on a GPU).
     """
 
     def __init__(self, checkpoint_path: Optional[str] = None, static: bool = False, fps: float = 25.0,
@@ -97,7 +101,7 @@ class Wav2LipPredictor:
                  rotate: bool = False, nosmooth: bool = False, face_detector: str = "sfd",
                  face_enhancement: bool = False, strict_face: bool = False, feather: bool = True,
                  det_max_size: int = 360, det_every: int = 5, det_cache: bool = True,
-                 engine: str = "static", cpu: bool = False,
+                 reference_detection: bool = False, engine: str = "static", cpu: bool = False,
                  detector_path: Optional[str] = None, cpu_threads: int = 0, fp16: bool = False):
         if face_enhancement:
             raise InputError("--face_enhancement needs the GPEN face-restoration network, which "
@@ -115,9 +119,10 @@ class Wav2LipPredictor:
         self.detector_path = detector_path
         self.strict_face = strict_face
         self.feather = feather
-        self.det_max_size = det_max_size
-        self.det_every = det_every
-        self.det_cache = det_cache
+        self.reference_detection = reference_detection
+        self.det_max_size = 0 if reference_detection else det_max_size
+        self.det_every = 1 if reference_detection else det_every
+        self.det_cache = det_cache and not reference_detection
         self.engine = engine
         self.device = default_device(cpu)
         self.cpu_threads = cpu_threads
@@ -148,11 +153,11 @@ class Wav2LipPredictor:
                                  f"{source.width}x{source.height} frame")
             found = sum(1 for _ in source.frames(0, count)) if count > 1 else 1
             return np.tile(self.box, (found, 1))
-        detections = self._raw_detections(source, count)
-        missing = [i for i, b in enumerate(detections) if b is None]
-        if missing and self.strict_face:
-            raise NoFaceError(f"no face in frame {missing[0]} of {source.path} "
-                              "(ensure every frame shows a face, or drop --strict_face)")
+        try:
+            detections = self._raw_detections(source, count)
+        except MissingFaceError as err:
+            raise NoFaceError(f"{err} of {source.path} (ensure every frame shows a face, or drop "
+                              "--strict_face)") from None
         boxes = pad_boxes(fill_missing(detections, source.path), self.pads, source.height, source.width)
         boxes = boxes.astype(np.int64) if self.nosmooth else smooth_boxes(boxes)
         x1, y1, x2, y2 = boxes.T
@@ -161,14 +166,15 @@ class Wav2LipPredictor:
     def _raw_detections(self, source: FrameSource, count: int) -> List[Optional[Tuple[int, ...]]]:
         settings = dict(detector=self.face_detector, weights=_file_identity(self.detector_path),
                         max_size=self.det_max_size, every=self.det_every, frames=count,
-                        transform=self.transform)
+                        transform=self.transform, strict=self.strict_face)
         key = detection_key(source.path, settings) if self.det_cache else None
         cached = load_detections(key) if key else None
         if cached is not None:
             return cached
-        detector = BoxDetector(
-            FaceAlignment(face_detector=self.face_detector, path_to_detector=self.detector_path),
-            self.face_det_batch_size, self.det_max_size, self.det_every)
+        aligner = FaceAlignment(face_detector=self.face_detector, path_to_detector=self.detector_path,
+                                reference=self.reference_detection)
+        detector = BoxDetector(aligner, self.face_det_batch_size, self.det_max_size, self.det_every,
+                               strict=self.strict_face)
         frames = tqdm(source.frames(0, count), total=count, desc="face detection", unit="frame",
                       disable=count < 2)
         detections = detector.detect(frames)

@@ -4,7 +4,7 @@ For every `<data_root>/<dir>/<vid>.<ext>` (mp4 and the other extensions in VIDEO
 
     <preprocessed_root>/<dir>/<vid>/{i}.jpg        face crop of 25 fps frame i (no face: no file)
     <preprocessed_root>/<dir>/<vid>/audio.wav      16 kHz mono 16-bit PCM
-    <preprocessed_root>/<dir>/<vid>/preprocess_done.json   written last: the clip is finished
+    <preprocessed_root>/<dir>/<vid>/preprocess_done.json   the clip's frame and face counts
 
 and `<filelists_dir>/{train,val,test}.txt` listing the finished clips (`<dir>/<vid>` per line).
 
@@ -12,15 +12,15 @@ As the references (Wav2Lip `preprocess.py`): the crop is the detector's box with
 frames without a face are skipped, leaving gaps in the numbering that the dataset avoids.
 Unlike them: frames stream through batched detection (memory does not grow with video length),
 videos that are not 25 fps are first resampled to 25 fps by ffmpeg (into a private temporary
-folder), the audio is converted to 16 kHz mono, finished clips are skipped on a rerun while
-half-written ones are redone, and the clip list can be sharded over processes.
+folder), the audio is decoded and resampled to 16 kHz mono as the inference pipeline reads audio,
+a clip's folder appears only once complete (an interrupted clip leaves nothing), finished clips
+are skipped on a rerun, and the clip list can be sharded over processes.
 
 The command line is `tools/preprocess_lrs2.py`; this module is its library.
 """
 import json
 import logging
 import os
-import subprocess
 import tempfile
 from dataclasses import asdict, dataclass, field
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
@@ -28,7 +28,9 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from ..utils.ffmpeg_tools import FFmpegError, ffmpeg_exe
+from ..utils.atomic import DISK_FULL_ERRNOS, atomic_path
+from ..utils.audio import load_wav, write_wav
+from ..utils.ffmpeg_tools import FFmpegError, run_ffmpeg
 from ..utils.video import FrameSource
 
 logger = logging.getLogger(__name__)
@@ -130,24 +132,17 @@ def is_finished(clip_dir: str) -> bool:
 
 
 # -------------------------------------------------------------------------------------- ffmpeg
-def _ffmpeg(args: List[str]) -> None:
-    """Run ffmpeg with an argument list (never a shell); FFmpegError with its message on failure."""
-    command = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args]
-    result = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    if result.returncode != 0:
-        raise FFmpegError(result.stderr)
-
-
 def extract_audio(video: str, wav_path: str) -> None:
-    """The first audio stream as 16 kHz mono pcm_s16le WAV."""
-    _ffmpeg(["-i", video, "-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(AUDIO_RATE),
-             "-acodec", "pcm_s16le", wav_path])
+    """The first audio stream as 16 kHz mono 16-bit WAV, decoded and resampled exactly as the
+    pipeline reads audio (`load_wav`), whatever ffmpeg the machine has."""
+    write_wav(wav_path, load_wav(video, AUDIO_RATE), AUDIO_RATE)
 
 
 def resample_video(video: str, out_path: str, fps: float = TARGET_FPS) -> None:
     """The video stream at `fps` (ffmpeg's fps filter follows timestamps, so variable-rate input
     works too), losslessly encoded (FFV1 is built into every ffmpeg) so crops lose nothing."""
-    _ffmpeg(["-i", video, "-map", "0:v:0", "-an", "-vf", f"fps={fps:g}", "-c:v", "ffv1", out_path])
+    run_ffmpeg(["-y", "-i", video, "-map", "0:v:0", "-an", "-vf", f"fps={fps:g}", "-c:v", "ffv1",
+                out_path], output=out_path)
 
 
 # --------------------------------------------------------------------------------------- faces
@@ -182,44 +177,32 @@ def write_face_crops(video: str, out_dir: str, box_detector, batch_size: int) ->
     return frames, faces
 
 
-def _clear_partial(out_dir: str) -> None:
-    """Remove what an interrupted run left (only files this tool writes)."""
-    for name in os.listdir(out_dir):
-        stem, ext = os.path.splitext(name)
-        if (ext == ".jpg" and stem.isdigit()) or name in (AUDIO_NAME, DONE_MARKER):
-            os.remove(os.path.join(out_dir, name))
-
-
-def _write_marker(out_dir: str, stats: ClipStats) -> None:
-    partial = os.path.join(out_dir, DONE_MARKER + ".part")
-    with open(partial, "w", encoding="utf-8") as handle:
-        json.dump(asdict(stats), handle)
-    os.replace(partial, os.path.join(out_dir, DONE_MARKER))  # atomic: the marker is all or nothing
-
-
 def preprocess_clip(job: ClipJob, box_detector, batch_size: int = 32,
                     fps: float = TARGET_FPS) -> ClipStats:
-    """Crops and audio of one video; the done marker is written last."""
-    os.makedirs(job.out_dir, exist_ok=True)
-    _clear_partial(job.out_dir)
+    """Crops, audio and the done marker of one video, written into a hidden folder that becomes
+    the clip's folder only when complete: an interrupted or failed clip leaves nothing."""
     probe = FrameSource(job.video)
     stats = ClipStats(source_fps=float(probe.fps), resampled=abs(probe.fps - fps) > 1e-3)
     probe.close()
-    extract_audio(job.video, os.path.join(job.out_dir, AUDIO_NAME))
-    if stats.resampled:
-        with tempfile.TemporaryDirectory(prefix="ppgan-preprocess-") as tmp:
-            resampled = os.path.join(tmp, "video.mkv")
-            resample_video(job.video, resampled, fps)
-            stats.frames, stats.faces = write_face_crops(resampled, job.out_dir, box_detector,
+    os.makedirs(os.path.dirname(os.path.abspath(job.out_dir)), exist_ok=True)
+    with atomic_path(job.out_dir, directory=True) as clip_dir:
+        extract_audio(job.video, os.path.join(clip_dir, AUDIO_NAME))
+        if stats.resampled:
+            with tempfile.TemporaryDirectory(prefix="ppgan-preprocess-") as tmp:
+                resampled = os.path.join(tmp, "video.mkv")
+                resample_video(job.video, resampled, fps)
+                stats.frames, stats.faces = write_face_crops(resampled, clip_dir, box_detector,
+                                                             batch_size)
+        else:
+            stats.frames, stats.faces = write_face_crops(job.video, clip_dir, box_detector,
                                                          batch_size)
-    else:
-        stats.frames, stats.faces = write_face_crops(job.video, job.out_dir, box_detector, batch_size)
-    if stats.faces < stats.frames:
-        logger.info("%s: no face in %d of %d frames (skipped, leaving gaps)", job.name,
-                    stats.frames - stats.faces, stats.frames)
-    if stats.faces == 0:
-        logger.warning("%s: no face found in any frame", job.name)
-    _write_marker(job.out_dir, stats)
+        if stats.faces < stats.frames:
+            logger.info("%s: no face in %d of %d frames (skipped, leaving gaps)", job.name,
+                        stats.frames - stats.faces, stats.frames)
+        if stats.faces == 0:
+            logger.warning("%s: no face found in any frame", job.name)
+        with open(os.path.join(clip_dir, DONE_MARKER), "w", encoding="utf-8") as handle:
+            json.dump(asdict(stats), handle)
     return stats
 
 
@@ -237,6 +220,8 @@ def preprocess_all(jobs: Sequence[ClipJob], box_detector, batch_size: int = 32,
         try:
             stats = preprocess_clip(job, box_detector, batch_size, fps)
         except (FFmpegError, OSError, ValueError) as err:  # a bad video, not a broken setup
+            if isinstance(err, OSError) and err.errno in DISK_FULL_ERRNOS:
+                raise  # every later clip would fail alike
             logger.error("%s (%s): %s", job.name, job.video, err)
             summary.failed[job.name] = str(err)
             continue
@@ -301,10 +286,8 @@ def write_filelists(entries: Sequence[str], filelists_dir: str, val_fraction: fl
     paths = {}
     for split, names in split_entries(entries, val_fraction, test_fraction, seed).items():
         path = os.path.join(filelists_dir, f"{split}.txt")
-        fd, partial = tempfile.mkstemp(prefix=f".{split}-", dir=filelists_dir)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        with atomic_path(path) as partial, open(partial, "w", encoding="utf-8") as handle:
             handle.writelines(f"{name}\n" for name in names)
-        os.replace(partial, path)
         paths[split] = path
         logger.info("wrote %s (%d clips)", path, len(names))
     return paths

@@ -24,16 +24,16 @@ Two outputs:
 From Python: `make_synthetic_dataset(out_dir, ...)` and `make_raw_videos(out_dir, ...)`.
 """
 import os
-import subprocess
 import tempfile
-import wave
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
 
-from ..utils.ffmpeg_tools import FFmpegError, ffmpeg_exe
+from ..utils.atomic import atomic_path
+from ..utils.audio import write_wav
+from ..utils.ffmpeg_tools import FFmpegPipe
 from .preprocess import AUDIO_NAME, write_filelists
 
 SAMPLE_RATE = 16000
@@ -90,16 +90,6 @@ def mouth_openings(envelope: np.ndarray, num_frames: int, fps: float = FPS,
         if end > begin and begin < len(envelope):
             openings[frame] = envelope[begin:end].mean()
     return np.clip(openings, 0.0, 1.0)
-
-
-def write_wav(path: str, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
-    """16-bit PCM mono WAV (what preprocessing writes)."""
-    pcm = np.clip(np.round(samples * 32767), -32768, 32767).astype("<i2")
-    with wave.open(path, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(sample_rate)
-        out.writeframes(pcm.tobytes())
 
 
 # ---------------------------------------------------------------------------------------- faces
@@ -196,16 +186,17 @@ def make_clip(seconds: float, seed: Union[int, Sequence[int]], fps: float = FPS)
 
 def write_preprocessed_clip(clip_dir: str, clip: SyntheticClip, img_size: int = 96) -> int:
     """`{i}.jpg` face crops (a slightly random size per clip, a pixel of jitter per frame, as
-    detector crops) and `audio.wav`; returns the number of frames."""
-    os.makedirs(clip_dir, exist_ok=True)
+    detector crops) and `audio.wav`; returns the number of frames. The folder appears complete."""
+    os.makedirs(os.path.dirname(os.path.abspath(clip_dir)), exist_ok=True)
     crop = int(clip.rng.integers(img_size, int(img_size * 1.3) + 1))
     margin = 2
-    for index, opening in enumerate(clip.openings):
-        canvas = np.full((crop + 2 * margin, crop + 2 * margin, 3), clip.style.background, np.uint8)
-        dx, dy = (int(v) for v in clip.rng.integers(-1, 2, size=2))
-        draw_face(canvas, margin + dx, margin + dy, crop, opening, clip.style)
-        cv2.imwrite(os.path.join(clip_dir, f"{index}.jpg"), canvas[margin:-margin, margin:-margin])
-    write_wav(os.path.join(clip_dir, AUDIO_NAME), clip.audio)
+    with atomic_path(clip_dir, directory=True) as partial:
+        for index, opening in enumerate(clip.openings):
+            canvas = np.full((crop + 2 * margin, crop + 2 * margin, 3), clip.style.background, np.uint8)
+            dx, dy = (int(v) for v in clip.rng.integers(-1, 2, size=2))
+            draw_face(canvas, margin + dx, margin + dy, crop, opening, clip.style)
+            cv2.imwrite(os.path.join(partial, f"{index}.jpg"), canvas[margin:-margin, margin:-margin])
+        write_wav(os.path.join(partial, AUDIO_NAME), clip.audio)
     return len(clip.openings)
 
 
@@ -250,29 +241,23 @@ def render_frames(clip: SyntheticClip, frame_size: int, faceless: Sequence[int] 
 
 def write_raw_video(path: str, clip: SyntheticClip, frame_size: int = 192,
                     faceless: Sequence[int] = ()) -> None:
-    """An H.264 + AAC mp4 of the clip at its own frame rate (frames piped to ffmpeg)."""
-    with tempfile.TemporaryDirectory(prefix="ppgan-synthetic-") as tmp:
+    """An H.264 + AAC mp4 of the clip at its own frame rate (frames piped to ffmpeg); the file
+    appears only once complete."""
+    with tempfile.TemporaryDirectory(prefix="ppgan-synthetic-") as tmp, atomic_path(path) as partial:
         wav = os.path.join(tmp, "audio.wav")
         write_wav(wav, clip.audio)
-        command = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-                   "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{frame_size}x{frame_size}",
-                   "-r", f"{clip.fps:g}", "-i", "pipe:", "-i", wav,
-                   "-c:v", "libx264", "-crf", "18", "-preset", "veryfast", "-pix_fmt", "yuv420p",
-                   "-c:a", "aac", "-b:a", "96k", path]
-        log = os.path.join(tmp, "ffmpeg.log")
-        with open(log, "wb") as errors:
-            process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=errors)
-            try:
-                for frame in render_frames(clip, frame_size, faceless):
-                    process.stdin.write(frame.tobytes())
-            except BrokenPipeError:
-                pass  # ffmpeg stopped: its log says why
-            finally:
-                process.stdin.close()
-                code = process.wait()
-        if code != 0:
-            with open(log, "rb") as errors:
-                raise FFmpegError(errors.read())
+        encoder = FFmpegPipe(["-y", "-f", "rawvideo", "-pix_fmt", "bgr24",
+                              "-s", f"{frame_size}x{frame_size}", "-r", f"{clip.fps:g}", "-i", "pipe:",
+                              "-i", wav, "-c:v", "libx264", "-crf", "18", "-preset", "veryfast",
+                              "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "96k", partial],
+                             output=path)
+        try:
+            for frame in render_frames(clip, frame_size, faceless):
+                encoder.write(frame.tobytes())
+            encoder.finish()
+        except BaseException:
+            encoder.kill()
+            raise
 
 
 def make_raw_videos(out_dir: str, num_dirs: int = 1, clips_per_dir: int = 2, seconds: float = 2.0,

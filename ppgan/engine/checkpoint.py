@@ -13,6 +13,8 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
+from ..utils.atomic import atomic_path
+
 SEPARATOR = "|"
 
 
@@ -33,11 +35,9 @@ def to_numpy_tree(value: Any) -> Any:
 
 def save_atomic(obj: Any, path: str) -> None:
     """Write through a temporary file: an interruption never leaves a truncated checkpoint."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    partial = f"{path}.part"
-    paddle.save(to_numpy_tree(obj), partial)
-    os.replace(partial, path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_path(path) as partial:
+        paddle.save(to_numpy_tree(obj), partial)
 
 
 def load_file(path: str) -> Dict[str, Any]:

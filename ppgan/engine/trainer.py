@@ -96,6 +96,7 @@ class Trainer:
         self.scalars = ScalarLog(bool(cfg.get("enable_visualdl", False)) and self.rank == 0,
                                  os.path.join(self.output_dir, "visualdl"))
         self._stop_requested = False
+        self.stop_signal = signal.SIGINT  # what stopped train() early: the exit status tells it
         self._last_saved: Optional[int] = None
 
     # ---------------------------------------------------------------------------------- set-up
@@ -201,11 +202,13 @@ class Trainer:
     # ------------------------------------------------------------------------------- stopping
     @contextlib.contextmanager
     def _graceful_stop(self) -> Iterator[None]:
-        """First Ctrl-C / SIGTERM: finish the iteration, save, stop. Second: abort now."""
+        """First Ctrl-C / SIGTERM / SIGHUP: finish the iteration, save, stop. Second: abort now."""
         if threading.current_thread() is not threading.main_thread():
             yield  # signal handlers can only be set from the main thread
             return
-        signals = (signal.SIGINT, signal.SIGTERM)
+        # SIGHUP too (a closed terminal), unless ignored on purpose (`nohup`).
+        signals = [sig for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+                   if signal.getsignal(sig) is not signal.SIG_IGN]
         previous = {sig: signal.getsignal(sig) for sig in signals}
 
         def restore() -> None:
@@ -217,6 +220,7 @@ class Trainer:
                 restore()
                 raise KeyboardInterrupt
             self._stop_requested = True
+            self.stop_signal = signum
             logger.warning("%s: saving a checkpoint after this iteration, then stopping "
                            "(press Ctrl-C again to abort without saving)", signal.Signals(signum).name)
 

@@ -8,11 +8,11 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from typing import Any, List, Mapping, Optional, Tuple
 
 import numpy as np
 
+from ..utils.atomic import atomic_path
 from ..utils.download import get_weights_home
 
 logger = logging.getLogger(__name__)
@@ -49,14 +49,13 @@ def load_detections(key: str) -> Optional[List[Optional[Box]]]:
 
 
 def save_detections(key: str, boxes: List[Optional[Box]]) -> None:
+    """Store the boxes (readers never see a half-written entry). A cache that cannot be
+    written (a full or read-only disk) costs the next run a detection, not this run's output."""
     path = _path(key)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
     rows = np.array([(-1, -1, -1, -1) if box is None else box for box in boxes], dtype=np.int64)
-    handle, partial = tempfile.mkstemp(suffix=".npy", dir=os.path.dirname(path))
     try:
-        with os.fdopen(handle, "wb") as out:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with atomic_path(path) as partial, open(partial, "wb") as out:
             np.save(out, rows.reshape(-1, 4))
-        os.replace(partial, path)  # readers never see a half-written entry
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
+    except OSError as err:
+        logger.warning("face boxes not cached (%s: %s)", err.strerror, err.filename or path)

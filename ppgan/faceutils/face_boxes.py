@@ -16,6 +16,14 @@ class NoFaceError(ValueError):
     """No usable face was found; the message says where."""
 
 
+class MissingFaceError(NoFaceError):
+    """A frame without a face where every frame must show one (`strict`); `frame` is its index."""
+
+    def __init__(self, frame: int):
+        super().__init__(f"no face in frame {frame}")
+        self.frame = frame
+
+
 def _is_out_of_memory(err: Exception) -> bool:
     # Paddle reports device OOM as MemoryError (ResourceExhausted) or a RuntimeError naming memory.
     return isinstance(err, MemoryError) or "memory" in str(err).lower()
@@ -45,15 +53,19 @@ class BoxDetector:
     frames, unless the face moved more than `motion_tolerance` of its size between them (or one
     has no face): then the frames between are detected too. every=1 detects every frame, as the
     references. Holds at most `batch_size` full frames and their small copies.
+    `strict`: the references' rule that every frame must show a face. Every frame is then
+    detected (whatever `every` says), a miss is retried up to the full frame, and the first frame
+    still without a face raises NoFaceError at once.
     """
 
     def __init__(self, detector: FaceAlignment, batch_size: int = 16, max_size: int = 0,
-                 every: int = 1, motion_tolerance: float = 0.1):
+                 every: int = 1, motion_tolerance: float = 0.1, strict: bool = False):
         self.detector = detector
         self.batch_size = max(1, batch_size)
         self.max_size = max_size
-        self.every = max(1, every)
+        self.every = 1 if strict else max(1, every)
         self.motion_tolerance = motion_tolerance
+        self.strict = strict
 
     def _scale(self, frame: np.ndarray, max_size: Optional[int] = None) -> float:
         max_size = self.max_size if max_size is None else max_size
@@ -93,13 +105,17 @@ class BoxDetector:
         return self._with_backoff(lambda chunk: self._detect(chunk, scale), smalls)
 
     def _detect_keys(self, keys: List[Tuple[np.ndarray, np.ndarray]], scale: float) -> List[Optional[Box]]:
-        """Boxes of (full, small) key frames: on the small copies, misses again on larger ones."""
+        """Boxes of (full, small) key frames: on the small copies, misses again on larger ones
+        (twice the size; strict: then the full frame)."""
         boxes = self._detect_small([small for _, small in keys], scale)
-        retry = [i for i, box in enumerate(boxes) if box is None]
-        if scale != 1.0 and retry:
-            larger_size = 2 * self.max_size
-            larger_scale = self._scale(keys[0][0], larger_size)  # a video's frames share one size
-            larger = [self._shrink(keys[i][0], larger_size) for i in retry]
+        tried = {scale}
+        for size in (2 * self.max_size, 0) if self.strict else (2 * self.max_size,):
+            retry = [i for i, box in enumerate(boxes) if box is None]
+            larger_scale = self._scale(keys[0][0], size)  # a video's frames share one size
+            if not retry or larger_scale in tried:
+                continue
+            tried.add(larger_scale)
+            larger = [self._shrink(keys[i][0], size) for i in retry]
             found = self._with_backoff(lambda chunk: self._detect(chunk, larger_scale), larger)
             for i, box in zip(retry, found):
                 boxes[i] = box
@@ -133,6 +149,8 @@ class BoxDetector:
     def _resolve(self, queue, anchor: Optional[Box], scale: float, out: List[Optional[Box]]) -> Optional[Box]:
         """Detect the queued key frames, settle the frames between them, append all to `out`."""
         keys = self._detect_keys([(full, small) for full, small, _ in queue], scale)
+        if self.strict and None in keys:  # every frame is a key frame here
+            raise MissingFaceError(len(out) + keys.index(None))
         for (_, _, between), key in zip(queue, keys):
             if between:
                 if _moved(anchor, key, self.motion_tolerance):
@@ -170,12 +188,14 @@ def pad_boxes(boxes: np.ndarray, pads: Sequence[int], height: int, width: int) -
 
 
 def smooth_boxes(boxes: np.ndarray, window: int = 5) -> np.ndarray:
-    """The references' smoothing: box i becomes the mean of boxes i..i+window-1 (the last
-    `window` near the end), computed in place on an int array, so later windows see earlier
-    results and means are truncated, exactly as `get_smoothened_boxes`."""
+    """The references' `get_smoothened_boxes`, exactly: box i becomes the mean of boxes
+    i..i+window-1, or of the last `window` boxes once that would run past the end. For clips
+    shorter than `window` the references' start `len - window` is negative, which Python slices
+    from the end: 3 boxes average the last 2, 4 boxes take the last one. Computed in place on an
+    int array, so later windows see earlier results and means are truncated."""
     boxes = boxes.astype(np.int64)
     count = len(boxes)
     for i in range(count):
-        start = max(0, min(i, count - window))
-        boxes[i] = np.mean(boxes[start:start + window], axis=0)
+        window_boxes = boxes[count - window:] if i + window > count else boxes[i:i + window]
+        boxes[i] = np.mean(window_boxes, axis=0)
     return boxes

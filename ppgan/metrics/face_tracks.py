@@ -35,7 +35,7 @@ from scipy.interpolate import interp1d
 
 from ..faceutils.face_detection.api import build_detector
 from ..faceutils.face_detection.detection.core import FaceDetector
-from .lipsync import run_ffmpeg
+from ..utils.ffmpeg_tools import run_ffmpeg
 
 logger = logging.getLogger(__name__)
 

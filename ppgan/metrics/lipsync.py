@@ -22,7 +22,6 @@ import glob
 import logging
 import os
 import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from typing import Iterator, List, Optional, Sequence, Tuple
@@ -33,7 +32,7 @@ import paddle
 from scipy import signal
 from scipy.io import wavfile
 
-from ..utils.ffmpeg_tools import FFmpegError, ffmpeg_exe
+from ..utils.ffmpeg_tools import FFmpegError, run_ffmpeg
 from .syncnet_eval import SyncNetV2
 
 logger = logging.getLogger(__name__)
@@ -41,7 +40,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "DECODERS", "LipSyncScorer", "SyncScores", "TooShortError", "AVClip",
     "calc_pdist", "compute_mfcc", "embed_windows", "load_compatible", "load_direct",
-    "num_windows", "run_ffmpeg", "scores_from_dists",
+    "num_windows", "scores_from_dists",
 ]
 
 VSHIFT = 15
@@ -178,14 +177,6 @@ def score_clip(net: SyncNetV2, clip: AVClip, vshift: int = VSHIFT,
 
 
 # -- decoding ----------------------------------------------------------------------------------
-def run_ffmpeg(args: Sequence[str]) -> None:
-    """Runs our ffmpeg binary with ``args`` (an argument list, no shell); FFmpegError on failure."""
-    command = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", *map(str, args)]
-    result = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    if result.returncode != 0:
-        raise FFmpegError(result.stderr)
-
-
 def _resize(frame: np.ndarray, size: int) -> np.ndarray:
     # The reference's hard-coded cv2.resize (bilinear); a no-op on 224x224 crops.
     return cv2.resize(frame, (size, size))
@@ -236,16 +227,14 @@ def load_compatible(video: str, workdir: Optional[str] = None, size: int = FACE_
 
 
 def _decode_audio_direct(video: str) -> np.ndarray:
-    command = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-i", video,
-               "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE), "-acodec", "pcm_s16le", "-f", "s16le",
-               "pipe:1"]
-    result = subprocess.run(command, capture_output=True)
-    if result.returncode != 0:
-        error = FFmpegError(result.stderr)
+    try:
+        pcm = run_ffmpeg(["-i", video, "-vn", "-ac", "1", "-ar", SAMPLE_RATE, "-acodec", "pcm_s16le",
+                          "-f", "s16le", "pipe:1"])
+    except FFmpegError as error:
         if "matches no streams" in error.stderr or "does not contain any stream" in error.stderr:
             return np.zeros(0, np.int16)
-        raise error
-    return np.frombuffer(result.stdout, dtype="<i2").astype(np.int16)
+        raise
+    return np.frombuffer(pcm, dtype="<i2").astype(np.int16)
 
 
 def load_direct(video: str, size: int = FACE_SIZE) -> AVClip:

@@ -15,6 +15,7 @@ from typing import Callable, Iterable, List, Optional, Sequence, Tuple
 
 from ..faceutils.face_detection.detection.core import FaceDetector
 from .face_tracks import TrackConfig, face_track_clips
+from ..utils.atomic import DISK_FULL_ERRNOS, atomic_path
 from ..utils.ffmpeg_tools import FFmpegError
 from .lipsync import LipSyncScorer, SyncScores, TooShortError
 
@@ -88,6 +89,8 @@ def score_videos(videos: Iterable[str], score_fn: ScoreFn,
         try:
             results = score_fn(video)
         except tuple(skip_errors) as err:  # one bad video must not end a 14k-video run
+            if isinstance(err, OSError) and err.errno in DISK_FULL_ERRNOS:
+                raise  # every later video would fail alike
             reason = " ".join(str(err).split()) or type(err).__name__
             if reason.startswith(f"{video}: "):  # our messages name the file; don't repeat it
                 reason = reason[len(video) + 2:]
@@ -103,20 +106,13 @@ def score_videos(videos: Iterable[str], score_fn: ScoreFn,
 
 
 def write_csv(rows: Sequence[ScoreRow], path: str) -> str:
-    """Writes the rows (written to a temporary name first: never a half-written CSV)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, partial = tempfile.mkstemp(prefix=".lse-", suffix=".csv", dir=folder)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(CSV_COLUMNS)
-            for r in rows:
-                writer.writerow([r.path, r.track, f"{r.lse_d:.6f}", f"{r.lse_c:.6f}", r.offset,
-                                 r.windows])
-        os.replace(partial, path)
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
+    """Writes the rows; the CSV appears only once complete."""
+    with atomic_path(path) as partial, open(partial, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(CSV_COLUMNS)
+        for r in rows:
+            writer.writerow([r.path, r.track, f"{r.lse_d:.6f}", f"{r.lse_c:.6f}", r.offset,
+                             r.windows])
     return path
 
 

@@ -1,10 +1,19 @@
-"""What every command-line tool shares: one-line usage errors and the same quiet logging."""
+"""What every command-line tool shares: one-line errors, the same logging, and the same
+endings (user errors, a full disk, Ctrl-C, SIGTERM, SIGHUP)."""
 import argparse
+import contextlib
 import logging
+import os
+import signal
+import sys
+import threading
 import warnings
-from typing import NoReturn
+from typing import Any, Callable, Iterator, NoReturn, Tuple, Type
+
+from .atomic import DISK_FULL_ERRNOS
 
 LOG_FORMAT = "[%(asctime)s] %(name)s %(levelname)s: %(message)s"
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -22,3 +31,79 @@ def setup_logging(verbose: bool = True) -> None:
     logging.getLogger("ppgan").setLevel(level)
     # Paddle warns at import that ccache (for building custom C++ ops) is missing: irrelevant.
     warnings.filterwarnings("ignore", message="No ccache found")
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where Ctrl-C raises KeyboardInterrupt: every cleanup path that
+    handles Ctrl-C (temporary files, ffmpeg, worker threads) then handles all three alike."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def interrupted_status(interrupt: BaseException) -> int:
+    """The shell's convention: 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM)."""
+    return 128 + getattr(interrupt, "signum", signal.SIGINT)
+
+
+@contextlib.contextmanager
+def stop_signals_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGHUP (a job scheduler, `docker stop`, `timeout`, a closed
+    terminal) raise `Interrupted` in the main thread. Repeats while the first unwinds are
+    ignored, so a scheduler's second SIGTERM cannot cut the cleanup short."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    raised = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if not raised:
+            raised.append(signum)
+            raise Interrupted(signum)
+
+    # A signal already ignored stays ignored: `nohup` runs a job with SIGHUP ignored on purpose.
+    previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS
+                if signal.getsignal(sig) is not signal.SIG_IGN}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def run_main(prog: str, body: Callable[[], int], user_errors: Tuple[Type[BaseException], ...],
+             interrupted: str = "interrupted: no output written") -> int:
+    """Run a command-line tool's work and turn its endings into exit statuses:
+    a full disk -> one line naming the file being written, status 1;
+    a user error (`user_errors`) -> one line `prog: error: ...`, status 2 (PPGAN_DEBUG=1 shows
+    the traceback instead);
+    Ctrl-C, SIGTERM, SIGHUP -> one line, status 128 + the signal (after the cleanup ran).
+    """
+    try:
+        with stop_signals_interrupt():
+            return body()
+    except KeyboardInterrupt as interrupt:
+        sys.stderr.write(f"{prog}: {interrupted}\n")
+        return interrupted_status(interrupt)
+    except BaseException as err:
+        if isinstance(err, OSError) and err.errno in DISK_FULL_ERRNOS:
+            sys.stderr.write(f"{prog}: error: {describe(err).lower()}\n")
+            return 1
+        if not isinstance(err, user_errors) or os.environ.get("PPGAN_DEBUG"):
+            raise
+        sys.stderr.write(f"{prog}: error: {describe(err)}\n")
+        return 2
+
+
+def describe(err: BaseException) -> str:
+    """An error as one line: OSErrors as "No such file or directory: path", a KeyError's key."""
+    if isinstance(err, OSError) and err.strerror:
+        return f"{err.strerror}: {err.filename}" if err.filename else err.strerror
+    if isinstance(err, KeyError) and err.args:
+        return one_line(err.args[0])
+    return one_line(err)
+
+
+def one_line(message: object) -> str:
+    return " ".join(str(message).split())

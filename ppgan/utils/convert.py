@@ -20,6 +20,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import numpy as np
 
+from .atomic import atomic_path
 from .torch_checkpoint import load_torch_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -177,14 +178,8 @@ def verify_state_dict(params: Mapping[str, np.ndarray], network: str, source: st
 def _save_atomically(params: Mapping[str, np.ndarray], output: str) -> None:
     import paddle  # see _build_paddle_net for why this import is local
 
-    # Write next to the target and rename, so the target is either complete or untouched.
-    temporary = f"{output}.{os.getpid()}.tmp"
-    try:
-        paddle.save(dict(params), temporary)
-        os.replace(temporary, output)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    with atomic_path(output) as partial:  # the target is either complete or untouched
+        paddle.save(dict(params), partial)
 
 
 def convert_checkpoint(source: "str | os.PathLike[str]",

@@ -14,7 +14,6 @@ import logging
 import os
 import socket
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -22,6 +21,8 @@ import urllib.request
 from typing import BinaryIO, Optional
 
 from tqdm import tqdm
+
+from .atomic import atomic_path
 
 __all__ = [
     "DownloadError",
@@ -85,15 +86,6 @@ def _md5_of(path: str) -> str:
     return digest.hexdigest()
 
 
-def _remove_quietly(path: str) -> None:
-    try:
-        os.remove(path)
-    except FileNotFoundError:
-        pass
-    except OSError as e:  # never hide the real error behind a cleanup one
-        logger.warning("could not remove partial file %s: %s", path, e)
-
-
 def _manual_hint(final_path: str) -> str:
     return f"download it by hand and save it as {final_path}, or pass a local path"
 
@@ -152,12 +144,12 @@ def _fetch_once(
     url: str, final_path: str, md5sum: Optional[str], timeout: float,
     progress: bool,
 ) -> None:
-    """One attempt: download to a temp file, verify, rename into place."""
-    folder, name = os.path.split(final_path)
-    fd, tmp_path = tempfile.mkstemp(prefix=name + ".", suffix=".part", dir=folder)
-    try:
+    """One attempt: download to a temp file, verify, rename into place (nothing is left
+    behind on an error, Ctrl-C or SIGTERM)."""
+    name = os.path.basename(final_path)
+    with atomic_path(final_path) as tmp_path:
         request = urllib.request.Request(url, headers={"User-Agent": "ppgan"})
-        with os.fdopen(fd, "wb") as out, \
+        with open(tmp_path, "wb") as out, \
                 urllib.request.urlopen(request, timeout=timeout) as resp:
             total = _content_length(resp)
             received = _copy_body(resp, out, total, name, progress)
@@ -168,10 +160,6 @@ def _fetch_once(
             raise DownloadError(
                 f"md5 mismatch for {url}: the downloaded file is not the "
                 f"expected one (want {md5sum}); {_manual_hint(final_path)}")
-        os.replace(tmp_path, final_path)
-    except BaseException:  # includes KeyboardInterrupt: never leave .part files
-        _remove_quietly(tmp_path)
-        raise
 
 
 def _attempt(

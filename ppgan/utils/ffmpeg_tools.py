@@ -1,46 +1,128 @@
-"""Locating an ffmpeg binary and running it, so every caller gets the same binary and errors."""
+"""The one ffmpeg runner: which binary, how it is called, and how its failures read.
+
+Every encode, mux and conversion goes through `run_ffmpeg` (a finished command) or
+`FFmpegPipe` (frames streamed in), so every caller gets the same binary, argument lists (never a
+shell), quiet logging and errors. Decoding for the pipeline does not use the binary: frames come
+from OpenCV and audio from PyAV, each with FFmpeg libraries of its own.
+"""
+import errno
 import functools
 import os
 import re
 import shutil
-from typing import Tuple
+import subprocess
+import threading
+from typing import List, Optional, Sequence
 
-import ffmpeg
+from .atomic import disk_full_error
+
+QUIET = ["-nostdin", "-hide_banner", "-loglevel", "error"]
+NO_SPACE = "No space left on device"
 
 
 class FFmpegError(RuntimeError):
     """ffmpeg failed; the message is ffmpeg's first error line, `stderr` all it said."""
 
-    def __init__(self, stderr: bytes):
-        self.stderr = stderr.decode("utf-8", "replace")
+    def __init__(self, message: str, stderr: str = ""):
+        super().__init__(message)
+        self.stderr = stderr
+
+    @classmethod
+    def from_stderr(cls, stderr: bytes) -> "FFmpegError":
+        text = stderr.decode("utf-8", "replace")
         # Drop ffmpeg's "[in#0 @ 0x55d...]" context prefixes: they mean nothing to a user.
         lines = [re.sub(r"^\[[^]]* @ 0x[0-9a-f]+\]\s*", "", line.strip())
-                 for line in self.stderr.splitlines() if line.strip()]
+                 for line in text.splitlines() if line.strip()]
         # ffmpeg states the cause first and then generic follow-ups ("Error opening output files").
-        super().__init__(lines[0] if lines else "ffmpeg failed without a message")
+        return cls(lines[0] if lines else "ffmpeg failed without a message", text)
+
+
+def failure(stderr: bytes, output: Optional[str] = None) -> Exception:
+    """The exception for a failed run: a full disk as OSError(ENOSPC) naming `output` (what
+    every tool reports for a full disk), anything else an FFmpegError."""
+    if output and NO_SPACE.encode() in stderr:
+        return disk_full_error(errno.ENOSPC, output)
+    return FFmpegError.from_stderr(stderr)
 
 
 @functools.lru_cache(maxsize=None)
 def ffmpeg_exe() -> str:
-    """The system ffmpeg when there is one (it may have more codecs), else imageio-ffmpeg's build.
+    """imageio-ffmpeg's static build by default: the same binary on every machine (with libx264
+    and AAC), so the same input gives the same video whatever ffmpeg a system has installed.
 
-    `PPGAN_FFMPEG` names a binary explicitly.
+    `PPGAN_FFMPEG` picks another: a path, or a command on PATH (`PPGAN_FFMPEG=ffmpeg` for the
+    system's).
     """
     explicit = os.environ.get("PPGAN_FFMPEG")
     if explicit:
-        return explicit
-    system = shutil.which("ffmpeg")
-    if system:
-        return system
-    import imageio_ffmpeg  # imported late: it is only needed on machines without ffmpeg
+        found = shutil.which(explicit)
+        if not found:
+            raise FFmpegError(f"PPGAN_FFMPEG={explicit} is not an executable ffmpeg")
+        return found
+    import imageio_ffmpeg  # late: only processes that run ffmpeg pay for the import
 
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def run(stream) -> Tuple[bytes, bytes]:
-    """Run an ffmpeg-python graph quietly; returns (stdout, stderr) or raises FFmpegError."""
-    stream = stream.global_args("-nostdin", "-hide_banner", "-loglevel", "error")
-    try:
-        return stream.run(cmd=ffmpeg_exe(), capture_stdout=True, capture_stderr=True)
-    except ffmpeg.Error as err:
-        raise FFmpegError(err.stderr or b"") from None
+def command(args: Sequence[object]) -> List[str]:
+    return [ffmpeg_exe(), *QUIET, *map(str, args)]
+
+
+def run_ffmpeg(args: Sequence[object], output: Optional[str] = None) -> bytes:
+    """Run ffmpeg with `args` to completion; returns its stdout. `output` names the file being
+    written, for the disk-full message."""
+    result = subprocess.run(command(args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    if result.returncode != 0:
+        raise failure(result.stderr, output)
+    return result.stdout
+
+
+class FFmpegPipe:
+    """An ffmpeg process fed through stdin (e.g. raw frames), until `finish()` or `kill()`.
+
+    Its stderr is collected in memory by a thread: a log file could not be written on a full
+    disk, which is exactly when its message matters, and an undrained pipe could block ffmpeg.
+    """
+
+    def __init__(self, args: Sequence[object], output: Optional[str] = None):
+        self.output = output
+        self._process = subprocess.Popen(command(args), stdin=subprocess.PIPE,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._stderr = bytearray()
+        self._drain = threading.Thread(target=self._read_stderr, name="ffmpeg-stderr", daemon=True)
+        self._drain.start()
+
+    def _read_stderr(self) -> None:
+        for chunk in iter(lambda: self._process.stderr.read(4096), b""):
+            self._stderr.extend(chunk[: max(0, (1 << 20) - len(self._stderr))])  # 1 MB is plenty
+
+    def write(self, data: bytes) -> None:
+        try:
+            self._process.stdin.write(data)
+        except BrokenPipeError:  # ffmpeg stopped early: its stderr says why
+            raise self._failure() from None
+
+    def finish(self) -> None:
+        """Close stdin and wait; raises what ffmpeg reported if it failed."""
+        try:
+            self._process.stdin.close()
+        except BrokenPipeError:
+            pass
+        if self._process.wait() != 0:
+            raise self._failure()
+
+    def kill(self) -> None:
+        if self._process.poll() is None:
+            self._process.kill()
+        try:
+            self._process.stdin.close()
+        except BrokenPipeError:
+            pass
+        self._process.wait()
+        self._drain.join()
+
+    def _failure(self) -> Exception:
+        self._process.wait()
+        self._drain.join()
+        return failure(bytes(self._stderr), self.output)

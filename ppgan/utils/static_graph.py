@@ -13,8 +13,6 @@ import hashlib
 import logging
 import os
 import re
-import shutil
-import tempfile
 import warnings
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -22,6 +20,8 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 from paddle.static import InputSpec
+
+from .atomic import AtomicPath
 
 logger = logging.getLogger(__name__)
 
@@ -228,15 +228,15 @@ def cached_export(net: nn.Layer, weights_path: str, name: str,
     # Export beside the final folder and rename it into place: a concurrent run or an
     # interrupted export never leaves a half-written model where the cache looks.
     os.makedirs(os.path.dirname(folder), exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".export-", dir=os.path.dirname(folder))
+    staging = AtomicPath(folder, directory=True)
     try:
-        export_layer(net, os.path.join(staging, name), input_spec, method)
-        os.rename(staging, folder)
+        export_layer(net, os.path.join(staging.temp, name), input_spec, method)
+        os.rename(staging.temp, folder)
     except OSError:
         if not os.path.isdir(folder):  # a concurrent export that won the race is fine
             raise
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        staging.discard()
     return prefix
 
 

@@ -4,16 +4,14 @@ Nothing here holds more than one frame: the inference pipeline can run on videos
 """
 import logging
 import os
-import shutil
-import subprocess
-import tempfile
 from typing import Iterator, Optional, Sequence
 
 import cv2
 import ffmpeg
 import numpy as np
 
-from .ffmpeg_tools import FFmpegError, ffmpeg_exe
+from .atomic import DISK_FULL_ERRNOS, AtomicPath
+from .ffmpeg_tools import FFmpegPipe
 
 logger = logging.getLogger(__name__)
 
@@ -131,28 +129,28 @@ def check_output_path(outfile: str) -> str:
     folder = os.path.dirname(outfile)
     if not os.path.isdir(folder):
         raise InputError(f"output folder does not exist: {folder}")
-    try:  # really create something: permission bits say nothing for root or read-only mounts
-        os.rmdir(tempfile.mkdtemp(prefix=".wav2lip-", dir=folder))
-    except OSError as err:
-        raise InputError(f"output folder is not writable: {folder} ({err.strerror})") from None
     if os.path.isdir(outfile):
         raise InputError(f"output path is a folder: {outfile}")
+    try:  # really create something: permission bits say nothing for root or read-only mounts
+        AtomicPath(outfile).discard()
+    except OSError as err:
+        if err.errno in DISK_FULL_ERRNOS:
+            raise
+        raise InputError(f"output folder is not writable: {folder} ({err.strerror})") from None
     return outfile
 
 
 class VideoWriter:
     """Pipes BGR frames to ffmpeg (H.264 + AAC) and muxes in the audio of `audio_path`.
 
-    The video is written to a private temporary folder beside the output and renamed into place
-    only when ffmpeg has finished successfully: an error or Ctrl-C leaves no partial output.
+    ffmpeg writes a hidden temporary beside the output, renamed into place only when it has
+    finished successfully: an error, Ctrl-C, SIGTERM or a full disk leaves no partial output.
     """
 
     def __init__(self, outfile: str, width: int, height: int, fps: float, audio_path: str,
                  crf: int = 18, preset: str = "veryfast"):
         self.outfile = check_output_path(outfile)
-        self._workdir = tempfile.mkdtemp(prefix=".wav2lip-", dir=os.path.dirname(self.outfile))
-        self._partial = os.path.join(self._workdir, "partial" + os.path.splitext(self.outfile)[1])
-        self._log_path = os.path.join(self._workdir, "ffmpeg.log")
+        self._target = AtomicPath(self.outfile)
         frames = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="bgr24", s=f"{width}x{height}",
                               framerate=fps)
         # yuv420p (what players accept) needs even sizes: pad by one pixel rather than rescale.
@@ -161,46 +159,33 @@ class VideoWriter:
         # levels (a gray of 109 came back as 105/108/106).
         frames = frames.filter("scale", flags="accurate_rnd+full_chroma_int").filter("format", "yuv420p")
         audio = ffmpeg.input(audio_path)["a:0"]
-        command = ffmpeg.output(frames, audio, self._partial, vcodec="libx264", pix_fmt="yuv420p",
-                                crf=crf, preset=preset, acodec="aac", movflags="+faststart")
-        args = command.global_args("-nostdin", "-hide_banner", "-loglevel", "error").compile(
-            cmd=ffmpeg_exe())
-        with open(self._log_path, "wb") as log:
-            self._process = subprocess.Popen(args, stdin=subprocess.PIPE, stderr=log)
+        args = ffmpeg.output(frames, audio, self._target.temp, vcodec="libx264", pix_fmt="yuv420p",
+                             crf=crf, preset=preset, acodec="aac", movflags="+faststart"
+                             ).overwrite_output().get_args()
+        try:
+            self._ffmpeg = FFmpegPipe(args, output=self.outfile)
+        except BaseException:
+            self._target.discard()
+            raise
         self.frames_written = 0
 
     def write(self, frame: np.ndarray) -> None:
-        try:
-            self._process.stdin.write(np.ascontiguousarray(frame).tobytes())
-        except BrokenPipeError:
-            self._process.wait()
-            raise self._error() from None
+        self._ffmpeg.write(np.ascontiguousarray(frame).tobytes())
         self.frames_written += 1
-
-    def _error(self) -> FFmpegError:
-        with open(self._log_path, "rb") as log:
-            return FFmpegError(log.read())
 
     def close(self) -> str:
         """Finish encoding and move the video into place; returns its path."""
         try:
-            self._process.stdin.close()
-        except BrokenPipeError:
-            pass
-        if self._process.wait() != 0:
-            error = self._error()
+            self._ffmpeg.finish()
+        except BaseException:
             self.abort()
-            raise error
-        os.replace(self._partial, self.outfile)
-        shutil.rmtree(self._workdir, ignore_errors=True)
-        return self.outfile
+            raise
+        return self._target.commit()
 
     def abort(self) -> None:
         """Stop ffmpeg and delete everything written so far."""
-        if self._process.poll() is None:
-            self._process.kill()
-            self._process.wait()
-        shutil.rmtree(self._workdir, ignore_errors=True)
+        self._ffmpeg.kill()
+        self._target.discard()
 
     def __enter__(self) -> "VideoWriter":
         return self

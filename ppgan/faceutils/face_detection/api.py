@@ -14,6 +14,9 @@ DETECTORS = {
     "mtcnn": ("mtcnn", "MTCNNDetector"),
 }
 
+# Detectors whose default differs from PaddleGAN's, and which take `reference=True` to be it.
+WITH_REFERENCE_MODE = {"blazeface"}
+
 Box = Tuple[int, int, int, int]
 
 
@@ -27,9 +30,14 @@ class NetworkSize(IntEnum):
     LARGE = 4
 
 
-def build_detector(name: str, path_to_detector: Optional[str] = None, **kwargs) -> FaceDetector:
+def build_detector(name: str, path_to_detector: Optional[str] = None, reference: bool = False,
+                   **kwargs) -> FaceDetector:
+    """The detector `name`; `reference=True` behaves as PaddleGAN's (S3FD always does, MTCNN has
+    no PaddleGAN counterpart)."""
     if name not in DETECTORS:
         raise ValueError(f"unknown face detector '{name}' (choose from {', '.join(DETECTORS)})")
+    if reference and name in WITH_REFERENCE_MODE:
+        kwargs["reference"] = True
     module_name, class_name = DETECTORS[name]
     module = importlib.import_module(f"{__package__}.detection.{module_name}")
     return getattr(module, class_name)(path_to_detector=path_to_detector, **kwargs)
@@ -41,9 +49,10 @@ class FaceAlignment:
     def __init__(self, landmarks_type: LandmarksType = LandmarksType._2D,
                  network_size: NetworkSize = NetworkSize.LARGE, flip_input: bool = False,
                  face_detector: str = "sfd", path_to_detector: Optional[str] = None,
-                 verbose: bool = False, **detector_kwargs):
+                 verbose: bool = False, reference: bool = False, **detector_kwargs):
         self.landmarks_type = landmarks_type
-        self.face_detector = build_detector(face_detector, path_to_detector, **detector_kwargs)
+        self.face_detector = build_detector(face_detector, path_to_detector, reference,
+                                            **detector_kwargs)
 
     def get_detections_for_batch(self, images: np.ndarray) -> List[Optional[Box]]:
         """`images` (N, H, W, 3) BGR uint8 -> per frame `(x1, y1, x2, y2)` ints, or None."""

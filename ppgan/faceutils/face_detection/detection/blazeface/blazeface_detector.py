@@ -32,20 +32,23 @@ def _place_network(net: paddle.nn.Layer, device: Optional[str]) -> None:
 class BlazeFaceDetector(FaceDetector):
     """BlazeFace front model: fast, for near, frontal faces that fill a good part of the frame.
 
-    By default each frame is padded to a square so faces anywhere are seen; `crop_to_square=True`
-    reproduces PaddleGAN exactly (central square crop on the short side, so faces outside it are
-    missed). Weights default to PaddleGAN's released file; anchors are computed, or read from
-    `path_to_anchors` (PaddleGAN's `anchors.npy`) when given.
+    By default each frame is padded to a square so faces anywhere are seen (PaddleGAN crops the
+    central square on the short side, where a face in a 16:9 frame looks 1.78 times larger but
+    faces outside it are missed), and faces come best mean score first. `reference=True` is
+    PaddleGAN's detector exactly: the central crop, and its face order (the cluster holding the
+    single strongest anchor first), so with two faces it picks the same one. Weights default to
+    PaddleGAN's released file; anchors are computed, or read from `path_to_anchors`
+    (PaddleGAN's `anchors.npy`) when given.
     """
 
     def __init__(self, path_to_detector: Optional[str] = None, device: Optional[str] = None, *,
                  path_to_anchors: Optional[str] = None, min_score_thresh: float = 0.5,
-                 min_suppression_threshold: float = 0.3, crop_to_square: bool = False,
+                 min_suppression_threshold: float = 0.3, reference: bool = False,
                  verbose: bool = False):
         # 0.5 is the threshold PaddleGAN's detector sets (its net's own default is 0.75).
         self.min_score_thresh = min_score_thresh
         self.min_suppression_threshold = min_suppression_threshold
-        self.crop_to_square = crop_to_square
+        self.reference = reference
         self.verbose = verbose
         self.net = BlazeFace()
         load_weights(self.net, resolve_weights(path_to_detector, WEIGHTS_URL))
@@ -57,7 +60,7 @@ class BlazeFaceDetector(FaceDetector):
 
     def raw_outputs(self, images: np.ndarray) -> List[np.ndarray]:
         """Run the network on (N, H, W, 3) uint8 RGB frames: `[raw_boxes, raw_scores]` arrays."""
-        batch = to_network_input(images, self.crop_to_square)
+        batch = to_network_input(images, crop_to_square=self.reference)
         with paddle.no_grad():
             inputs = paddle.to_tensor(batch, place=self.net.classifier_8.weight.place)
             return [out.numpy() for out in self.net(inputs)]
@@ -70,12 +73,13 @@ class BlazeFaceDetector(FaceDetector):
         if len(images) == 0:
             return []
         raw_boxes, raw_scores = self.raw_outputs(images)
-        region = square_region(images.shape[1], images.shape[2], self.crop_to_square)
-        faces = postprocess(raw_boxes, raw_scores, self.anchors, region,
-                            self.min_score_thresh, self.min_suppression_threshold)
+        region = square_region(images.shape[1], images.shape[2], crop_to_square=self.reference)
+        faces = postprocess(raw_boxes, raw_scores, self.anchors, region, self.min_score_thresh,
+                            self.min_suppression_threshold, by_mean_score=not self.reference)
         if self.verbose:
             logger.info("BlazeFace: %s faces in %d frames", [len(f) for f in faces], len(faces))
         return faces
 
     def detect_batch(self, images: np.ndarray) -> List[np.ndarray]:
-        return [self.sorted_boxes(faces[:, [0, 1, 2, 3, -1]]) for faces in self.detect_faces(images)]
+        boxes = [faces[:, [0, 1, 2, 3, -1]] for faces in self.detect_faces(images)]
+        return boxes if self.reference else [self.sorted_boxes(b) for b in boxes]

@@ -132,9 +132,13 @@ def to_frame_coordinates(detections: np.ndarray, region: SquareRegion) -> np.nda
 
 def postprocess(raw_boxes: np.ndarray, raw_scores: np.ndarray, anchors: np.ndarray,
                 region: SquareRegion, min_score_thresh: float,
-                min_suppression_threshold: float) -> List[np.ndarray]:
-    """Raw network outputs for a batch -> per frame (K, 17) float32 rows in frame pixels,
-    highest score first."""
+                min_suppression_threshold: float, by_mean_score: bool = True) -> List[np.ndarray]:
+    """Raw network outputs for a batch -> per frame (K, 17) float32 rows in frame pixels.
+
+    Faces are ordered by their merged (mean) score, or with `by_mean_score=False` as PaddleGAN
+    leaves them: in the order of each cluster's strongest anchor, so its first face is the one
+    holding the single most confident anchor.
+    """
     if raw_boxes.shape[1:] != (NUM_ANCHORS, NUM_COORDS) or raw_scores.shape[1:] != (NUM_ANCHORS, 1):
         raise ValueError(f"unexpected BlazeFace outputs {raw_boxes.shape} and {raw_scores.shape}")
     boxes = decode_boxes(raw_boxes.astype(np.float32), anchors)
@@ -144,6 +148,7 @@ def postprocess(raw_boxes: np.ndarray, raw_scores: np.ndarray, anchors: np.ndarr
         keep = frame_scores >= min_score_thresh
         candidates = np.concatenate([frame_boxes[keep], frame_scores[keep, None]], axis=1)
         faces = weighted_nms(candidates, min_suppression_threshold)
-        faces = faces[np.argsort(-faces[:, -1], kind="stable")]  # merging can reorder scores
+        if by_mean_score:
+            faces = faces[np.argsort(-faces[:, -1], kind="stable")]  # merging can reorder scores
         results.append(to_frame_coordinates(faces, region).astype(np.float32))
     return results
