@@ -27,8 +27,8 @@ setup(
     extras_require={
         # GPU users install paddlepaddle-gpu themselves first (see README.md).
         "cpu": ["paddlepaddle>=3.0"],
-        # torch is only used by tests, to write reference checkpoints in both of its formats;
-        # the pinned CPU build avoids pulling several GB of CUDA wheels.
+        # torch is only used by tests (reference checkpoints, independent implementations). Take
+        # its CPU build from PyTorch's index first (README.md): PyPI's is the CUDA one, several GB.
         "test": ["pytest", "torch==2.13.0", "scikit-image"],
     },
 )

@@ -3,6 +3,7 @@ import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import wave
 
@@ -127,3 +128,37 @@ def small_disk(path, size="300k"):
 
 def can_mount():
     return os.geteuid() == 0 and shutil.which("mount") is not None
+
+
+def stop_when(command, ready, stop=signal.SIGTERM, timeout=300, **popen):
+    """Run `command`, send it `stop` as soon as `ready()` holds (polled), and wait for it to end.
+
+    Returns (exit status, stderr). Fails if the command ends before `ready()`, or does not end
+    within `timeout` seconds of the signal.
+    """
+    import threading
+    import time
+
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            # A shell starts background jobs with SIGINT ignored: undo that.
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **popen)
+    err = []
+    reader = threading.Thread(target=lambda: err.append(proc.stderr.read()), daemon=True)
+    reader.start()
+    start = time.monotonic()
+    while not ready():
+        if proc.poll() is not None:
+            reader.join()
+            raise AssertionError(f"ended (status {proc.returncode}) before it was stopped: {err[0][-2000:]}")
+        if time.monotonic() - start > timeout:
+            proc.kill()
+            raise AssertionError("never became ready to be stopped")
+        time.sleep(0.05)
+    proc.send_signal(stop)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError(f"no exit within {timeout} s of {stop!r}")
+    reader.join()
+    return proc.returncode, err[0]

@@ -6,6 +6,11 @@ benchmark, not with timed tests); only that each one is produced and plausible.
 import importlib.util
 import json
 import os
+import signal
+import subprocess
+import sys
+
+from media import stop_when
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -32,3 +37,19 @@ def test_benchmark_reports_generator_detectors_and_end_to_end(tmp_path, monkeypa
     assert end_to_end["wall_seconds"] > 0 and end_to_end["peak_rss_mb"] > 100
     assert end_to_end["ffmpeg_peak_rss_mb"] > 0  # the writer process was sampled too
     assert os.path.isfile(tmp_path / "out_face_720p_1s.mp4")
+
+
+def test_sigterm_stops_the_benchmark_and_its_run(tmp_path):
+    """The end-to-end run in progress is stopped too, and no half-written clip or output stays
+    in the working folder (a later benchmark would reuse a half-written clip)."""
+    def writing_output():
+        return any(name.startswith(".out_") for name in os.listdir(tmp_path))
+
+    code, err = stop_when([sys.executable, os.path.join(ROOT, "tools", "benchmark_wav2lip.py"),
+                           "--workdir", str(tmp_path), "--clips", "2", "--clip_1080p", "0",
+                           "--skip-generator", "--skip-detectors"], writing_output)
+    assert code == 128 + signal.SIGTERM, err
+    assert err.strip().splitlines()[-1] == "benchmark_wav2lip: interrupted: no results written"
+    assert not [name for name in os.listdir(tmp_path) if ".part" in name]
+    survivors = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout
+    assert survivors == ""

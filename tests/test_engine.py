@@ -21,6 +21,7 @@ from ppgan.engine.checkpoint import portable_optimizer_state, restore_optimizer_
 from ppgan.engine.iter_loader import IterLoader, ResumableBatchSampler
 from ppgan.models import MODELS, BaseModel
 from ppgan.solver import LinearDecay
+from media import can_mount, small_disk
 from tools_main import main  # registered by conftest
 
 
@@ -54,12 +55,14 @@ class TinyNet(nn.Layer):
 
 
 class TinyModel(BaseModel):
-    """Regression with a BatchNorm; `interrupt_at` sends SIGINT to itself during that iteration."""
+    """Regression with a BatchNorm; `interrupt_at` sends `interrupt_signal` (SIGINT: Ctrl-C) to
+    itself during that iteration."""
 
-    def __init__(self, interrupt_at=(), max_eval_steps=None, threshold=0.0):
+    def __init__(self, interrupt_at=(), max_eval_steps=None, threshold=0.0, interrupt_signal="SIGINT"):
         super().__init__()
         self.nets["netG"] = TinyNet()
         self.interrupt_at = list(interrupt_at)
+        self.interrupt_signal = signal.Signals[interrupt_signal]
         self.threshold = threshold
         self.switched = False
         self.evals = 0  # runtime state that changes the loss: a resume must restore it
@@ -74,7 +77,7 @@ class TinyModel(BaseModel):
         optimizer.clear_grad()
         loss = F.mse_loss(self.nets["netG"](self.x), self.y) * (1.0 + 0.5 * self.evals)
         if self.calls in self.interrupt_at:
-            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, mid-iteration
+            os.kill(os.getpid(), self.interrupt_signal)  # a real Ctrl-C (or SIGTERM), mid-iteration
         self.backward_step(loss, name)
         self.losses["mse"] = loss.item()
         # Two 2x2 "images" per sample, so the collage writer has something to draw.
@@ -181,6 +184,31 @@ def test_resume_after_ctrl_c_matches_an_uninterrupted_run(tmp_path, full_run):
     _assert_same_state(resumed, full)
     log = open(os.path.join(_run_dir(tmp_path), "log.txt")).read()
     assert "Iter: 5/10" in log and "Iter: 4/10" not in log
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_stop_like_ctrl_c(tmp_path, stop):
+    """A job scheduler's SIGTERM or a closed terminal's SIGHUP: finish the iteration, save, and
+    exit with 128 + the signal."""
+    config = _write_config(tmp_path, threshold=0.0, interrupt_at=[4], interrupt_signal=stop)
+    assert main(["-c", config, "--seed", "3"]) == 128 + signal.Signals[stop]
+    saved = sorted(os.listdir(_run_dir(tmp_path)))
+    assert "iter_4_checkpoint.pdparams" in saved and "iter_5_weight.pdparams" not in saved
+    assert not [name for name in saved if ".part" in name]
+
+
+@pytest.mark.skipif(not can_mount(), reason="mounting a small tmpfs needs root")
+def test_a_full_disk_stops_training_with_one_line_and_no_partial_checkpoint(tmp_path, capsys):
+    config = _write_config(tmp_path)  # its output_dir, tmp_path/out, is the small disk
+    with small_disk(tmp_path / "out", "64k") as disk:
+        (disk / "filler").write_bytes(b"\0" * (56 << 10))
+        code = main(["-c", config])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 1, err
+        assert re.fullmatch(r"main\.py: error: no space left on device: .*\.pdparams", err[-1]), err[-1]
+        assert "Traceback" not in "\n".join(err)
+        run = _run_dir(tmp_path)
+        assert not [name for name in os.listdir(run) if ".part" in name]
 
 
 def test_load_is_not_resume(tmp_path, full_run):

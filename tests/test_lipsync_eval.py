@@ -9,6 +9,7 @@ import csv
 import glob
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
 import warnings
@@ -26,13 +27,16 @@ warnings.filterwarnings("ignore", message="No ccache found")
 
 import paddle  # noqa: E402
 
-from media import face_frame, ffmpeg, read_frames, save_random_generator, speech_like  # noqa: E402
+from media import (face_frame, ffmpeg, read_frames, save_random_generator, speech_like,  # noqa: E402
+                   stop_when)
 from ppgan.metrics import METRICS, PSNR, SSIM, build_metric, calculate_psnr, calculate_ssim  # noqa: E402
 from ppgan.metrics import face_tracks as ft  # noqa: E402
 from ppgan.metrics.lipsync import (LipSyncScorer, TooShortError, calc_pdist, compute_mfcc,  # noqa: E402
                                    load_compatible, load_direct, scores_from_dists)
 from ppgan.metrics.syncnet_eval import SyncNetV2, load_syncnet_v2  # noqa: E402
 from ppgan.utils.weights import WeightsError  # noqa: E402
+
+pytestmark = pytest.mark.ffmpeg  # run with every ffmpeg build on the machine (conftest.py)
 
 SR = 16000
 FPS = 25
@@ -100,8 +104,9 @@ def _mfcc_windows(rng, n):
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    return tmp_path_factory.mktemp("lse")
+def root(tmp_path_factory, ffmpeg_build):
+    """Every clip of the module is made (and scored) with each ffmpeg build in turn."""
+    return tmp_path_factory.mktemp(f"lse_{ffmpeg_build}")
 
 
 @pytest.fixture(scope="module")
@@ -387,6 +392,18 @@ def test_direct_decoding_scores_differ_and_say_so(results_dir, weights, root, ca
     assert direct["lse_d"] != _read_csv(root / "all.csv")[0]["lse_d"]
 
 
+def test_eval_stopped_by_sigterm_writes_no_csv_and_cleans_its_frames(results_dir, weights, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    csv_path = tmp_path / "scores.csv"
+    code, err = stop_when([sys.executable, os.path.join(REPO, "tools", "eval_lipsync.py"),
+                           str(results_dir), "--syncnet_path", str(weights), "--tmp_dir", str(work),
+                           "-o", str(csv_path)], lambda: bool(os.listdir(work)))
+    assert code == 128 + signal.SIGTERM, err
+    assert err.strip().splitlines()[-1] == "eval_lipsync: interrupted: no scores written"
+    assert os.listdir(work) == [] and os.listdir(tmp_path) == ["work"]
+
+
 @pytest.mark.parametrize("case", ["no_weights", "no_input", "missing_input", "bad_weights",
                                   "bad_filelist", "nothing_scored"])
 def test_eval_user_errors_are_one_line_exit_2(case, results_dir, weights, tmp_path, capsys):
@@ -496,9 +513,14 @@ def test_generator_writes_idx_videos_and_skips_unusable_pairs(root, capsys):
     _write_clip(data / "spk_b" / "00001.mp4", face[:6], _pcm(0.24), lossless=False)
     _write_clip(data / "spk_b" / "00002.mp4", [np.full((240, 240, 3), 110, np.uint8)] * 20,
                 _pcm(0.8), lossless=False)
+    # One faceless frame between two key frames of the default --det_every 5: only detecting
+    # every frame, as the original does, finds it.
+    blank_at_7 = face[:7] + [np.full((240, 240, 3), 110, np.uint8)] + face[8:]
+    _write_clip(data / "spk_b" / "00003.mp4", blank_at_7, _pcm(0.8), lossless=False)
     filelist = root / "test.txt"
     filelist.write_text("spk_a/00001 spk_a/00001\nspk_a/00001 spk_b/00001\n"
-                        "spk_a/00001 spk_b/00002\nspk_x/00009 spk_a/00001\n")
+                        "spk_a/00001 spk_b/00002\nspk_x/00009 spk_a/00001\n"
+                        "spk_a/00001 spk_b/00003\n")
     results = root / "generated"
     code = gen_cli.main(["--filelist", str(filelist), "--data_root", str(data), "--results_dir",
                          str(results), "--checkpoint_path",
@@ -508,11 +530,35 @@ def test_generator_writes_idx_videos_and_skips_unusable_pairs(root, capsys):
     assert sorted(os.listdir(results)) == ["0.mp4", "skipped.txt"]
     assert len(read_frames(results / "0.mp4")) == 20
     reasons = dict(line.split("\t") for line in (results / "skipped.txt").read_text().splitlines())
-    assert sorted(reasons) == ["1", "2", "3"]
+    assert sorted(reasons) == ["1", "2", "3", "4"]
     assert "fewer than the audio's" in reasons["1"]
     assert "no face" in reasons["2"]
     assert "not found" in reasons["3"]
+    assert reasons["4"].startswith("no face in frame 7 of ")
     assert "1 video(s)" in capsys.readouterr().out
+
+
+def test_generator_stopped_by_sigterm_keeps_only_finished_videos(root):
+    data = root / "lrs2_long"
+    (data / "spk").mkdir(parents=True)
+    _write_clip(data / "spk" / "00001.mp4", [face_frame(240, 240, 240, 0, 0)] * 60, _pcm(2.4),
+                lossless=False)
+    filelist = root / "long.txt"
+    filelist.write_text("spk/00001 spk/00001\n" * 4)
+    results = root / "stopped"
+    results.mkdir()
+
+    def writing_the_second():
+        return "0.mp4" in os.listdir(results) and any(".part" in n for n in os.listdir(results))
+
+    code, err = stop_when([sys.executable, os.path.join(REPO, "tools", "gen_videos_from_filelist.py"),
+                           "--filelist", str(filelist), "--data_root", str(data), "--results_dir",
+                           str(results), "--checkpoint_path", str(save_random_generator(root / "g2.pdparams")),
+                           "--face_detector", "mtcnn", "--cpu"], writing_the_second)
+    assert code == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err
+    assert "0.mp4" in os.listdir(results) and not [n for n in os.listdir(results) if ".part" in n]
+    assert len(read_frames(results / "0.mp4")) == 60
 
 
 def test_generator_user_errors_are_one_line_exit_2(root, capsys):

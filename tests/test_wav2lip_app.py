@@ -33,7 +33,7 @@ def moving_frames(count, blank=()):
 
 
 @pytest.fixture(scope="module")
-def media(tmp_path_factory):
+def media(tmp_path_factory, ffmpeg_build):  # the media are made with each ffmpeg build in turn
     root = tmp_path_factory.mktemp("media")
     os.environ["PPGAN_HOME"] = str(root / "cache")  # the exported static model is cached here
     return {

@@ -228,6 +228,9 @@ class Wav2LipPredictor:
     def run(self, face: str, audio_seq: str, outfile: str) -> str:
         """Write `outfile`: `face` (video or photo) lip-synced to `audio_seq`; returns its path."""
         outfile = check_output_path(outfile)
+        for name, path in (("face", face), ("audio", audio_seq)):
+            if os.path.exists(path) and os.path.exists(outfile) and os.path.samefile(path, outfile):
+                raise InputError(f"the output would overwrite the {name} input: {outfile}")
         paddle.set_device(self.device)  # the detectors run on Paddle's global device
         source = FrameSource(face, self.fps, **self.transform)
         try:

@@ -80,6 +80,9 @@ def run_main(prog: str, body: Callable[[], int], user_errors: Tuple[Type[BaseExc
     the traceback instead);
     Ctrl-C, SIGTERM, SIGHUP -> one line, status 128 + the signal (after the cleanup ran).
     """
+    # A log file on a full disk must not print "--- Logging error ---" tracebacks: the run's
+    # own error says what went wrong.
+    logging.raiseExceptions = False
     try:
         with stop_signals_interrupt():
             return body()

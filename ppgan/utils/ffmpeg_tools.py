@@ -18,6 +18,8 @@ from .atomic import disk_full_error
 
 QUIET = ["-nostdin", "-hide_banner", "-loglevel", "error"]
 NO_SPACE = "No space left on device"
+# Failures some builds report with exit status 0 (Debian's 5.1 when the disk fills at the end).
+WRITE_FAILURES = (NO_SPACE, "Error writing trailer", "Error closing file")
 
 
 class FFmpegError(RuntimeError):
@@ -35,6 +37,10 @@ class FFmpegError(RuntimeError):
                  for line in text.splitlines() if line.strip()]
         # ffmpeg states the cause first and then generic follow-ups ("Error opening output files").
         return cls(lines[0] if lines else "ffmpeg failed without a message", text)
+
+
+def failed(returncode: int, stderr: bytes) -> bool:
+    return returncode != 0 or any(message.encode() in stderr for message in WRITE_FAILURES)
 
 
 def failure(stderr: bytes, output: Optional[str] = None) -> Exception:
@@ -73,7 +79,7 @@ def run_ffmpeg(args: Sequence[object], output: Optional[str] = None) -> bytes:
     written, for the disk-full message."""
     result = subprocess.run(command(args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
-    if result.returncode != 0:
+    if failed(result.returncode, result.stderr):
         raise failure(result.stderr, output)
     return result.stdout
 
@@ -109,7 +115,9 @@ class FFmpegPipe:
             self._process.stdin.close()
         except BrokenPipeError:
             pass
-        if self._process.wait() != 0:
+        returncode = self._process.wait()
+        self._drain.join()
+        if failed(returncode, bytes(self._stderr)):
             raise self._failure()
 
     def kill(self) -> None:

@@ -16,6 +16,8 @@ from .ffmpeg_tools import FFmpegPipe
 logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+# Containers that hold H.264 video with AAC audio (WebM, for one, does not).
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi")
 
 
 class InputError(ValueError):
@@ -131,6 +133,9 @@ def check_output_path(outfile: str) -> str:
         raise InputError(f"output folder does not exist: {folder}")
     if os.path.isdir(outfile):
         raise InputError(f"output path is a folder: {outfile}")
+    if not outfile.lower().endswith(VIDEO_SUFFIXES):
+        raise InputError(f"output must be a {', '.join(VIDEO_SUFFIXES)} file (H.264 + AAC): "
+                         f"{outfile}")
     try:  # really create something: permission bits say nothing for root or read-only mounts
         AtomicPath(outfile).discard()
     except OSError as err:
