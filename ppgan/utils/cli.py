@@ -1,8 +1,12 @@
-"""What every command-line tool shares: one-line usage errors and the same quiet logging."""
+"""What every command-line tool shares: one-line usage errors, checked numeric flags and the
+same quiet logging."""
 import argparse
 import logging
 import warnings
-from typing import NoReturn
+from typing import Any, Callable, Mapping, NoReturn
+
+from . import checks
+from .checks import Check, CheckError
 
 LOG_FORMAT = "[%(asctime)s] %(name)s %(levelname)s: %(message)s"
 
@@ -12,6 +16,39 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def arg_type(check: Check) -> Callable[[str], Any]:
+    """An argparse `type` running `check` on the flag's text; argparse reports a refusal as
+    `prog: error: argument --flag: must be ... (got ...)`."""
+    def convert(text: str) -> Any:
+        try:
+            return check(text)
+        except CheckError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+    return convert
+
+
+POSITIVE_INT = arg_type(checks.positive_int)
+NON_NEGATIVE_INT = arg_type(checks.non_negative_int)
+POSITIVE_NUMBER = arg_type(checks.positive_number)
+NON_NEGATIVE_NUMBER = arg_type(checks.non_negative_number)
+FRACTION = arg_type(checks.fraction)
+SEED = arg_type(checks.seed)
+DETECTION_SIZE = arg_type(checks.detection_size)
+
+
+def check_flags(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                rules: Mapping[str, Check]) -> None:
+    """Rules on what argparse checks value by value: a flag's several numbers ("crop": the
+    check gets the list) or several flags ("val_fraction test_fraction": it gets both)."""
+    for names, check in rules.items():
+        flags = names.split()
+        try:
+            check(*(getattr(args, flag) for flag in flags))
+        except CheckError as err:
+            label = "argument" if len(flags) == 1 else "arguments"
+            parser.error(f"{label} {' and '.join('--' + flag for flag in flags)}: {err}")
 
 
 def setup_logging(verbose: bool = True) -> None:
