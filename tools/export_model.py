@@ -15,9 +15,11 @@ from typing import List, Optional
 # Run as a script from anywhere: make the repository's `ppgan` importable.
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir)))
 
+from ppgan.utils.cli import OneLineParser  # noqa: E402
+
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="export_model", description=__doc__.splitlines()[0])
     parser.add_argument("--load", help="generator weights (.pdparams): flat or a trainer checkpoint")
     parser.add_argument("--output_dir", default="inference_model", help="where to write the model")
     parser.add_argument("--model_name", default="wav2lip", help="file name prefix of the model")
