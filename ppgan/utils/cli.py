@@ -40,8 +40,8 @@ DETECTION_SIZE = arg_type(checks.detection_size)
 
 def check_flags(parser: argparse.ArgumentParser, args: argparse.Namespace,
                 rules: Mapping[str, Check]) -> None:
-    """Rules on what argparse checks value by value: a flag's several numbers ("crop": the
-    check gets the list) or several flags ("val_fraction test_fraction": it gets both)."""
+    """Rules argparse cannot apply value by value: on a flag's several numbers ("crop": the
+    check gets the list) or on several flags ("val_fraction test_fraction": it gets both)."""
     for names, check in rules.items():
         flags = names.split()
         try:
