@@ -18,12 +18,18 @@ import sys
 import tempfile
 import threading
 import time
+from typing import List, Optional
 
 import numpy as np
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
 sys.path.insert(0, ROOT)
 
+from ppgan.utils.checks import comma_separated, positive_int  # noqa: E402
+from ppgan.utils.cli import (DETECTION_SIZE, NON_NEGATIVE_INT, POSITIVE_INT,  # noqa: E402
+                             OneLineParser, arg_type, run_main)
+
+PROG = "benchmark_wav2lip"
 FPS = 25
 WIDTH, HEIGHT = 1280, 720
 
@@ -238,19 +244,19 @@ def bench_end_to_end(video: str, audio: str, weights: str, seconds: int, extra) 
             "ffmpeg_peak_rss_mb": max([v for k, v in peaks.items() if k != process.pid], default=0.0)}
 
 
-def main() -> int:
-    from ppgan.utils.cli import OneLineParser, run_main
-
-    parser = OneLineParser(prog="benchmark_wav2lip", description=__doc__.strip().splitlines()[0])
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = OneLineParser(prog=PROG, description=__doc__.strip().splitlines()[0])
     parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "wav2lip_bench"))
-    parser.add_argument("--clips", default="10,60", help="720p clip lengths in seconds")
-    parser.add_argument("--clip_1080p", type=int, default=10,
+    seconds_list = comma_separated(positive_int, "integers >= 1, comma-separated")
+    parser.add_argument("--clips", type=arg_type(seconds_list), default="10,60",
+                        help="720p clip lengths in seconds")
+    parser.add_argument("--clip_1080p", type=NON_NEGATIVE_INT, default=10,
                         help="length of a 1080p clip in seconds (0: none)")
-    parser.add_argument("--batch", type=int, default=128, help="generator batch size")
+    parser.add_argument("--batch", type=POSITIVE_INT, default=128, help="generator batch size")
     parser.add_argument("--detectors", default="sfd,blazeface,mtcnn")
     parser.add_argument("--e2e_detector", default="mtcnn",
                         help="detector for the end-to-end runs (mtcnn: real weights, offline)")
-    parser.add_argument("--det_max_size", type=int, default=360)
+    parser.add_argument("--det_max_size", type=DETECTION_SIZE, default=360)
     parser.add_argument("--no_sfd_1080p", action="store_true",
                         help="skip the end-to-end run of the 1080p clip with S3FD, the default "
                              "detector: its random weights see faces everywhere, so the motion "
@@ -258,9 +264,13 @@ def main() -> int:
     parser.add_argument("--skip-generator", action="store_true")
     parser.add_argument("--skip-detectors", action="store_true")
     parser.add_argument("--json", help="also write the results here")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
     # OSError: an unwritable workdir or --json path.
-    return run_main("benchmark_wav2lip", lambda: benchmark(args), (OSError,),
+    return run_main(PROG, lambda: benchmark(args), (OSError,),
                     interrupted="interrupted: no results written")
 
 
@@ -283,7 +293,7 @@ def benchmark(args: argparse.Namespace) -> int:
     if not args.skip_detectors:
         results.setdefault("frames_per_second", {}).update(
             bench_detectors(args.workdir, args.detectors.split(","), args.det_max_size))
-    clips = [(int(s), 1280, 720) for s in args.clips.split(",") if s]
+    clips = [(seconds, 1280, 720) for seconds in args.clips]
     clips += [(args.clip_1080p, 1920, 1080)] if args.clip_1080p else []
     for seconds, width, height in clips:
         video, audio = make_clip(args.workdir, seconds, width, height)

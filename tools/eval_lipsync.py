@@ -17,7 +17,8 @@ from typing import List, Optional
 # Run as a script from anywhere: make the repository's `ppgan` importable.
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir)))
 
-from ppgan.utils.cli import OneLineParser, run_main, setup_logging  # noqa: E402
+from ppgan.utils.cli import (NON_NEGATIVE_INT, NON_NEGATIVE_NUMBER, POSITIVE_INT,  # noqa: E402
+                             POSITIVE_NUMBER, OneLineParser, run_main, setup_logging)
 
 PROG = "eval_lipsync"
 
@@ -38,18 +39,19 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    "no temporary files, faster, not comparable with published numbers")
     p.add_argument("-o", "--output", default="lse_scores.csv", help="CSV to write")
     p.add_argument("--pattern", default="*.mp4", help="files to score in a folder")
-    p.add_argument("--vshift", type=int, default=15, help="offsets searched: -vshift..vshift")
-    p.add_argument("--batch_size", type=int, default=20, help="SyncNet windows per batch")
+    p.add_argument("--vshift", type=NON_NEGATIVE_INT, default=15,
+                   help="offsets searched: -vshift..vshift")
+    p.add_argument("--batch_size", type=POSITIVE_INT, default=20, help="SyncNet windows per batch")
     p.add_argument("--tmp_dir", help="where temporary frames go (default: system temp)")
     p.add_argument("--cpu", action="store_true", help="run on the CPU even if a GPU is present")
     real = p.add_argument_group("--mode real (syncnet_python run_pipeline.py settings)")
     real.add_argument("--face_detector", choices=("sfd", "blazeface", "mtcnn"), default="sfd")
     real.add_argument("--detector_path", help="local face-detector weights")
-    real.add_argument("--facedet_scale", type=float, default=0.25)
-    real.add_argument("--crop_scale", type=float, default=0.40)
-    real.add_argument("--min_track", type=int, default=100)
-    real.add_argument("--min_face_size", type=int, default=100)
-    real.add_argument("--num_failed_det", type=int, default=25)
+    real.add_argument("--facedet_scale", type=POSITIVE_NUMBER, default=0.25)
+    real.add_argument("--crop_scale", type=NON_NEGATIVE_NUMBER, default=0.40)
+    real.add_argument("--min_track", type=NON_NEGATIVE_INT, default=100)
+    real.add_argument("--min_face_size", type=NON_NEGATIVE_INT, default=100)
+    real.add_argument("--num_failed_det", type=NON_NEGATIVE_INT, default=25)
     p.add_argument("-v", "--verbose", action="store_true", help="log every video's scores")
     args = p.parse_args(argv)
     _check_args(p, args)
@@ -65,8 +67,6 @@ def _check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         p.error("--syncnet_path is required (there is no Paddle release of these weights): "
                 "download syncnet_v2.model with syncnet_python's download_model.sh, then "
                 "python tools/convert_weights.py syncnet_v2.model")
-    if args.vshift < 0 or args.batch_size < 1:
-        p.error("--vshift must be >= 0 and --batch_size >= 1")
     if args.tmp_dir and not os.path.isdir(args.tmp_dir):
         p.error(f"--tmp_dir {args.tmp_dir} is not a folder")
     out_dir = os.path.dirname(os.path.abspath(args.output))

@@ -24,7 +24,8 @@ from typing import List, Optional, Tuple
 # Run as a script from anywhere: make the repository's `ppgan` importable.
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir)))
 
-from ppgan.utils.cli import OneLineParser, run_main, setup_logging  # noqa: E402
+from ppgan.utils.checks import PREDICTOR_ARGS  # noqa: E402
+from ppgan.utils.cli import OneLineParser, arg_type, run_main, setup_logging  # noqa: E402
 
 PROG = "gen_videos_from_filelist"
 FPS = 25
@@ -40,8 +41,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--checkpoint_path", required=True, help="Wav2Lip generator .pdparams")
     p.add_argument("--pads", nargs=4, type=int, default=[0, 0, 0, 0],
                    help="padding (top, bottom, left, right) of the face box")
-    p.add_argument("--face_det_batch_size", type=int, default=64)
-    p.add_argument("--wav2lip_batch_size", type=int, default=128)
+    p.add_argument("--face_det_batch_size", type=arg_type(PREDICTOR_ARGS["face_det_batch_size"]),
+                   default=64)
+    p.add_argument("--wav2lip_batch_size", type=arg_type(PREDICTOR_ARGS["wav2lip_batch_size"]),
+                   default=128)
     p.add_argument("--face_detector", choices=("sfd", "blazeface", "mtcnn"), default="sfd")
     p.add_argument("--detector_path", help="local face-detector weights")
     p.add_argument("--skip_existing", action="store_true",

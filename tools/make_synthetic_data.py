@@ -16,7 +16,11 @@ from typing import List, Optional
 # Run as a script from anywhere: make the repository's `ppgan` importable.
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir)))
 
-from ppgan.utils.cli import OneLineParser, run_main, setup_logging  # noqa: E402
+from ppgan.utils.checks import (MIN_CLIP_SECONDS, clip_seconds, integer,  # noqa: E402
+                                 split_fractions)
+from ppgan.utils.cli import (FRACTION, POSITIVE_INT, POSITIVE_NUMBER, SEED,  # noqa: E402
+                             OneLineParser, arg_type, check_flags, run_main,
+                             setup_logging)
 
 PROG = "make_synthetic_data"
 
@@ -24,26 +28,25 @@ PROG = "make_synthetic_data"
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = OneLineParser(prog=PROG, description=__doc__.strip().splitlines()[0])
     parser.add_argument("--out_dir", required=True, help="output folder")
-    parser.add_argument("--num_dirs", type=int, default=2, help="folders (speakers)")
-    parser.add_argument("--clips_per_dir", type=int, default=3, help="clips per folder")
-    parser.add_argument("--seconds", type=float, default=3.0, help="length of each clip")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--img_size", type=int, default=96,
+    parser.add_argument("--num_dirs", type=POSITIVE_INT, default=2, help="folders (speakers)")
+    parser.add_argument("--clips_per_dir", type=POSITIVE_INT, default=3, help="clips per folder")
+    parser.add_argument("--seconds", type=arg_type(clip_seconds), default=3.0,
+                        help=f"length of each clip (at least {MIN_CLIP_SECONDS}: one mel window)")
+    parser.add_argument("--seed", type=SEED, default=0)
+    parser.add_argument("--img_size", type=arg_type(integer(16)), default=96,
                         help="preprocessed layout: about the size of the face crops")
     parser.add_argument("--filelists_dir", default=None,
                         help="preprocessed layout: where the filelists go (default OUT_DIR/filelists)")
-    parser.add_argument("--val_fraction", type=float, default=0.2)
-    parser.add_argument("--test_fraction", type=float, default=0.0)
+    parser.add_argument("--val_fraction", type=FRACTION, default=0.2)
+    parser.add_argument("--test_fraction", type=FRACTION, default=0.0)
     parser.add_argument("--raw_videos", action="store_true",
                         help="write <dir>/<vid>.mp4 videos with audio instead of the preprocessed layout")
-    parser.add_argument("--fps", type=float, nargs="+", default=[25.0],
+    parser.add_argument("--fps", type=POSITIVE_NUMBER, nargs="+", default=[25.0],
                         help="raw videos: frame rate(s), cycled over the clips")
-    parser.add_argument("--frame_size", type=int, default=192, help="raw videos: frame side")
+    parser.add_argument("--frame_size", type=arg_type(integer(32)), default=192,
+                        help="raw videos: frame side")
     args = parser.parse_args(argv)
-    if min(args.num_dirs, args.clips_per_dir) < 1 or args.seconds <= 0:
-        parser.error("--num_dirs and --clips_per_dir must be >= 1 and --seconds > 0")
-    if min(args.fps) <= 0 or args.img_size < 16 or args.frame_size < 32:
-        parser.error("--fps must be > 0, --img_size >= 16, --frame_size >= 32")
+    check_flags(parser, args, {"val_fraction test_fraction": split_fractions})
     return args
 
 

@@ -29,7 +29,9 @@ from typing import List, Optional
 # Run as a script from anywhere: make the repository's `ppgan` importable.
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir)))
 
-from ppgan.utils.cli import OneLineParser, run_main, setup_logging  # noqa: E402
+from ppgan.utils.checks import MIN_DETECTION_SIZE, split_fractions  # noqa: E402
+from ppgan.utils.cli import (DETECTION_SIZE, FRACTION, NON_NEGATIVE_INT, POSITIVE_INT,  # noqa: E402
+                             SEED, OneLineParser, check_flags, run_main, setup_logging)
 
 PROG = "preprocess_lrs2"
 
@@ -39,31 +41,34 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--data_root", help="folder of <dir>/<vid>.mp4 raw videos")
     parser.add_argument("--preprocessed_root", required=True,
                         help="output folder for <dir>/<vid>/{i}.jpg and audio.wav")
-    parser.add_argument("--batch_size", type=int, default=32, help="face detection batch size")
+    parser.add_argument("--batch_size", type=POSITIVE_INT, default=32,
+                        help="face detection batch size")
     parser.add_argument("--face_detector", default="sfd", choices=["sfd", "blazeface", "mtcnn"],
                         help="face detector (sfd as the references; mtcnn needs no download)")
     parser.add_argument("--detector_path", default=None,
                         help="local face detector weights or model folder (default: download)")
-    parser.add_argument("--det_max_size", type=int, default=0,
-                        help="detect on a copy whose longest side is at most this (0: full size, "
-                             "as the references)")
-    parser.add_argument("--rank", type=int, default=None,
+    parser.add_argument("--det_max_size", type=DETECTION_SIZE, default=0,
+                        help="detect on a copy whose longest side is at most this, at least "
+                             f"{MIN_DETECTION_SIZE} (0: full size, as the references)")
+    parser.add_argument("--rank", type=NON_NEGATIVE_INT, default=None,
                         help="this process's shard (default: $PADDLE_TRAINER_ID or 0)")
-    parser.add_argument("--world_size", type=int, default=None,
+    parser.add_argument("--world_size", type=POSITIVE_INT, default=None,
                         help="number of shards (default: $PADDLE_TRAINERS_NUM or 1)")
     parser.add_argument("--filelists_dir", default="filelists",
                         help="where train.txt, val.txt and test.txt go")
-    parser.add_argument("--val_fraction", type=float, default=0.05, help="share of clips for val")
-    parser.add_argument("--test_fraction", type=float, default=0.05, help="share of clips for test")
-    parser.add_argument("--split_seed", type=int, default=0, help="seed of the train/val/test split")
+    parser.add_argument("--val_fraction", type=FRACTION, default=0.05,
+                        help="share of clips for val")
+    parser.add_argument("--test_fraction", type=FRACTION, default=0.05,
+                        help="share of clips for test")
+    parser.add_argument("--split_seed", type=SEED, default=0,
+                        help="seed of the train/val/test split")
     parser.add_argument("--write_filelists", action="store_true",
                         help="only write the filelists from the finished clips, then stop")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if not args.write_filelists and not args.data_root:
         parser.error("--data_root is required (unless --write_filelists)")
-    if args.batch_size < 1:
-        parser.error("--batch_size must be at least 1")
+    check_flags(parser, args, {"val_fraction test_fraction": split_fractions})
     return args
 
 
@@ -90,7 +95,6 @@ def run(args: argparse.Namespace) -> int:
     if args.write_filelists:
         _write_filelists(args)
         return 0
-    pp.split_entries([], args.val_fraction, args.test_fraction)  # check the fractions up front
     rank, world_size = pp.shard_settings(args.rank, args.world_size)
     jobs = pp.plan_jobs(args.data_root, args.preprocessed_root)
     mine = pp.shard(jobs, rank, world_size)

@@ -5,10 +5,17 @@
 import argparse
 import os
 import sys
+from typing import Any, Callable
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
-from ppgan.utils.cli import OneLineParser, run_main, setup_logging  # noqa: E402
+from ppgan.utils.checks import MIN_DETECTION_SIZE, PREDICTOR_ARGS  # noqa: E402
+from ppgan.utils.cli import OneLineParser, arg_type, check_flags, run_main, setup_logging  # noqa: E402
+
+
+def _checked(name: str) -> Callable[[str], Any]:
+    """The flag's type: the predictor's own check of the argument of that name."""
+    return arg_type(PREDICTOR_ARGS[name])
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -24,23 +31,23 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="output video path")
     parser.add_argument("--static", action="store_true",
                         help="use only the first video frame for inference")
-    parser.add_argument("--fps", type=float, default=25.0,
+    parser.add_argument("--fps", type=_checked("fps"), default=25.0,
                         help="frame rate of a photo input (videos keep their own)")
     parser.add_argument("--pads", nargs=4, type=int, default=[0, 10, 0, 0],
                         help="padding (top, bottom, left, right) around the detected face; "
-                             "grow bottom to include the chin")
-    parser.add_argument("--face_det_batch_size", type=int, default=16,
+                             "grow bottom to include the chin, negative values shrink the box")
+    parser.add_argument("--face_det_batch_size", type=_checked("face_det_batch_size"), default=16,
                         help="batch size for face detection")
-    parser.add_argument("--wav2lip_batch_size", type=int, default=128,
+    parser.add_argument("--wav2lip_batch_size", type=_checked("wav2lip_batch_size"), default=128,
                         help="batch size for the generator")
-    parser.add_argument("--resize_factor", type=int, default=1,
+    parser.add_argument("--resize_factor", type=_checked("resize_factor"), default=1,
                         help="shrink frames by this integer factor first (480p or 720p work best)")
     parser.add_argument("--crop", nargs=4, type=int, default=[0, -1, 0, -1],
                         help="crop (top, bottom, left, right) applied after resize and rotate; "
                              "-1 means the frame's edge")
     parser.add_argument("--box", nargs=4, type=int, default=[-1, -1, -1, -1],
                         help="fixed face box (top, bottom, left, right) used for every frame; "
-                             "skips face detection")
+                             "skips face detection (-1 -1 -1 -1: detect)")
     parser.add_argument("--rotate", action="store_true",
                         help="rotate frames 90 degrees clockwise (for portrait phone videos)")
     parser.add_argument("--nosmooth", action="store_true",
@@ -57,11 +64,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--hard_paste", action="store_true",
                         help="paste the generated face as a hard-edged box, as the original; "
                              "by default it is feathered into the frame")
-    parser.add_argument("--det_max_size", type=int, default=360,
+    parser.add_argument("--det_max_size", type=_checked("det_max_size"), default=360,
                         help="detect faces on a copy whose longest side is at most this many "
                              "pixels (frames without a face there are retried on a copy twice "
-                             "as large); 0 = full resolution, as the original")
-    parser.add_argument("--det_every", type=int, default=5,
+                             f"as large; at least {MIN_DETECTION_SIZE}); 0 = full resolution, "
+                             "as the original")
+    parser.add_argument("--det_every", type=_checked("det_every"), default=5,
                         help="detect every k-th frame and interpolate the boxes between, "
                              "detecting every frame where the face moves fast; 1 = every frame")
     parser.add_argument("--no_det_cache", action="store_true",
@@ -78,7 +86,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--fp16", action="store_true",
                         help="half precision for the generator on a GPU (static engine; "
                              "ignored on a CPU)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    check_flags(parser, args, {name: PREDICTOR_ARGS[name] for name in ("pads", "crop", "box")})
+    return args
 
 
 def main(argv=None) -> int:

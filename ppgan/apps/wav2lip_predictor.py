@@ -20,6 +20,7 @@ from ..faceutils.detection_cache import detection_key, load_detections, save_det
 from ..faceutils.face_detection import FaceAlignment
 from ..utils.audio import DEFAULT_MEL, AudioError, load_wav, melspectrogram
 from ..utils.blend import paste_face
+from ..utils.checks import PREDICTOR_ARGS, CheckError, check_named, shown
 from ..utils.download import resolve_weights
 from ..utils.video import FrameSource, InputError, VideoWriter, check_output_path
 from .generator_runner import CPU_CHUNK, default_device, load_generator
@@ -68,6 +69,14 @@ def _runs(indices: Sequence[int]) -> Iterator[List[int]]:
     yield run
 
 
+def _checked_arguments(arguments: dict) -> dict:
+    """The predictor's numeric arguments, checked as the command line checks its flags."""
+    try:
+        return check_named(PREDICTOR_ARGS, arguments)
+    except CheckError as err:
+        raise InputError(str(err)) from None
+
+
 def face_input(frames: Sequence[np.ndarray], boxes: np.ndarray) -> np.ndarray:
     """The generator's face input (B,6,96,96): [the face with its lower half hidden, the face
     as reference], BGR in [0, 1]."""
@@ -92,6 +101,9 @@ class Wav2LipPredictor:
     overrides the three `det_*` settings), `engine` ("static": Paddle Inference, "eager":
     dygraph), `detector_path` (local detector weights), `cpu_threads`, `fp16` (half precision
     for the generator on a GPU).
+
+    The numeric arguments are checked on construction as the command line checks its flags
+    (`ppgan.utils.checks.PREDICTOR_ARGS`): a value they do not allow is an InputError naming it.
     """
 
     def __init__(self, checkpoint_path: Optional[str] = None, static: bool = False, fps: float = 25.0,
@@ -103,29 +115,31 @@ class Wav2LipPredictor:
                  det_max_size: int = 360, det_every: int = 5, det_cache: bool = True,
                  reference_detection: bool = False, engine: str = "static", cpu: bool = False,
                  detector_path: Optional[str] = None, cpu_threads: int = 0, fp16: bool = False):
+        checked = _checked_arguments(locals())  # all arguments, by name
         if face_enhancement:
             raise InputError("--face_enhancement needs the GPEN face-restoration network, which "
                              "this toolkit does not include yet; run without it")
         self.checkpoint_path = checkpoint_path
         self.static = static
-        self.fps = fps
-        self.pads = tuple(pads)
-        self.face_det_batch_size = face_det_batch_size
-        self.batch_size = wav2lip_batch_size
-        self.transform = dict(resize_factor=resize_factor, crop=tuple(crop), rotate=rotate)
-        self.box = tuple(box)
+        self.fps = checked["fps"]
+        self.pads = checked["pads"]
+        self.face_det_batch_size = checked["face_det_batch_size"]
+        self.batch_size = checked["wav2lip_batch_size"]
+        self.transform = dict(resize_factor=checked["resize_factor"], crop=checked["crop"],
+                              rotate=rotate)
+        self.box = checked["box"]
         self.nosmooth = nosmooth
         self.face_detector = face_detector
         self.detector_path = detector_path
         self.strict_face = strict_face
         self.feather = feather
         self.reference_detection = reference_detection
-        self.det_max_size = 0 if reference_detection else det_max_size
-        self.det_every = 1 if reference_detection else det_every
+        self.det_max_size = 0 if reference_detection else checked["det_max_size"]
+        self.det_every = 1 if reference_detection else checked["det_every"]
         self.det_cache = det_cache and not reference_detection
         self.engine = engine
         self.device = default_device(cpu)
-        self.cpu_threads = cpu_threads
+        self.cpu_threads = checked["cpu_threads"]
         self.fp16 = fp16
         self._generator = None
         self._still: Optional[np.ndarray] = None  # the one frame of a photo or --static run
@@ -159,9 +173,19 @@ class Wav2LipPredictor:
             raise NoFaceError(f"{err} of {source.path} (ensure every frame shows a face, or drop "
                               "--strict_face)") from None
         boxes = pad_boxes(fill_missing(detections, source.path), self.pads, source.height, source.width)
+        self._check_padded(boxes, source)
         boxes = boxes.astype(np.int64) if self.nosmooth else smooth_boxes(boxes)
         x1, y1, x2, y2 = boxes.T
         return np.stack([y1, y2, x1, x2], axis=1)
+
+    def _check_padded(self, boxes: np.ndarray, source: FrameSource) -> None:
+        """Negative --pads shrink the face box; one they leave empty has nothing to lip-sync.
+        (Smoothing averages non-empty boxes, which keeps them non-empty.)"""
+        x1, y1, x2, y2 = boxes.T
+        empty = np.flatnonzero((x2 - x1 < 1) | (y2 - y1 < 1))
+        if empty.size:
+            raise InputError(f"--pads {shown(self.pads)} (top bottom left right) leave no face box "
+                             f"in frame {empty[0]} of {source.path}: pad less negatively")
 
     def _raw_detections(self, source: FrameSource, count: int) -> List[Optional[Tuple[int, ...]]]:
         settings = dict(detector=self.face_detector, weights=_file_identity(self.detector_path),

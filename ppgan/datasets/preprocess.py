@@ -30,6 +30,7 @@ import numpy as np
 
 from ..utils.atomic import DISK_FULL_ERRNOS, atomic_path
 from ..utils.audio import load_wav, write_wav
+from ..utils.checks import CheckError, split_fractions
 from ..utils.ffmpeg_tools import FFmpegError, run_ffmpeg
 from ..utils.video import FrameSource
 
@@ -263,8 +264,10 @@ def split_entries(entries: Sequence[str], val_fraction: float = 0.05,
 
     A split with a positive fraction gets at least one clip as long as train keeps one.
     """
-    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise PreprocessError("val_fraction and test_fraction must be in [0, 1) with a sum below 1")
+    try:
+        val_fraction, test_fraction = split_fractions(val_fraction, test_fraction)
+    except CheckError as err:
+        raise PreprocessError(f"val_fraction and test_fraction: {err}") from None
     ordered = sorted(set(entries))
     order = np.random.default_rng(seed).permutation(len(ordered))
     shuffled = [ordered[i] for i in order]

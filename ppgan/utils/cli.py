@@ -1,5 +1,5 @@
-"""What every command-line tool shares: one-line errors, the same logging, and the same
-endings (user errors, a full disk, Ctrl-C, SIGTERM, SIGHUP)."""
+"""What every command-line tool shares: one-line errors, checked numeric flags, the same
+logging, and the same endings (user errors, a full disk, Ctrl-C, SIGTERM, SIGHUP)."""
 import argparse
 import contextlib
 import logging
@@ -8,9 +8,11 @@ import signal
 import sys
 import threading
 import warnings
-from typing import Any, Callable, Iterator, NoReturn, Tuple, Type
+from typing import Any, Callable, Iterator, Mapping, NoReturn, Tuple, Type
 
+from . import checks
 from .atomic import DISK_FULL_ERRNOS
+from .checks import Check, CheckError
 
 LOG_FORMAT = "[%(asctime)s] %(name)s %(levelname)s: %(message)s"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
@@ -21,6 +23,39 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def arg_type(check: Check) -> Callable[[str], Any]:
+    """An argparse `type` running `check` on the flag's text; argparse reports a refusal as
+    `prog: error: argument --flag: must be ... (got ...)`."""
+    def convert(text: str) -> Any:
+        try:
+            return check(text)
+        except CheckError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+    return convert
+
+
+POSITIVE_INT = arg_type(checks.positive_int)
+NON_NEGATIVE_INT = arg_type(checks.non_negative_int)
+POSITIVE_NUMBER = arg_type(checks.positive_number)
+NON_NEGATIVE_NUMBER = arg_type(checks.non_negative_number)
+FRACTION = arg_type(checks.fraction)
+SEED = arg_type(checks.seed)
+DETECTION_SIZE = arg_type(checks.detection_size)
+
+
+def check_flags(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                rules: Mapping[str, Check]) -> None:
+    """Rules argparse cannot apply value by value: on a flag's several numbers ("crop": the
+    check gets the list) or on several flags ("val_fraction test_fraction": it gets both)."""
+    for names, check in rules.items():
+        flags = names.split()
+        try:
+            check(*(getattr(args, flag) for flag in flags))
+        except CheckError as err:
+            label = "argument" if len(flags) == 1 else "arguments"
+            parser.error(f"{label} {' and '.join('--' + flag for flag in flags)}: {err}")
 
 
 def setup_logging(verbose: bool = True) -> None:

@@ -3,12 +3,16 @@
 PaddleGAN's `get_config` `eval`s override values and `literal_eval`s every string in the file; here
 both go through one YAML safe loader, so `-o model.syncnet_wt=0.01` gives a float, `-o a=[1, 2]`
 a list, `-o a=null` None, and anything else (say `__import__('os')`) stays a plain string.
+The numeric (and boolean) values are then checked against `checks.CONFIG_RULES`, from the file
+and the overrides alike, before anything is built from them.
 """
 import copy
 import re
-from typing import Any, Iterable, List, Optional
+from typing import Any, Iterable, Iterator, List, Optional, Tuple
 
 import yaml
+
+from .checks import CONFIG_RULES, CheckError, check_l1_weight
 
 
 class ConfigError(ValueError):
@@ -115,9 +119,39 @@ def override_config(cfg: AttrDict, options: Optional[Iterable[str]]) -> AttrDict
     return cfg
 
 
+def _matches(node: Any, parts: List[str], prefix: str = "") -> Iterator[Tuple[str, dict, str]]:
+    """(dotted path, parent dict, key) of each key matching `parts` ("*": any key)."""
+    if not isinstance(node, dict):
+        return
+    head, rest = parts[0], parts[1:]
+    for key in (list(node) if head == "*" else [head] if head in node else []):
+        path = f"{prefix}{key}"
+        if rest:
+            yield from _matches(node[key], rest, path + ".")
+        else:
+            yield path, node, key
+
+
+def check_config(cfg: AttrDict) -> AttrDict:
+    """Check (and convert, e.g. '8' -> 8) in place every value that CONFIG_RULES has a rule for;
+    the ConfigError names the key: `dataset.train.batch_size: must be an integer >= 1 (got 0)`."""
+    for pattern, check in CONFIG_RULES.items():
+        for path, parent, key in _matches(cfg, pattern.split(".")):
+            try:
+                parent[key] = check(parent[key])
+            except CheckError as err:
+                raise ConfigError(str(err.named(path))) from None
+    model = cfg.get("model")
+    try:
+        check_l1_weight(model if isinstance(model, dict) else {})
+    except CheckError as err:
+        raise ConfigError(str(err)) from None
+    return cfg
+
+
 def get_config(path: str, overrides: Optional[Iterable[str]] = None) -> AttrDict:
-    """The config at `path` with the `-o` overrides applied."""
-    return override_config(parse_config(path), overrides)
+    """The config at `path` with the `-o` overrides applied, checked."""
+    return check_config(override_config(parse_config(path), overrides))
 
 
 def dump_config(cfg: AttrDict) -> str:

@@ -2,7 +2,7 @@
 import argparse
 from typing import List, Optional
 
-from .cli import OneLineParser
+from .cli import SEED, OneLineParser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--opt", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                         help="override config entries, e.g. -o total_iters=100 "
                              "dataset.train.batch_size=4 (values read as YAML)")
-    parser.add_argument("--seed", type=int, default=None,
+    parser.add_argument("--seed", type=SEED, default=None,
                         help="seed of initialisation and data order (default 0)")
     parser.add_argument("--amp", action="store_true",
                         help="mixed-precision training (needs a CUDA build of PaddlePaddle)")

@@ -26,15 +26,24 @@ class InputError(ValueError):
 
 def preprocess_frame(frame: np.ndarray, resize_factor: int = 1, rotate: bool = False,
                      crop: Sequence[int] = (0, -1, 0, -1)) -> np.ndarray:
-    """The references' --resize_factor, --rotate and --crop (top, bottom, left, right; -1 = edge)."""
+    """The references' --resize_factor, --rotate and --crop (top, bottom, left, right; -1 = edge),
+    with values checked against the frame (their order is checked by ppgan.utils.checks)."""
+    height, width = frame.shape[:2]
     if resize_factor > 1:
-        height, width = frame.shape[:2]
+        if min(height, width) < resize_factor:
+            raise InputError(f"--resize_factor {resize_factor} leaves no pixels of the "
+                             f"{width}x{height} frame")
         frame = cv2.resize(frame, (width // resize_factor, height // resize_factor))
     if rotate:
         frame = cv2.rotate(frame, cv2.ROTATE_90_CLOCKWISE)
     top, bottom, left, right = crop
-    bottom = frame.shape[0] if bottom == -1 else bottom
-    right = frame.shape[1] if right == -1 else right
+    height, width = frame.shape[:2]
+    bottom = height if bottom == -1 else bottom
+    right = width if right == -1 else right
+    if not (top < bottom <= height and left < right <= width):
+        after = " (after --resize_factor and --rotate)" if resize_factor > 1 or rotate else ""
+        raise InputError(f"--crop {' '.join(map(str, crop))} (top bottom left right) is not inside "
+                         f"the {width}x{height} frame{after}")
     return frame[top:bottom, left:right]
 
 
@@ -83,12 +92,6 @@ class FrameSource:
             raise InputError(f"cannot read {self.path} as a video or an image")
         return capture
 
-    def _preprocess(self, frame: np.ndarray) -> np.ndarray:
-        frame = preprocess_frame(frame, **self._transform)
-        if frame.size == 0:
-            raise InputError(f"--crop {list(self._transform['crop'])} leaves no pixels of {self.path}")
-        return frame
-
     def _seek(self, index: int) -> None:
         if index == self._position:
             return
@@ -104,7 +107,7 @@ class FrameSource:
         """Preprocessed frames start..stop-1 (stop=None: to the end), BGR uint8."""
         if self._image is not None:
             if start == 0 and stop != 0:
-                yield self._preprocess(self._image)
+                yield preprocess_frame(self._image, **self._transform)
             return
         self._seek(start)
         index = start
@@ -113,7 +116,7 @@ class FrameSource:
             if not ok:
                 break
             self._position = index = index + 1
-            yield self._preprocess(frame)
+            yield preprocess_frame(frame, **self._transform)
 
     def read_frame(self, index: int) -> np.ndarray:
         for frame in self.frames(index, index + 1):
