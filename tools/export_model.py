@@ -30,21 +30,19 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         parser.error("--load WEIGHTS.pdparams is required (or --random-init for a test model)")
     if args.load and args.random_init:
         parser.error("--load and --random-init are mutually exclusive")
+    if args.load and not os.path.isfile(args.load):  # before the slow `import paddle`
+        parser.error(f"weights file not found: {args.load}")
     return args
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
 
-    return run_main("export_model", lambda: export(args), (FileNotFoundError, ValueError),
+    return run_main("export_model", lambda: export(args), (ValueError,),
                     interrupted="interrupted: nothing exported")
 
 
 def export(args: argparse.Namespace) -> int:
-    # Fail fast, before the slow `import paddle`, on the commonest mistake.
-    if args.load and not os.path.isfile(args.load):
-        raise FileNotFoundError(f"weights file not found: {args.load}")
-
     import paddle
 
     from ppgan.models.generators import Wav2Lip

@@ -90,6 +90,7 @@ def stop_signals_interrupt() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers can only be set from the main thread
         return
+    _import_paddle_first()
     raised = []
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -105,6 +106,18 @@ def stop_signals_interrupt() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _import_paddle_first() -> None:
+    """`import paddle` installs C-level handlers for SIGTERM (and crash signals) that replace
+    any set before it: SIGTERM would then kill the process with no cleanup. Every tool imports
+    Paddle anyway, so it is imported here, before our handlers are set."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="No ccache found")  # for C++ op builds only
+        try:
+            import paddle  # noqa: F401
+        except ImportError:  # a tool that needs no Paddle, on a machine without it
+            pass
 
 
 def run_main(prog: str, body: Callable[[], int], user_errors: Tuple[Type[BaseException], ...],
