@@ -20,6 +20,7 @@ from ..faceutils.detection_cache import detection_key, load_detections, save_det
 from ..faceutils.face_detection import FaceAlignment
 from ..utils.audio import DEFAULT_MEL, AudioError, load_wav, melspectrogram
 from ..utils.blend import paste_face
+from ..utils.cli import block_stop_signals
 from ..utils.checks import PREDICTOR_ARGS, CheckError, check_named, shown
 from ..utils.download import resolve_weights
 from ..utils.video import FrameSource, InputError, VideoWriter, check_output_path
@@ -289,8 +290,8 @@ class Wav2LipPredictor:
         # ffmpeg one step behind on another: cv2, NumPy, pipes and Paddle release the GIL.
         # Leaving the block waits for both, so the source and the writer outlive their work.
         with tqdm(total=total, desc="lip sync", unit="frame") as progress, \
-                ThreadPoolExecutor(1, "wav2lip-read") as reader, \
-                ThreadPoolExecutor(1, "wav2lip-write") as paster:
+                ThreadPoolExecutor(1, "wav2lip-read", block_stop_signals) as reader, \
+                ThreadPoolExecutor(1, "wav2lip-write", block_stop_signals) as paster:
             next_read, last_write = reader.submit(self._read_step, source, steps[0], boxes), None
             for n, frames_out in enumerate(steps):
                 indices, frames, faces = next_read.result()

@@ -77,6 +77,14 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
+def block_stop_signals() -> None:
+    """For worker threads (an executor's `initializer`): Ctrl-C, SIGTERM and SIGHUP then reach
+    the main thread, where Python handles them, and never interrupt a library call (a video
+    decoder's read, a pipe write) in the middle of a worker's step. Threads the worker starts,
+    such as a decoder's own, inherit the mask."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, *STOP_SIGNALS})
+
+
 def interrupted_status(interrupt: BaseException) -> int:
     """The shell's convention: 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM)."""
     return 128 + getattr(interrupt, "signum", signal.SIGINT)
@@ -139,7 +147,8 @@ def run_main(prog: str, body: Callable[[], int], user_errors: Tuple[Type[BaseExc
         return interrupted_status(interrupt)
     except BaseException as err:
         if isinstance(err, OSError) and err.errno in DISK_FULL_ERRNOS:
-            sys.stderr.write(f"{prog}: error: {describe(err).lower()}\n")
+            where = f": {err.filename}" if err.filename else ""
+            sys.stderr.write(f"{prog}: error: {err.strerror.lower()}{where}\n")
             return 1
         if not isinstance(err, user_errors) or os.environ.get("PPGAN_DEBUG"):
             raise

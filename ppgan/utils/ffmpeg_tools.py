@@ -15,6 +15,7 @@ import threading
 from typing import List, Optional, Sequence
 
 from .atomic import disk_full_error
+from .cli import block_stop_signals
 
 QUIET = ["-nostdin", "-hide_banner", "-loglevel", "error"]
 NO_SPACE = "No space left on device"
@@ -77,11 +78,19 @@ def command(args: Sequence[object]) -> List[str]:
 def run_ffmpeg(args: Sequence[object], output: Optional[str] = None) -> bytes:
     """Run ffmpeg with `args` to completion; returns its stdout. `output` names the file being
     written, for the disk-full message."""
-    result = subprocess.run(command(args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-    if failed(result.returncode, result.stderr):
-        raise failure(result.stderr, output)
-    return result.stdout
+    process = subprocess.Popen(command(args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    try:
+        stdout, stderr = process.communicate()
+    except BaseException:
+        # Interrupted: ffmpeg must be gone before the caller deletes the folder it writes into
+        # (subprocess.run waits only a quarter second after a KeyboardInterrupt).
+        process.kill()
+        process.wait()
+        raise
+    if failed(process.returncode, stderr):
+        raise failure(stderr, output)
+    return stdout
 
 
 class FFmpegPipe:
@@ -100,6 +109,7 @@ class FFmpegPipe:
         self._drain.start()
 
     def _read_stderr(self) -> None:
+        block_stop_signals()
         for chunk in iter(lambda: self._process.stderr.read(4096), b""):
             self._stderr.extend(chunk[: max(0, (1 << 20) - len(self._stderr))])  # 1 MB is plenty
 

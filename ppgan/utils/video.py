@@ -56,6 +56,8 @@ class FrameSource:
 
     def __init__(self, path: str, fps: float = 25.0, resize_factor: int = 1, rotate: bool = False,
                  crop: Sequence[int] = (0, -1, 0, -1)):
+        if os.path.isdir(path):
+            raise InputError(f"the face input is a folder, not a video or image: {path}")
         if not os.path.isfile(path):
             raise InputError(f"face file not found: {path}")
         self.path = path
@@ -79,11 +81,10 @@ class FrameSource:
     def is_image(self) -> bool:
         return self._image is not None
 
-    def _open_image(self) -> np.ndarray:
-        image = cv2.imread(self.path, cv2.IMREAD_COLOR)
-        if image is None:
-            raise InputError(f"cannot read the image {self.path}")
-        return image
+    def _open_image(self) -> Optional[np.ndarray]:
+        """The photo as 8-bit BGR (alpha dropped, EXIF orientation applied), or None when the
+        file is no image after all (a video named .png is then read as a video)."""
+        return cv2.imread(self.path, cv2.IMREAD_COLOR)
 
     def _open_video(self) -> cv2.VideoCapture:
         capture = cv2.VideoCapture(self.path)
