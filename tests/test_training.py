@@ -162,7 +162,12 @@ def test_evaluate_only_reports_l1_and_sync_loss(data, uninterrupted, tmp_path, c
 
 
 def test_generator_l1_falls_on_a_fixed_batch(data):
-    """Three Adam steps with the config's optimizer and schedule on one batch of two windows."""
+    """Three Adam steps with the config's optimizer, schedule and init on one batch of two windows.
+
+    PaddleGAN's N(0, 0.02) start (configs/wav2lip.yaml) makes the last conv's output tiny, so the
+    faces start near a flat sigmoid(0) = 0.5: L1 starts lower and falls about 4% in three steps
+    (about 17% from Paddle's default init).
+    """
     cfg = get_config(WAV2LIP_CFG, [f"model.syncnet_path={data['expert']}"])
     paddle.seed(0)
     model = MODELS.get("Wav2LipModel")(**{k: v for k, v in cfg.model.items() if k != "name"})
@@ -176,7 +181,7 @@ def test_generator_l1_falls_on_a_fixed_batch(data):
         model.setup_input(batch)
         model.train_iter()
         losses.append(model.losses["l1_loss"])
-    assert losses[0] > losses[1] > losses[2] and losses[2] < 0.85 * losses[0], losses
+    assert losses[0] > losses[1] > losses[2] and losses[2] < 0.97 * losses[0], losses
 
 
 # ---------------------------------------------------------------------------------- HQ model

@@ -11,6 +11,7 @@ from typing import Any, Dict, Optional
 import paddle
 import paddle.nn.functional as F
 
+from ..modules.init import init_weights
 from .base_model import BaseModel, to_tensor
 from .builder import MODELS
 from .discriminators.builder import build_discriminator
@@ -39,9 +40,10 @@ class SyncNetModel(BaseModel):
     """The expert (`netD`, a SyncNetColor) trained alone; eval reports the BCE and accuracy."""
 
     def __init__(self, discriminator: Dict[str, Any], max_eval_steps: Optional[int] = None,
-                 syncnet_T: int = 5):
+                 syncnet_T: int = 5, init_type: str = "pytorch", init_gain: float = 0.02):
         super().__init__()
         self.nets["netD"] = build_discriminator(discriminator)
+        init_weights(self.nets["netD"], init_type, float(init_gain))
         self.max_eval_steps = max_eval_steps
         self.syncnet_T = syncnet_T
 

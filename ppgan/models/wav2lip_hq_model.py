@@ -11,6 +11,7 @@ from typing import Any, Dict, Optional, Tuple
 import paddle
 import paddle.nn.functional as F
 
+from ..modules.init import init_weights
 from .builder import MODELS
 from .discriminators.builder import build_discriminator
 from .wav2lip_model import Wav2LipModel
@@ -27,12 +28,15 @@ class Wav2LipModelHq(Wav2LipModel):
                  disc_wt: float = 0.07, syncnet_wt_switch: float = 0.03,
                  sync_threshold: float = 0.75, max_eval_steps: Optional[int] = None,
                  syncnet_T: int = 5, expert_bn_train_mode: bool = True,
-                 syncnet_path: Optional[str] = None):
+                 syncnet_path: Optional[str] = None, init_type: str = "kaiming",
+                 init_gain: float = 0.02):
         super().__init__(generator, discriminator_sync, syncnet_wt=syncnet_wt,
                          syncnet_wt_switch=syncnet_wt_switch, sync_threshold=sync_threshold,
                          max_eval_steps=max_eval_steps, syncnet_T=syncnet_T,
-                         expert_bn_train_mode=expert_bn_train_mode, syncnet_path=syncnet_path)
+                         expert_bn_train_mode=expert_bn_train_mode, syncnet_path=syncnet_path,
+                         init_type=init_type, init_gain=init_gain)
         self.nets["netDH"] = build_discriminator(discriminator_hq)
+        init_weights(self.nets["netDH"], init_type, float(init_gain))
         self.disc_wt = float(disc_wt)
 
     # -------------------------------------------------------------------------------- losses

@@ -13,6 +13,7 @@ from typing import Any, Dict, Optional, Set
 import paddle
 import paddle.nn.functional as F
 
+from ..modules.init import init_weights
 from ..utils.download import resolve_weights
 from ..utils.weights import load_weights
 from .base_model import BaseModel, to_tensor
@@ -49,9 +50,12 @@ class Wav2LipModel(BaseModel):
                  syncnet_wt: float = 0.0, syncnet_wt_switch: float = 0.01,
                  sync_threshold: float = 0.75, max_eval_steps: Optional[int] = None,
                  syncnet_T: int = 5, expert_bn_train_mode: bool = True,
-                 syncnet_path: Optional[str] = None):
+                 syncnet_path: Optional[str] = None, init_type: str = "normal",
+                 init_gain: float = 0.02):
         super().__init__()
         self.nets["netG"] = build_generator(generator)
+        # The expert is not initialised: its weights are loaded (prepare) before it is used.
+        init_weights(self.nets["netG"], init_type, float(init_gain))
         self.nets[self.expert_name] = build_discriminator(discriminator)
         self.frozen_nets.add(self.expert_name)
         self.set_requires_grad(self.nets[self.expert_name], False)
