@@ -300,3 +300,22 @@ def test_without_weights_and_offline_the_error_says_where_to_put_them(media, cap
     assert code == 2 and err.startswith("wav2lip.py: error: cannot download http://127.0.0.1:9/wav2lip_hq.pdparams")
     assert str(tmp_path / "empty_cache" / "wav2lip_hq.pdparams") in err
     assert not os.path.exists(outfile)
+
+
+@pytest.mark.parametrize("name, count", [("one_frame.mp4", 1), ("stream.ts", 12), ("clip.mkv", 12)])
+def test_frame_source_reads_every_frame_after_a_seek_back(media, name, count):
+    """Opening reads frame 0; reading from 0 again used to seek in the container, which a
+    one-frame MP4 and an MPEG-TS accept and then return nothing from ("no face found")."""
+    from ppgan.utils.video import FrameSource
+
+    path = media["root"] / name
+    write_video(path, moving_frames(count))
+    source = FrameSource(str(path))
+    sequential = list(source.frames(0))
+    assert len(sequential) == count
+    for start in (count - 1, 0, count // 2, 0):
+        again = list(source.frames(start, start + 2))
+        assert len(again) == min(2, count - start)
+        for offset, frame in enumerate(again):
+            np.testing.assert_array_equal(frame, sequential[start + offset])
+    source.close()

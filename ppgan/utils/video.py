@@ -93,15 +93,24 @@ class FrameSource:
             raise InputError(f"cannot read {self.path} as a video or an image")
         return capture
 
-    def _seek(self, index: int) -> None:
+    def _seek(self, index: int) -> bool:
+        """Position the capture before frame `index`; True if that took a container seek, which
+        some videos (MPEG-TS, one-frame clips) accept and then cannot read from."""
         if index == self._position:
-            return
-        self._capture.set(cv2.CAP_PROP_POS_FRAMES, index)
-        if int(self._capture.get(cv2.CAP_PROP_POS_FRAMES)) != index:  # not seekable: decode forward
-            self._capture.release()
-            self._capture = self._open_video()
-            for _ in range(index):
-                self._capture.grab()
+            return False
+        if index > 0 and self._capture.set(cv2.CAP_PROP_POS_FRAMES, index) \
+                and int(self._capture.get(cv2.CAP_PROP_POS_FRAMES)) == index:
+            self._position = index
+            return True
+        self._decode_to(index)
+        return False
+
+    def _decode_to(self, index: int) -> None:
+        """Reopen and decode forward to `index`: slow, but exact for any video."""
+        self._capture.release()
+        self._capture = self._open_video()
+        for _ in range(index):
+            self._capture.grab()
         self._position = index
 
     def frames(self, start: int = 0, stop: Optional[int] = None) -> Iterator[np.ndarray]:
@@ -110,10 +119,13 @@ class FrameSource:
             if start == 0 and stop != 0:
                 yield preprocess_frame(self._image, **self._transform)
             return
-        self._seek(start)
+        sought = self._seek(start)
         index = start
         while stop is None or index < stop:
             ok, frame = self._capture.read()
+            if not ok and sought and index == start:  # the seek landed where nothing reads
+                self._decode_to(start)
+                ok, frame = self._capture.read()
             if not ok:
                 break
             self._position = index = index + 1
