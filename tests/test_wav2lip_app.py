@@ -319,3 +319,14 @@ def test_frame_source_reads_every_frame_after_a_seek_back(media, name, count):
         for offset, frame in enumerate(again):
             np.testing.assert_array_equal(frame, sequential[start + offset])
     source.close()
+
+
+def test_an_av1_video_is_decoded_by_pyav(media):
+    """OpenCV's FFmpeg has no AV1 software decoder; such a video is read through PyAV."""
+    av1 = media["root"] / "face_av1.webm"
+    ffmpeg("-i", media["video"], "-c:v", "libaom-av1", "-cpu-used", "8", "-crf", "30", av1)
+    assert not cv2.VideoCapture(str(av1)).read()[0]  # the case the fallback is for
+    _, out = run_cli(media, "--face", str(av1), "--audio", media["audio"], "--box", *map(str, BOX))
+    frames, source = read_frames(out), read_frames(media["video"])
+    assert len(frames) == 30
+    assert outside_box_difference(frames[3], source[3], BOX) < 3 * CODEC_TOLERANCE  # AV1 + H.264

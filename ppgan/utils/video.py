@@ -4,8 +4,9 @@ Nothing here holds more than one frame: the inference pipeline can run on videos
 """
 import logging
 import os
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, Optional, Sequence, Tuple
 
+import av
 import cv2
 import ffmpeg
 import numpy as np
@@ -47,6 +48,49 @@ def preprocess_frame(frame: np.ndarray, resize_factor: int = 1, rotate: bool = F
     return frame[top:bottom, left:right]
 
 
+class PyAVCapture:
+    """The part of cv2.VideoCapture that FrameSource uses, decoding with PyAV's FFmpeg: the
+    fallback for codecs OpenCV's build cannot decode (AV1 has no software decoder there).
+    It cannot seek (`set` refuses), so FrameSource decodes forward instead; display rotation
+    metadata is not applied."""
+
+    def __init__(self, path: str):
+        try:
+            self._container = av.open(path)
+            self._stream = self._container.streams.video[0]
+        except (av.FFmpegError, IndexError, UnicodeDecodeError):
+            self._container = None
+            return
+        self._stream.thread_type = "AUTO"
+        self._frames = self._container.decode(self._stream)
+
+    def isOpened(self) -> bool:
+        return self._container is not None
+
+    def read(self) -> Tuple[bool, Optional[np.ndarray]]:
+        try:
+            return True, next(self._frames).to_ndarray(format="bgr24")
+        except (StopIteration, av.FFmpegError):
+            return False, None
+
+    def grab(self) -> bool:
+        return self.read()[0]
+
+    def get(self, prop: int) -> float:
+        if prop == cv2.CAP_PROP_FPS:
+            return float(self._stream.average_rate or 0)
+        if prop == cv2.CAP_PROP_FRAME_COUNT:
+            return float(self._stream.frames or 0)
+        return 0.0
+
+    def set(self, prop: int, value: float) -> bool:
+        return False
+
+    def release(self) -> None:
+        if self._container is not None:
+            self._container.close()
+
+
 class FrameSource:
     """The frames of a video or a photo, preprocessed, readable in order from any index.
 
@@ -63,10 +107,14 @@ class FrameSource:
         self.path = path
         self._transform = dict(resize_factor=resize_factor, rotate=rotate, crop=tuple(crop))
         self._capture: Optional[cv2.VideoCapture] = None
+        self._decoder = cv2.VideoCapture
         self._position = 0
         self._image = self._open_image() if os.path.splitext(path)[1].lower() in IMAGE_SUFFIXES else None
         if self._image is None:
             self._capture = self._open_video()
+            if not self._capture.read()[0]:
+                self._try_pyav()
+            self._position = 1
             self.fps = self._capture.get(cv2.CAP_PROP_FPS)
             if not self.fps or not np.isfinite(self.fps) or self.fps <= 0:
                 logger.warning("%s announces no frame rate; using %.2f fps", path, fps)
@@ -86,8 +134,19 @@ class FrameSource:
         file is no image after all (a video named .png is then read as a video)."""
         return cv2.imread(self.path, cv2.IMREAD_COLOR)
 
+    def _try_pyav(self) -> None:
+        """Decode with PyAV when OpenCV reads no frame but PyAV does (else keep OpenCV: the
+        video is empty or broken, which reading frame 0 reports)."""
+        capture = PyAVCapture(self.path)
+        if capture.isOpened() and capture.read()[0]:
+            logger.info("%s: OpenCV cannot decode this video; decoding with PyAV", self.path)
+            self._capture.release()
+            self._capture, self._decoder = capture, PyAVCapture
+        else:
+            capture.release()
+
     def _open_video(self) -> cv2.VideoCapture:
-        capture = cv2.VideoCapture(self.path)
+        capture = self._decoder(self.path)
         if not capture.isOpened():
             capture.release()
             raise InputError(f"cannot read {self.path} as a video or an image")
