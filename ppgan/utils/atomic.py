@@ -6,10 +6,10 @@ Ctrl-C, SIGTERM or a full disk. Readers never see half a file, and nothing is le
 """
 import errno
 import os
+import secrets
 import shutil
-import tempfile
 from types import TracebackType
-from typing import Optional, Type
+from typing import Optional, Set, Type
 
 # Errors that mean "the disk cannot take more", reported with the path that was being written.
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
@@ -34,15 +34,23 @@ class AtomicPath:
         self.directory = directory
         folder, name = os.path.split(self.path)
         stem, ext = os.path.splitext(name)
-        try:
-            if directory:
-                self.temp = tempfile.mkdtemp(prefix=f".{name}.", suffix=".part", dir=folder)
-            else:
-                handle, self.temp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".part{ext}",
-                                                     dir=folder)
-                os.close(handle)
-        except OSError as err:
-            raise _named(err, self.path) from None
+        while True:
+            token = secrets.token_hex(4)
+            self.temp = os.path.join(folder, f".{name if directory else stem}.{token}.part"
+                                             f"{'' if directory else ext}")
+            # Registered before it exists: a signal at any point leaves nothing unlisted.
+            _UNFINISHED.add(self)
+            try:
+                if directory:
+                    os.mkdir(self.temp, 0o700)
+                else:
+                    os.close(os.open(self.temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+                return
+            except FileExistsError:
+                _UNFINISHED.discard(self)
+            except OSError as err:
+                _UNFINISHED.discard(self)
+                raise _named(err, self.path) from None
 
     def commit(self) -> str:
         """Move the finished temporary onto the target (replacing it); returns the target."""
@@ -53,6 +61,7 @@ class AtomicPath:
         except BaseException:
             self.discard()
             raise
+        _UNFINISHED.discard(self)
         return self.path
 
     def discard(self) -> None:
@@ -61,6 +70,7 @@ class AtomicPath:
             shutil.rmtree(self.temp, ignore_errors=True)
         elif os.path.lexists(self.temp):
             os.remove(self.temp)
+        _UNFINISHED.discard(self)
 
     def __enter__(self) -> str:
         return self.temp
@@ -73,6 +83,17 @@ class AtomicPath:
         self.discard()
         if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
             raise _named(exc, self.path) from None
+
+
+# Every temporary not yet committed or discarded: what `discard_unfinished` removes.
+_UNFINISHED: Set[AtomicPath] = set()
+
+
+def discard_unfinished() -> None:
+    """Delete every temporary still pending: the command-line tools call this when they stop
+    (Ctrl-C, SIGTERM) in case the signal struck between creating one and guarding it."""
+    for pending in list(_UNFINISHED):
+        pending.discard()
 
 
 def atomic_path(path: str, directory: bool = False) -> AtomicPath:

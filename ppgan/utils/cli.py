@@ -11,7 +11,7 @@ import warnings
 from typing import Any, Callable, Iterator, Mapping, NoReturn, Tuple, Type
 
 from . import checks
-from .atomic import DISK_FULL_ERRNOS
+from .atomic import DISK_FULL_ERRNOS, discard_unfinished
 from .checks import Check, CheckError
 
 LOG_FORMAT = "[%(asctime)s] %(name)s %(levelname)s: %(message)s"
@@ -154,6 +154,8 @@ def run_main(prog: str, body: Callable[[], int], user_errors: Tuple[Type[BaseExc
             raise
         sys.stderr.write(f"{prog}: error: {describe(err)}\n")
         return 2
+    finally:
+        discard_unfinished()  # in case a signal struck between creating a temporary and guarding it
 
 
 def describe(err: BaseException) -> str:

@@ -4,6 +4,7 @@ Nothing here holds more than one frame: the inference pipeline can run on videos
 """
 import logging
 import os
+import tempfile
 from typing import Iterator, Optional, Sequence, Tuple
 
 import av
@@ -212,7 +213,7 @@ def check_output_path(outfile: str) -> str:
         raise InputError(f"output must be a {', '.join(VIDEO_SUFFIXES)} file (H.264 + AAC): "
                          f"{outfile}")
     try:  # really create something: permission bits say nothing for root or read-only mounts
-        AtomicPath(outfile).discard()
+        tempfile.TemporaryFile(dir=folder).close()  # nameless where the OS allows: no litter
     except OSError as err:
         if err.errno in DISK_FULL_ERRNOS:
             raise
