@@ -135,3 +135,13 @@ def test_empty_missing_and_non_audio_files_are_clear_errors(tmp_path):
     (tmp_path / "notes.txt").write_text("not audio at all\n" * 10)
     with pytest.raises(AudioError, match="cannot read audio from .*notes.txt"):
         load_wav(str(tmp_path / "notes.txt"))
+
+
+def test_nan_samples_are_a_clear_error(tmp_path):
+    from scipy.io import wavfile
+
+    samples = speech_like(0.5)
+    samples[100] = np.nan
+    wavfile.write(tmp_path / "nan.wav", SR, samples)
+    with pytest.raises(AudioError, match="not numbers"):
+        load_wav(str(tmp_path / "nan.wav"))

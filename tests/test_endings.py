@@ -86,3 +86,19 @@ def test_ffmpeg_write_failures_count_even_with_status_0():
     other = failure(b"[in#0 @ 0x55d1] x.mp4: Invalid data found when processing input\n")
     assert isinstance(other, FFmpegError)
     assert str(other) == "x.mp4: Invalid data found when processing input"
+
+
+def test_a_path_the_machine_refuses_is_one_line_status_1(tmp_path, capsys):
+    def read_only():
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), "/cache/static")
+
+    assert run_main("tool", read_only, (ValueError,)) == 1
+    assert capsys.readouterr().err == "tool: error: Read-only file system: /cache/static\n"
+
+
+def test_long_output_names_still_get_a_temporary(tmp_path):
+    name = "x" * (250 - len(".mp4")) + ".mp4"  # fits the 255-byte limit; its temporary must too
+    with atomic_path(str(tmp_path / name)) as temp:
+        assert len(os.path.basename(temp)) <= 255 and temp.endswith(".part.mp4")
+        open(temp, "w").write("ok")
+    assert os.listdir(tmp_path) == [name]

@@ -27,7 +27,7 @@ sys.path.insert(0, ROOT)
 
 from ppgan.utils.checks import comma_separated, positive_int  # noqa: E402
 from ppgan.utils.cli import (DETECTION_SIZE, NON_NEGATIVE_INT, POSITIVE_INT,  # noqa: E402
-                             OneLineParser, arg_type, run_main)
+                             OneLineParser, arg_type, report, run_main)
 
 PROG = "benchmark_wav2lip"
 FPS = 25
@@ -306,7 +306,7 @@ def benchmark(args: argparse.Namespace) -> int:
             video, audio, weights, args.clip_1080p,
             ["--face_detector", "sfd", "--detector_path", random_detector_weights(args.workdir, "sfd"),
              "--no_det_cache", "--det_max_size", str(args.det_max_size)])
-    print(json.dumps(results, indent=2))
+    report(json.dumps(results, indent=2))
     if args.json:
         with atomic_path(args.json) as partial, open(partial, "w") as out:
             json.dump(results, out, indent=2)

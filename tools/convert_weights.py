@@ -17,7 +17,7 @@ from typing import List, Optional
 # Run as a script from anywhere: make the repository's `ppgan` importable.
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir)))
 
-from ppgan.utils.cli import OneLineParser, run_main, setup_logging  # noqa: E402
+from ppgan.utils.cli import OneLineParser, report, run_main, setup_logging  # noqa: E402
 
 from ppgan.utils.convert import NETWORKS, ConversionError, convert_checkpoint  # noqa: E402
 from ppgan.utils.torch_checkpoint import CheckpointError  # noqa: E402
@@ -41,8 +41,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     def convert() -> int:
         result = convert_checkpoint(args.input, args.output, args.net)
-        print(f"{result.network}: {result.num_tensors} tensors ({result.num_values:,} values, "
-              f"{result.dropped} num_batches_tracked dropped) -> {result.output}")
+        report(f"{result.network}: {result.num_tensors} tensors ({result.num_values:,} values, "
+               f"{result.dropped} num_batches_tracked dropped) -> {result.output}")
         return 0
 
     # OSError: a missing input, an unwritable output folder, ...

@@ -18,7 +18,8 @@ from typing import List, Optional
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir)))
 
 from ppgan.utils.cli import (NON_NEGATIVE_INT, NON_NEGATIVE_NUMBER, POSITIVE_INT,  # noqa: E402
-                             POSITIVE_NUMBER, OneLineParser, run_main, setup_logging)
+                             POSITIVE_NUMBER, OneLineParser, report, run_main,
+                             setup_logging)
 
 PROG = "eval_lipsync"
 
@@ -117,12 +118,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     lse_d, lse_c = bench.mean_scores(rows)
     scored = len(videos) - len(skipped)
-    print(f"scored {scored} of {len(videos)} video(s) ({len(skipped)} skipped), {len(rows)} "
-          f"row(s) -> {args.output}")
-    print(f"LSE-D (mean min dist): {lse_d:.3f}")
-    print(f"LSE-C (mean confidence): {lse_c:.3f}")
-    if args.decode == "direct":
-        print("note: --decode direct; these numbers are not comparable with published ones")
+    note = ["note: --decode direct; these numbers are not comparable with published ones"]
+    report(f"scored {scored} of {len(videos)} video(s) ({len(skipped)} skipped), {len(rows)} "
+           f"row(s) -> {args.output}", f"LSE-D (mean min dist): {lse_d:.3f}",
+           f"LSE-C (mean confidence): {lse_c:.3f}", *(note if args.decode == "direct" else []))
     return 0
 
 

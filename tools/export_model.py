@@ -15,7 +15,7 @@ from typing import List, Optional
 # Run as a script from anywhere: make the repository's `ppgan` importable.
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir)))
 
-from ppgan.utils.cli import OneLineParser, run_main  # noqa: E402
+from ppgan.utils.cli import OneLineParser, report, run_main  # noqa: E402
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -66,7 +66,7 @@ def export(args: argparse.Namespace) -> int:
     finally:
         staging.discard()
     weights = args.load or "random initialisation"
-    print(f"exported Wav2Lip generator ({weights}) to: {', '.join(written)}")
+    report(f"exported Wav2Lip generator ({weights}) to: {', '.join(written)}")
     return 0
 
 

@@ -25,7 +25,7 @@ from typing import List, Optional, Tuple
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir)))
 
 from ppgan.utils.checks import PREDICTOR_ARGS  # noqa: E402
-from ppgan.utils.cli import OneLineParser, arg_type, run_main, setup_logging  # noqa: E402
+from ppgan.utils.cli import OneLineParser, arg_type, report, run_main, setup_logging  # noqa: E402
 
 PROG = "gen_videos_from_filelist"
 FPS = 25
@@ -155,8 +155,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     def run() -> int:
         done, skipped = generate(args)
         listing = _write_skipped(args.results_dir, skipped)
-        print(f"{done} video(s) in {args.results_dir}, {len(skipped)} pair(s) skipped "
-              f"(listed in {listing})")
+        report(f"{done} video(s) in {args.results_dir}, {len(skipped)} pair(s) skipped "
+               f"(listed in {listing})")
         return 0
 
     from ppgan.utils.errors import USER_ERRORS

@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pa
 from ppgan.utils.checks import (MIN_CLIP_SECONDS, clip_seconds, integer,  # noqa: E402
                                  split_fractions)
 from ppgan.utils.cli import (FRACTION, POSITIVE_INT, POSITIVE_NUMBER, SEED,  # noqa: E402
-                             OneLineParser, arg_type, check_flags, run_main,
+                             OneLineParser, arg_type, check_flags, report, run_main,
                              setup_logging)
 
 PROG = "make_synthetic_data"
@@ -60,13 +60,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.raw_videos:
             videos = synthetic.make_raw_videos(args.out_dir, args.num_dirs, args.clips_per_dir,
                                                args.seconds, args.fps, args.frame_size, args.seed)
-            print(f"wrote {len(videos)} videos under {args.out_dir}")
+            report(f"wrote {len(videos)} videos under {args.out_dir}")
         else:
             names = synthetic.make_synthetic_dataset(
                 args.out_dir, args.num_dirs, args.clips_per_dir, args.seconds, args.img_size,
                 args.seed, args.filelists_dir, args.val_fraction, args.test_fraction)
-            print(f"wrote {len(names)} clips under {args.out_dir}, filelists in "
-                  f"{args.filelists_dir or os.path.join(args.out_dir, 'filelists')}")
+            report(f"wrote {len(names)} clips under {args.out_dir}, filelists in "
+                   f"{args.filelists_dir or os.path.join(args.out_dir, 'filelists')}")
         return 0
 
     from ppgan.datasets.preprocess import PreprocessError

@@ -10,7 +10,12 @@ from typing import Any, Callable
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
 from ppgan.utils.checks import MIN_DETECTION_SIZE, PREDICTOR_ARGS  # noqa: E402
-from ppgan.utils.cli import OneLineParser, arg_type, check_flags, run_main, setup_logging  # noqa: E402
+from ppgan.utils.cli import (OneLineParser, arg_type, check_flags, report, run_main,  # noqa: E402
+                             setup_logging)
+
+
+# The references' default; they ship an empty results/ folder, which is created here instead.
+DEFAULT_OUTFILE = os.path.join("results", "result_voice.mp4")
 
 
 def _checked(name: str) -> Callable[[str], Any]:
@@ -27,7 +32,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="video or image with a face to use")
     parser.add_argument("--audio", type=str, required=True,
                         help="audio to lip-sync to: any file ffmpeg reads, video files too")
-    parser.add_argument("--outfile", type=str, default="results/result_voice.mp4",
+    parser.add_argument("--outfile", type=str, default=DEFAULT_OUTFILE,
                         help="output video path")
     parser.add_argument("--static", action="store_true",
                         help="use only the first video frame for inference")
@@ -99,6 +104,9 @@ def main(argv=None) -> int:
         # Imported after parsing so --help is instant.
         from ppgan.apps import Wav2LipPredictor
 
+        if args.outfile == DEFAULT_OUTFILE:
+            os.makedirs(os.path.dirname(DEFAULT_OUTFILE), exist_ok=True)
+
         predictor = Wav2LipPredictor(
             checkpoint_path=args.checkpoint_path, static=args.static, fps=args.fps, pads=args.pads,
             face_det_batch_size=args.face_det_batch_size, wav2lip_batch_size=args.wav2lip_batch_size,
@@ -108,7 +116,7 @@ def main(argv=None) -> int:
             feather=not args.hard_paste, det_max_size=args.det_max_size, det_every=args.det_every,
             det_cache=not args.no_det_cache, reference_detection=args.reference_detection,
             engine=args.engine, cpu=args.cpu, detector_path=args.detector_path, fp16=args.fp16)
-        print(f"wrote {predictor.run(args.face, args.audio, args.outfile)}")
+        report(f"wrote {predictor.run(args.face, args.audio, args.outfile)}")
         return 0
 
     from ppgan.utils.errors import USER_ERRORS

@@ -35,9 +35,8 @@ class AtomicPath:
         folder, name = os.path.split(self.path)
         stem, ext = os.path.splitext(name)
         while True:
-            token = secrets.token_hex(4)
-            self.temp = os.path.join(folder, f".{name if directory else stem}.{token}.part"
-                                             f"{'' if directory else ext}")
+            self.temp = os.path.join(folder, _temp_name(name if directory else stem,
+                                                        "" if directory else ext, folder))
             # Registered before it exists: a signal at any point leaves nothing unlisted.
             _UNFINISHED.add(self)
             try:
@@ -99,6 +98,20 @@ def discard_unfinished() -> None:
 def atomic_path(path: str, directory: bool = False) -> AtomicPath:
     """`with atomic_path(out) as temp: write(temp)`: `out` appears only if the block succeeds."""
     return AtomicPath(path, directory)
+
+
+def _temp_name(stem: str, ext: str, folder: str) -> str:
+    """`.<stem>.<random>.part<ext>`, the stem shortened if the name would pass the file
+    system's limit (a 250-byte output name must still get a temporary)."""
+    token = secrets.token_hex(4)
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    room = limit - len(os.fsencode(f"..{token}.part{ext}"))
+    while len(os.fsencode(stem)) > max(room, 1):
+        stem = stem[:-1]
+    return f".{stem}.{token}.part{ext}"
 
 
 def _named(err: OSError, path: str) -> OSError:

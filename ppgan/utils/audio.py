@@ -69,6 +69,8 @@ def load_wav(path: str, sample_rate: int = DEFAULT_MEL.sample_rate) -> np.ndarra
         samples = samples[:, :declared]  # the encoder's padding past the declared end
     if samples.shape[1] == 0:
         raise AudioError(f"{path} contains no audio samples")
+    if not np.isfinite(samples).all():  # a float WAV can hold NaN or inf
+        raise AudioError(f"{path} contains samples that are not numbers (NaN or infinite)")
     mono = samples.mean(axis=0)
     if native_rate != sample_rate:
         mono = librosa.resample(mono, orig_sr=native_rate, target_sr=sample_rate)

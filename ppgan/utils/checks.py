@@ -210,9 +210,13 @@ def split_fractions(val_fraction: Any, test_fraction: Any) -> Tuple[float, float
     return val, test
 
 
+# A photo's frame rate: above this, a typo (1e9) would mean hours of frames per second of audio.
+MAX_FPS = 1000
+photo_fps = number(0, MAX_FPS, open_low=True)
+
 # The numeric arguments of Wav2LipPredictor, which are also flags of applications/tools/wav2lip.py.
 PREDICTOR_ARGS: Dict[str, Check] = {
-    "fps": positive_number, "pads": pads, "face_det_batch_size": positive_int,
+    "fps": photo_fps, "pads": pads, "face_det_batch_size": positive_int,
     "wav2lip_batch_size": positive_int, "resize_factor": positive_int, "crop": crop, "box": box,
     "det_max_size": detection_size, "det_every": positive_int, "cpu_threads": non_negative_int,
 }

@@ -2,6 +2,7 @@
 logging, and the same endings (user errors, a full disk, Ctrl-C, SIGTERM, SIGHUP)."""
 import argparse
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -16,6 +17,8 @@ from .checks import Check, CheckError
 
 LOG_FORMAT = "[%(asctime)s] %(name)s %(levelname)s: %(message)s"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+PATH_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT, errno.ENOTDIR, errno.EISDIR,
+               errno.ENAMETOOLONG, errno.ELOOP)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -131,7 +134,8 @@ def _import_paddle_first() -> None:
 def run_main(prog: str, body: Callable[[], int], user_errors: Tuple[Type[BaseException], ...],
              interrupted: str = "interrupted: no output written") -> int:
     """Run a command-line tool's work and turn its endings into exit statuses:
-    a full disk -> one line naming the file being written, status 1;
+    a full disk, or a path the machine refuses (read-only, no permission) -> one line naming
+    the file, status 1;
     a user error (`user_errors`) -> one line `prog: error: ...`, status 2 (PPGAN_DEBUG=1 shows
     the traceback instead);
     Ctrl-C, SIGTERM, SIGHUP -> one line, status 128 + the signal (after the cleanup ran).
@@ -150,12 +154,27 @@ def run_main(prog: str, body: Callable[[], int], user_errors: Tuple[Type[BaseExc
             where = f": {err.filename}" if err.filename else ""
             sys.stderr.write(f"{prog}: error: {err.strerror.lower()}{where}\n")
             return 1
+        if isinstance(err, OSError) and err.errno in PATH_ERRNOS and err.filename:
+            # A folder the machine will not let us use (a read-only cache, a missing mount).
+            sys.stderr.write(f"{prog}: error: {describe(err)}\n")
+            return 1
         if not isinstance(err, user_errors) or os.environ.get("PPGAN_DEBUG"):
             raise
         sys.stderr.write(f"{prog}: error: {describe(err)}\n")
         return 2
     finally:
         discard_unfinished()  # in case a signal struck between creating a temporary and guarding it
+
+
+def report(*lines: str) -> None:
+    """Print a tool's summary on stdout. A reader that has stopped (`tool | head`) is no
+    failure: the work is done; stdout then goes to /dev/null so that Python's flush at exit
+    does not fail either."""
+    try:
+        for line in lines:
+            print(line, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def describe(err: BaseException) -> str:

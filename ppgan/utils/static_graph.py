@@ -9,6 +9,7 @@ Paddle 3.x writes the program in the PIR format (`<prefix>.json`); Paddle 2.x, o
 `FLAGS_enable_pir_api=0`, writes the legacy `<prefix>.pdmodel`. Both keep the weights in
 `<prefix>.pdiparams`, and `create_inference_predictor` accepts either layout.
 """
+import errno
 import hashlib
 import logging
 import os
@@ -21,9 +22,11 @@ import paddle
 import paddle.nn as nn
 from paddle.static import InputSpec
 
-from .atomic import AtomicPath
+from .atomic import AtomicPath, disk_full_error
 
 logger = logging.getLogger(__name__)
+
+MIN_ROOM_AFTER_EXPORT = 1 << 20  # bytes; see _check_room_left
 
 # The leading None makes the batch size dynamic: one exported model serves any batch.
 AUDIO_SPEC = InputSpec([None, 1, 80, 16], "float32", "audio")
@@ -231,6 +234,7 @@ def cached_export(net: nn.Layer, weights_path: str, name: str,
     staging = AtomicPath(folder, directory=True)
     try:
         export_layer(net, os.path.join(staging.temp, name), input_spec, method)
+        _check_room_left(folder)
         os.rename(staging.temp, folder)
     except OSError:
         if not os.path.isdir(folder):  # a concurrent export that won the race is fine
@@ -238,6 +242,15 @@ def cached_export(net: nn.Layer, weights_path: str, name: str,
     finally:
         staging.discard()
     return prefix
+
+
+def _check_room_left(folder: str) -> None:
+    """paddle.jit.save does not report a failed write: on a full disk it leaves truncated files
+    that every later run would load and fail on. A disk with (nearly) nothing left after an
+    export is therefore taken to be one that filled up during it."""
+    stats = os.statvfs(os.path.dirname(folder))
+    if stats.f_bavail * stats.f_frsize < MIN_ROOM_AFTER_EXPORT:
+        raise disk_full_error(errno.ENOSPC, folder)
 
 
 def _set_memory_optim(config: paddle.inference.Config, program: str, memory_optim: bool) -> None:

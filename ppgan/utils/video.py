@@ -2,8 +2,10 @@
 
 Nothing here holds more than one frame: the inference pipeline can run on videos of any length.
 """
+import contextlib
 import logging
 import os
+import sys
 import tempfile
 from typing import Iterator, Optional, Sequence, Tuple
 
@@ -17,7 +19,14 @@ from .ffmpeg_tools import FFmpegPipe
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+# OpenCV's FFmpeg prints every decoder complaint ("moov atom not found", "co located POCs
+# unavailable") on stderr; a bad input gets one line of ours instead. Read when the first
+# VideoCapture is created; a value set by the user wins.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+
+# Read as photos (OpenCV's imread); anything else, or a file imread refuses, is read as a video.
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".webp", ".tif", ".tiff", ".avif",
+                  ".ppm", ".pgm", ".pnm", ".jp2", ".tga"}
 # Containers that hold H.264 video with AAC audio (WebM, for one, does not).
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi")
 
@@ -47,6 +56,20 @@ def preprocess_frame(frame: np.ndarray, resize_factor: int = 1, rotate: bool = F
         raise InputError(f"--crop {' '.join(map(str, crop))} (top bottom left right) is not inside "
                          f"the {width}x{height} frame{after}")
     return frame[top:bottom, left:right]
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Send what C libraries write to file descriptor 2 to /dev/null for the block."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 class PyAVCapture:
@@ -133,7 +156,8 @@ class FrameSource:
     def _open_image(self) -> Optional[np.ndarray]:
         """The photo as 8-bit BGR (alpha dropped, EXIF orientation applied), or None when the
         file is no image after all (a video named .png is then read as a video)."""
-        return cv2.imread(self.path, cv2.IMREAD_COLOR)
+        with _native_stderr_silenced():  # libpng prints "libpng error: ..." for a broken file
+            return cv2.imread(self.path, cv2.IMREAD_COLOR)
 
     def _try_pyav(self) -> None:
         """Decode with PyAV when OpenCV reads no frame but PyAV does (else keep OpenCV: the
@@ -209,6 +233,11 @@ def check_output_path(outfile: str) -> str:
         raise InputError(f"output folder does not exist: {folder}")
     if os.path.isdir(outfile):
         raise InputError(f"output path is a folder: {outfile}")
+    if os.path.exists(outfile) and not os.path.isfile(outfile):
+        raise InputError(f"output path exists and is not a regular file: {outfile}")
+    name_max = os.pathconf(folder, "PC_NAME_MAX")
+    if len(os.fsencode(os.path.basename(outfile))) > name_max:
+        raise InputError(f"output file name is longer than {name_max} bytes: {outfile}")
     if not outfile.lower().endswith(VIDEO_SUFFIXES):
         raise InputError(f"output must be a {', '.join(VIDEO_SUFFIXES)} file (H.264 + AAC): "
                          f"{outfile}")
