@@ -9,6 +9,7 @@ import pytest
 from ppgan.utils.atomic import AtomicPath, atomic_path, discard_unfinished
 from ppgan.utils.cli import run_main
 from ppgan.utils.ffmpeg_tools import FFmpegError, failed, failure
+from ppgan.utils.stopping import stop_deferred
 
 
 def test_atomic_path_appears_only_when_the_block_succeeds(tmp_path):
@@ -102,3 +103,18 @@ def test_long_output_names_still_get_a_temporary(tmp_path):
         assert len(os.path.basename(temp)) <= 255 and temp.endswith(".part.mp4")
         open(temp, "w").write("ok")
     assert os.listdir(tmp_path) == [name]
+
+
+def test_a_stop_inside_a_deferred_step_is_raised_when_the_step_ends(tmp_path):
+    steps = []
+
+    def body():
+        with stop_deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.2)  # the handler runs here, but must not raise yet
+            steps.append("finished the step")
+        steps.append("went on")  # never: the stop is raised as the step ends
+        return 0
+
+    assert run_main("tool", body, ()) == 128 + signal.SIGTERM
+    assert steps == ["finished the step"]

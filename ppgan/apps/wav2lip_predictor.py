@@ -20,9 +20,9 @@ from ..faceutils.detection_cache import detection_key, load_detections, save_det
 from ..faceutils.face_detection import FaceAlignment
 from ..utils.audio import DEFAULT_MEL, AudioError, load_wav, melspectrogram
 from ..utils.blend import paste_face
-from ..utils.cli import block_stop_signals
 from ..utils.checks import PREDICTOR_ARGS, CheckError, check_named, shown
 from ..utils.download import resolve_weights
+from ..utils.stopping import block_stop_signals
 from ..utils.video import FrameSource, InputError, VideoWriter, check_output_path
 from .generator_runner import CPU_CHUNK, default_device, load_generator
 

@@ -1,22 +1,20 @@
 """What every command-line tool shares: one-line errors, checked numeric flags, the same
 logging, and the same endings (user errors, a full disk, Ctrl-C, SIGTERM, SIGHUP)."""
 import argparse
-import contextlib
 import errno
 import logging
 import os
-import signal
 import sys
-import threading
 import warnings
-from typing import Any, Callable, Iterator, Mapping, NoReturn, Tuple, Type
+from typing import Any, Callable, Mapping, NoReturn, Tuple, Type
 
 from . import checks
 from .atomic import DISK_FULL_ERRNOS, discard_unfinished
 from .checks import Check, CheckError
+from .ffmpeg_tools import kill_unfinished
+from .stopping import interrupted_status, stop_signals_interrupt
 
 LOG_FORMAT = "[%(asctime)s] %(name)s %(levelname)s: %(message)s"
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 PATH_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT, errno.ENOTDIR, errno.EISDIR,
                errno.ENAMETOOLONG, errno.ELOOP)
 
@@ -71,66 +69,6 @@ def setup_logging(verbose: bool = True) -> None:
     warnings.filterwarnings("ignore", message="No ccache found")
 
 
-class Interrupted(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, raised where Ctrl-C raises KeyboardInterrupt: every cleanup path that
-    handles Ctrl-C (temporary files, ffmpeg, worker threads) then handles all three alike."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def block_stop_signals() -> None:
-    """For worker threads (an executor's `initializer`): Ctrl-C, SIGTERM and SIGHUP then reach
-    the main thread, where Python handles them, and never interrupt a library call (a video
-    decoder's read, a pipe write) in the middle of a worker's step. Threads the worker starts,
-    such as a decoder's own, inherit the mask."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, *STOP_SIGNALS})
-
-
-def interrupted_status(interrupt: BaseException) -> int:
-    """The shell's convention: 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM)."""
-    return 128 + getattr(interrupt, "signum", signal.SIGINT)
-
-
-@contextlib.contextmanager
-def stop_signals_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM and SIGHUP (a job scheduler, `docker stop`, `timeout`, a closed
-    terminal) raise `Interrupted` in the main thread. Repeats while the first unwinds are
-    ignored, so a scheduler's second SIGTERM cannot cut the cleanup short."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can only be set from the main thread
-        return
-    _import_paddle_first()
-    raised = []
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        if not raised:
-            raised.append(signum)
-            raise Interrupted(signum)
-
-    # A signal already ignored stays ignored: `nohup` runs a job with SIGHUP ignored on purpose.
-    previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS
-                if signal.getsignal(sig) is not signal.SIG_IGN}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def _import_paddle_first() -> None:
-    """`import paddle` installs C-level handlers for SIGTERM (and crash signals) that replace
-    any set before it: SIGTERM would then kill the process with no cleanup. Every tool imports
-    Paddle anyway, so it is imported here, before our handlers are set."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="No ccache found")  # for C++ op builds only
-        try:
-            import paddle  # noqa: F401
-        except ImportError:  # a tool that needs no Paddle, on a machine without it
-            pass
-
-
 def run_main(prog: str, body: Callable[[], int], user_errors: Tuple[Type[BaseException], ...],
              interrupted: str = "interrupted: no output written") -> int:
     """Run a command-line tool's work and turn its endings into exit statuses:
@@ -163,7 +101,9 @@ def run_main(prog: str, body: Callable[[], int], user_errors: Tuple[Type[BaseExc
         sys.stderr.write(f"{prog}: error: {describe(err)}\n")
         return 2
     finally:
-        discard_unfinished()  # in case a signal struck between creating a temporary and guarding it
+        # A stop can strike between creating a temporary (or starting ffmpeg) and guarding it.
+        kill_unfinished()
+        discard_unfinished()
 
 
 def report(*lines: str) -> None:

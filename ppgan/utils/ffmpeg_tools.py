@@ -12,10 +12,10 @@ import re
 import shutil
 import subprocess
 import threading
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Set
 
 from .atomic import disk_full_error
-from .cli import block_stop_signals
+from .stopping import block_stop_signals, stop_deferred
 
 QUIET = ["-nostdin", "-hide_banner", "-loglevel", "error"]
 NO_SPACE = "No space left on device"
@@ -78,19 +78,33 @@ def command(args: Sequence[object]) -> List[str]:
 def run_ffmpeg(args: Sequence[object], output: Optional[str] = None) -> bytes:
     """Run ffmpeg with `args` to completion; returns its stdout. `output` names the file being
     written, for the disk-full message."""
-    process = subprocess.Popen(command(args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE)
+    process = None
     try:
+        with stop_deferred():  # a stop may not fall between starting ffmpeg and holding it
+            process = subprocess.Popen(command(args), stdin=subprocess.DEVNULL,
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         stdout, stderr = process.communicate()
     except BaseException:
         # Interrupted: ffmpeg must be gone before the caller deletes the folder it writes into
         # (subprocess.run waits only a quarter second after a KeyboardInterrupt).
-        process.kill()
-        process.wait()
+        if process is not None:
+            process.kill()
+            process.wait()
         raise
     if failed(process.returncode, stderr):
         raise failure(stderr, output)
     return stdout
+
+
+# Every pipe whose ffmpeg may still run: what `kill_unfinished` stops.
+_RUNNING: Set["FFmpegPipe"] = set()
+
+
+def kill_unfinished() -> None:
+    """Kill every ffmpeg still fed by a pipe: the command-line tools call this when they stop,
+    in case the stop struck between starting one and guarding it."""
+    for pipe in list(_RUNNING):
+        pipe.kill()
 
 
 class FFmpegPipe:
@@ -101,12 +115,22 @@ class FFmpegPipe:
     """
 
     def __init__(self, args: Sequence[object], output: Optional[str] = None):
+        """Start ffmpeg. Interrupted while starting it, the process is killed: callers take
+        charge of a pipe only once it is returned."""
         self.output = output
-        self._process = subprocess.Popen(command(args), stdin=subprocess.PIPE,
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self._stderr = bytearray()
+        self._process = None
         self._drain = threading.Thread(target=self._read_stderr, name="ffmpeg-stderr", daemon=True)
-        self._drain.start()
+        try:
+            with stop_deferred():
+                self._process = subprocess.Popen(command(args), stdin=subprocess.PIPE,
+                                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                _RUNNING.add(self)
+                self._drain.start()
+        except BaseException:
+            if self._process is not None:
+                self.kill()
+            raise
 
     def _read_stderr(self) -> None:
         block_stop_signals()
@@ -127,6 +151,7 @@ class FFmpegPipe:
             pass
         returncode = self._process.wait()
         self._drain.join()
+        _RUNNING.discard(self)
         if failed(returncode, bytes(self._stderr)):
             raise self._failure()
 
@@ -138,7 +163,9 @@ class FFmpegPipe:
         except BrokenPipeError:
             pass
         self._process.wait()
-        self._drain.join()
+        if self._drain.ident is not None:  # started
+            self._drain.join()
+        _RUNNING.discard(self)
 
     def _failure(self) -> Exception:
         self._process.wait()

@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 import tempfile
-from typing import Iterator, Optional, Sequence, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import av
 import cv2
@@ -16,6 +16,7 @@ import numpy as np
 
 from .atomic import DISK_FULL_ERRNOS, AtomicPath
 from .ffmpeg_tools import FFmpegPipe
+from .stopping import stop_deferred
 
 logger = logging.getLogger(__name__)
 
@@ -260,7 +261,20 @@ class VideoWriter:
     def __init__(self, outfile: str, width: int, height: int, fps: float, audio_path: str,
                  crf: int = 18, preset: str = "veryfast"):
         self.outfile = check_output_path(outfile)
-        self._target = AtomicPath(self.outfile)
+        self._target: Optional[AtomicPath] = None
+        self._ffmpeg: Optional[FFmpegPipe] = None
+        try:
+            with stop_deferred():  # a stop cannot fall between starting ffmpeg and holding it
+                self._target = AtomicPath(self.outfile)
+                self._ffmpeg = FFmpegPipe(self._command(width, height, fps, audio_path, crf,
+                                                        preset), output=self.outfile)
+        except BaseException:
+            self.abort()
+            raise
+        self.frames_written = 0
+
+    def _command(self, width: int, height: int, fps: float, audio_path: str, crf: int,
+                 preset: str) -> List[str]:
         frames = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="bgr24", s=f"{width}x{height}",
                               framerate=fps)
         # yuv420p (what players accept) needs even sizes: pad by one pixel rather than rescale.
@@ -269,15 +283,9 @@ class VideoWriter:
         # levels (a gray of 109 came back as 105/108/106).
         frames = frames.filter("scale", flags="accurate_rnd+full_chroma_int").filter("format", "yuv420p")
         audio = ffmpeg.input(audio_path)["a:0"]
-        args = ffmpeg.output(frames, audio, self._target.temp, vcodec="libx264", pix_fmt="yuv420p",
+        return ffmpeg.output(frames, audio, self._target.temp, vcodec="libx264", pix_fmt="yuv420p",
                              crf=crf, preset=preset, acodec="aac", movflags="+faststart"
                              ).overwrite_output().get_args()
-        try:
-            self._ffmpeg = FFmpegPipe(args, output=self.outfile)
-        except BaseException:
-            self._target.discard()
-            raise
-        self.frames_written = 0
 
     def write(self, frame: np.ndarray) -> None:
         self._ffmpeg.write(np.ascontiguousarray(frame).tobytes())
@@ -294,8 +302,10 @@ class VideoWriter:
 
     def abort(self) -> None:
         """Stop ffmpeg and delete everything written so far."""
-        self._ffmpeg.kill()
-        self._target.discard()
+        if self._ffmpeg is not None:
+            self._ffmpeg.kill()
+        if self._target is not None:
+            self._target.discard()
 
     def __enter__(self) -> "VideoWriter":
         return self
