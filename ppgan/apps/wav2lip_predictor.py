@@ -6,7 +6,7 @@ and pipes the frames to ffmpeg. Memory does not grow with the video's length.
 """
 import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 import cv2
@@ -22,7 +22,7 @@ from ..utils.audio import DEFAULT_MEL, AudioError, load_wav, melspectrogram
 from ..utils.blend import paste_face
 from ..utils.checks import PREDICTOR_ARGS, CheckError, check_named, shown
 from ..utils.download import resolve_weights
-from ..utils.stopping import block_stop_signals
+from ..utils.stopping import block_stop_signals, stop_deferred
 from ..utils.video import FrameSource, InputError, VideoWriter, check_output_path
 from .generator_runner import CPU_CHUNK, default_device, load_generator
 
@@ -76,6 +76,14 @@ def _checked_arguments(arguments: dict) -> dict:
         return check_named(PREDICTOR_ARGS, arguments)
     except CheckError as err:
         raise InputError(str(err)) from None
+
+
+def _submit(pool: ThreadPoolExecutor, fn, *args) -> Future:
+    """`pool.submit`, as one step a stop cannot split: the pool starts its worker thread inside
+    and tracks it only afterwards, so a stop in between left an untracked thread decoding frames
+    while the cleanup closed the video under it (FFmpeg then aborts the process)."""
+    with stop_deferred():
+        return pool.submit(fn, *args)
 
 
 def face_input(frames: Sequence[np.ndarray], boxes: np.ndarray) -> np.ndarray:
@@ -292,11 +300,11 @@ class Wav2LipPredictor:
         with tqdm(total=total, desc="lip sync", unit="frame") as progress, \
                 ThreadPoolExecutor(1, "wav2lip-read", block_stop_signals) as reader, \
                 ThreadPoolExecutor(1, "wav2lip-write", block_stop_signals) as paster:
-            next_read, last_write = reader.submit(self._read_step, source, steps[0], boxes), None
+            next_read, last_write = _submit(reader, self._read_step, source, steps[0], boxes), None
             for n, frames_out in enumerate(steps):
                 indices, frames, faces = next_read.result()
                 if n + 1 < len(steps):
-                    next_read = reader.submit(self._read_step, source, steps[n + 1], boxes)
+                    next_read = _submit(reader, self._read_step, source, steps[n + 1], boxes)
                 mels = np.stack([mel_window(mel, i, source.fps) for i in frames_out])[:, None]
                 skips = ([np.repeat(s, len(frames_out), axis=0) for s in still_skips] if still
                          else generator.encode_face(faces))
@@ -304,7 +312,7 @@ class Wav2LipPredictor:
                 if last_write is not None:
                     last_write.result()
                     progress.update(step)
-                last_write = paster.submit(self._paste_and_write, writer, frames, generated,
-                                           boxes[indices])
+                last_write = _submit(paster, self._paste_and_write, writer, frames, generated,
+                                     boxes[indices])
             last_write.result()
             progress.update(len(steps[-1]))
