@@ -118,3 +118,16 @@ def test_a_stop_inside_a_deferred_step_is_raised_when_the_step_ends(tmp_path):
 
     assert run_main("tool", body, ()) == 128 + signal.SIGTERM
     assert steps == ["finished the step"]
+
+
+def test_outputs_get_the_umasks_permissions_not_a_temporary_files(tmp_path):
+    old = os.umask(0o022)
+    try:
+        with atomic_path(str(tmp_path / "out.mp4")) as temp:
+            open(temp, "w").write("x")
+        with atomic_path(str(tmp_path / "clip"), directory=True):
+            pass
+    finally:
+        os.umask(old)
+    assert os.stat(tmp_path / "out.mp4").st_mode & 0o777 == 0o644
+    assert os.stat(tmp_path / "clip").st_mode & 0o777 == 0o755

@@ -39,11 +39,11 @@ class AtomicPath:
                                                         "" if directory else ext, folder))
             # Registered before it exists: a signal at any point leaves nothing unlisted.
             _UNFINISHED.add(self)
-            try:
+            try:  # the umask's permissions, as the file written directly would have
                 if directory:
-                    os.mkdir(self.temp, 0o700)
+                    os.mkdir(self.temp, 0o777)
                 else:
-                    os.close(os.open(self.temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+                    os.close(os.open(self.temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
                 return
             except FileExistsError:
                 _UNFINISHED.discard(self)
