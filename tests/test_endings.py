@@ -97,6 +97,14 @@ def test_a_path_the_machine_refuses_is_one_line_status_1(tmp_path, capsys):
     assert capsys.readouterr().err == "tool: error: Read-only file system: /cache/static\n"
 
 
+def test_a_missing_input_the_tool_declares_a_user_error_is_status_2(capsys):
+    def missing():
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), "face.mp4")
+
+    assert run_main("tool", missing, (FileNotFoundError,)) == 2
+    assert capsys.readouterr().err == "tool: error: No such file or directory: face.mp4\n"
+
+
 def test_long_output_names_still_get_a_temporary(tmp_path):
     name = "x" * (250 - len(".mp4")) + ".mp4"  # fits the 255-byte limit; its temporary must too
     with atomic_path(str(tmp_path / name)) as temp:

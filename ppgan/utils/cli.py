@@ -72,10 +72,10 @@ def setup_logging(verbose: bool = True) -> None:
 def run_main(prog: str, body: Callable[[], int], user_errors: Tuple[Type[BaseException], ...],
              interrupted: str = "interrupted: no output written") -> int:
     """Run a command-line tool's work and turn its endings into exit statuses:
-    a full disk, or a path the machine refuses (read-only, no permission) -> one line naming
-    the file, status 1;
-    a user error (`user_errors`) -> one line `prog: error: ...`, status 2 (PPGAN_DEBUG=1 shows
-    the traceback instead);
+    a full disk -> one line naming the file, status 1;
+    a user error (`user_errors`, e.g. a missing input) -> one line `prog: error: ...`, status 2;
+    any other path the machine refuses (read-only, no permission) -> one line, status 1;
+    PPGAN_DEBUG=1 shows the traceback of the last two instead;
     Ctrl-C, SIGTERM, SIGHUP -> one line, status 128 + the signal (after the cleanup ran).
     """
     # A log file on a full disk must not print "--- Logging error ---" tracebacks: the run's
@@ -92,14 +92,16 @@ def run_main(prog: str, body: Callable[[], int], user_errors: Tuple[Type[BaseExc
             where = f": {err.filename}" if err.filename else ""
             sys.stderr.write(f"{prog}: error: {err.strerror.lower()}{where}\n")
             return 1
+        if os.environ.get("PPGAN_DEBUG"):
+            raise
+        if isinstance(err, user_errors):
+            sys.stderr.write(f"{prog}: error: {describe(err)}\n")
+            return 2
         if isinstance(err, OSError) and err.errno in PATH_ERRNOS and err.filename:
             # A folder the machine will not let us use (a read-only cache, a missing mount).
             sys.stderr.write(f"{prog}: error: {describe(err)}\n")
             return 1
-        if not isinstance(err, user_errors) or os.environ.get("PPGAN_DEBUG"):
-            raise
-        sys.stderr.write(f"{prog}: error: {describe(err)}\n")
-        return 2
+        raise
     finally:
         # A stop can strike between creating a temporary (or starting ffmpeg) and guarding it.
         kill_unfinished()
