@@ -19,8 +19,7 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pa
 
 from ppgan.utils.cli import OneLineParser, report, run_main, setup_logging  # noqa: E402
 
-from ppgan.utils.convert import NETWORKS, ConversionError, convert_checkpoint  # noqa: E402
-from ppgan.utils.torch_checkpoint import CheckpointError  # noqa: E402
+from ppgan.utils.convert import NETWORKS, convert_checkpoint  # noqa: E402
 
 PROG = "convert_weights"
 
@@ -46,7 +45,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
 
     # OSError: a missing input, an unwritable output folder, ...
-    return run_main(PROG, convert, (CheckpointError, ConversionError, OSError))
+    return run_main(PROG, convert, (OSError,))
 
 
 if __name__ == "__main__":

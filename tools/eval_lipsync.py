@@ -128,10 +128,8 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     setup_logging(args.verbose)
-    from ppgan.utils.errors import USER_ERRORS
-
     # ValueError: a malformed filelist, a bad checkpoint, ...
-    return run_main(PROG, lambda: run(args), (ValueError, *USER_ERRORS),
+    return run_main(PROG, lambda: run(args), (ValueError,),
                     interrupted="interrupted: no scores written")
 
 

@@ -105,11 +105,10 @@ def generate(args: argparse.Namespace) -> Tuple[int, List[Tuple[int, str]]]:
     from ppgan.apps import Wav2LipPredictor
     from ppgan.metrics.lse_benchmark import read_test_pairs
     from ppgan.utils.download import DownloadError
-    from ppgan.utils.errors import USER_ERRORS
+    from ppgan.utils.errors import UserError
     from ppgan.utils.weights import WeightsError
 
     # Problems of one pair skip it; unusable weights would fail every pair, so they end the run.
-    pair_errors = tuple(e for e in USER_ERRORS if e not in (WeightsError, DownloadError))
     pairs = read_test_pairs(args.filelist)
     os.makedirs(args.results_dir, exist_ok=True)
     predictor = Wav2LipPredictor(
@@ -131,7 +130,9 @@ def generate(args: argparse.Namespace) -> Tuple[int, List[Tuple[int, str]]]:
                 predictor.run(video, audio, out)
                 done += 1
                 continue
-        except pair_errors as err:  # e.g. "no face in frame 12": skipped, as the original does
+        except (UserError, FileNotFoundError) as err:  # e.g. "no face in frame 12": skipped, as the original does
+            if isinstance(err, (WeightsError, DownloadError)):
+                raise
             reason = " ".join(str(err).split())
         logger.warning("line %d skipped: %s", pair.idx + 1, reason)
         skipped.append((pair.idx, reason))
@@ -159,10 +160,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                f"(listed in {listing})")
         return 0
 
-    from ppgan.utils.errors import USER_ERRORS
-
     # ValueError: a malformed filelist, unusable weights, ...
-    return run_main(PROG, run, (ValueError, *USER_ERRORS),
+    return run_main(PROG, run, (ValueError,),
                     interrupted="interrupted: finished videos are kept (rerun with --skip_existing)")
 
 

@@ -48,11 +48,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     # Paddle warns at import that ccache (for building custom C++ ops) is missing: irrelevant.
     warnings.filterwarnings("ignore", message="No ccache found")
-    from ppgan.utils.errors import USER_ERRORS
-
     # Wrong paths, configs, weights or data: one line, no traceback. (The config, dataset,
     # weights and checkpoint errors are all ValueErrors with messages naming the culprit.)
-    return run_main(PROG, lambda: _run(args), (ValueError, KeyError, *USER_ERRORS),
+    return run_main(PROG, lambda: _run(args), (ValueError, KeyError),
                     interrupted="aborted without saving a checkpoint")
 
 

@@ -69,10 +69,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                    f"{args.filelists_dir or os.path.join(args.out_dir, 'filelists')}")
         return 0
 
-    from ppgan.datasets.preprocess import PreprocessError
-    from ppgan.utils.ffmpeg_tools import FFmpegError
-
-    return run_main(PROG, make, (PreprocessError, FFmpegError, OSError),
+    return run_main(PROG, make, (OSError,),
                     interrupted="interrupted: finished clips are kept")
 
 

@@ -118,10 +118,7 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     setup_logging()
-    from ppgan.datasets.preprocess import PreprocessError
-    from ppgan.utils.errors import USER_ERRORS
-
-    return run_main(PROG, lambda: run(args), (PreprocessError, ImportError, *USER_ERRORS),
+    return run_main(PROG, lambda: run(args), (ImportError,),
                     interrupted="interrupted: finished clips are kept, a rerun resumes")
 
 

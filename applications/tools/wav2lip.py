@@ -119,9 +119,7 @@ def main(argv=None) -> int:
         report(f"wrote {predictor.run(args.face, args.audio, args.outfile)}")
         return 0
 
-    from ppgan.utils.errors import USER_ERRORS
-
-    return run_main("wav2lip.py", lip_sync, USER_ERRORS)
+    return run_main("wav2lip.py", lip_sync)
 
 
 if __name__ == "__main__":

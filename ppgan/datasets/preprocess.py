@@ -33,6 +33,7 @@ from ..utils.audio import load_wav, write_wav
 from ..utils.checks import CheckError, split_fractions
 from ..utils.ffmpeg_tools import FFmpegError, run_ffmpeg
 from ..utils.video import FrameSource
+from ..utils.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ TARGET_FPS = 25.0
 AUDIO_RATE = 16000
 
 
-class PreprocessError(ValueError):
+class PreprocessError(UserError, ValueError):
     """A wrong preprocessing input (paths, shard settings); the message says which and why."""
 
 

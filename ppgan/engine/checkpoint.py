@@ -14,12 +14,13 @@ import paddle
 import paddle.nn as nn
 
 from ..utils.atomic import atomic_path
+from ..utils.errors import UserError
 
 SEPARATOR = "|"
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that does not match the model being resumed."""
+class ResumeError(UserError, ValueError):
+    """A training checkpoint that does not match the model being resumed."""
 
 
 def to_numpy_tree(value: Any) -> Any:
@@ -42,10 +43,10 @@ def save_atomic(obj: Any, path: str) -> None:
 
 def load_file(path: str) -> Dict[str, Any]:
     if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint not found: {path}")
+        raise ResumeError(f"checkpoint not found: {path}")
     state = paddle.load(path, return_numpy=True)
     if not isinstance(state, dict):
-        raise CheckpointError(f"{path} is not a checkpoint (holds a {type(state).__name__})")
+        raise ResumeError(f"{path} is not a checkpoint (holds a {type(state).__name__})")
     return state
 
 
@@ -57,7 +58,7 @@ def load_net_state(net: nn.Layer, state: Mapping[str, Any], label: str) -> None:
     misshaped = sorted(key for key in expected if key in state
                        and list(np.shape(state[key])) != list(expected[key].shape))
     if missing or unexpected or misshaped:
-        raise CheckpointError(f"{label} does not fit {type(net).__name__}: missing {missing[:3]}, "
+        raise ResumeError(f"{label} does not fit {type(net).__name__}: missing {missing[:3]}, "
                               f"unexpected {unexpected[:3]}, mis-shaped {misshaped[:3]}")
     net.set_state_dict({key: np.asarray(value) for key, value in state.items()})
 
@@ -106,7 +107,7 @@ def restore_optimizer_state(optimizer: paddle.optimizer.Optimizer, state: Mappin
         elif SEPARATOR in key:
             structured, suffix = key.split(SEPARATOR, 1)
             if structured not in internal:
-                raise CheckpointError(f"{label}: the optimizer state is for parameter "
+                raise ResumeError(f"{label}: the optimizer state is for parameter "
                                       f"{structured}, which this model does not have")
             restored[f"{internal[structured]}_{suffix}"] = paddle.to_tensor(np.asarray(value))
         else:

@@ -35,7 +35,7 @@ from ..models.builder import build_model
 from ..solver import build_lr_scheduler
 from ..utils.config import AttrDict
 from ..utils.weights import WeightsError, load_weights
-from .checkpoint import (CheckpointError, load_file, load_net_state, portable_optimizer_state,
+from .checkpoint import (ResumeError, load_file, load_net_state, portable_optimizer_state,
                          restore_optimizer_state, save_atomic, structured_names)
 from .iter_loader import IterLoader, ResumableBatchSampler
 from .visual import ScalarLog, save_collages
@@ -359,7 +359,7 @@ class Trainer:
         state = load_file(path)
         missing = [name for name in self.model.nets if name not in state]
         if missing or "iteration" not in state:
-            raise CheckpointError(f"{path} is not a training checkpoint of this model (no "
+            raise ResumeError(f"{path} is not a training checkpoint of this model (no "
                                   f"{', '.join(missing) or 'iteration'}); use --load for weights")
         for name in self.model.nets:
             load_net_state(self.model.net(name), state[name], f"{path} [{name}]")
@@ -375,7 +375,7 @@ class Trainer:
         names = structured_names({name: self.model.net(name) for name in self.model.nets})
         for name, optimizer in self.optimizers.items():
             if name not in state.get("optimizers", {}):
-                raise CheckpointError(f"{path} has no state for optimizer {name}")
+                raise ResumeError(f"{path} has no state for optimizer {name}")
             restore_optimizer_state(optimizer, state["optimizers"][name], names, path)
         if state.get("lr_scheduler"):
             self.lr_scheduler.set_state_dict(state["lr_scheduler"])

@@ -6,13 +6,14 @@ import cv2
 import numpy as np
 
 from .face_detection import FaceAlignment
+from ..utils.errors import UserError
 
 logger = logging.getLogger(__name__)
 
 Box = Tuple[int, int, int, int]
 
 
-class NoFaceError(ValueError):
+class NoFaceError(UserError, ValueError):
     """No usable face was found; the message says where."""
 
 

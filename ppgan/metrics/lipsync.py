@@ -34,6 +34,7 @@ from scipy.io import wavfile
 
 from ..utils.ffmpeg_tools import FFmpegError, run_ffmpeg
 from .syncnet_eval import SyncNetV2
+from ..utils.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ PAIRWISE_EPS = 1e-6  # torch.nn.functional.pairwise_distance's default
 DECODERS = ("compatible", "direct")
 
 
-class TooShortError(ValueError):
+class TooShortError(UserError, ValueError):
     """The clip has too few frames (or too little audio) for a single SyncNet window."""
 
 

@@ -15,6 +15,8 @@ import librosa
 import numpy as np
 from scipy import signal
 
+from .errors import UserError
+
 logger = logging.getLogger(__name__)
 
 
@@ -42,7 +44,7 @@ class MelConfig:
 DEFAULT_MEL = MelConfig()
 
 
-class AudioError(ValueError):
+class AudioError(UserError, ValueError):
     """An audio input that cannot be used; the message says which file and why."""
 
 

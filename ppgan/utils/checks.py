@@ -9,6 +9,8 @@ import math
 import numbers
 from typing import Any, Callable, Dict, Mapping, NoReturn, Optional, Tuple
 
+from .errors import UserError
+
 Check = Callable[[Any], Any]
 
 # Detection copies smaller than this find no face: MTCNN's smallest face is 20 px, S3FD's
@@ -27,7 +29,7 @@ def shown(value: Any) -> str:
     return str(value)
 
 
-class CheckError(ValueError):
+class CheckError(UserError, ValueError):
     """A value its setting does not allow; the message says what is allowed and what was given."""
 
     def __init__(self, allowed: str, value: Any, name: str = ""):

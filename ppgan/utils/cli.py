@@ -11,6 +11,7 @@ from typing import Any, Callable, Mapping, NoReturn, Tuple, Type
 from . import checks
 from .atomic import DISK_FULL_ERRNOS, discard_unfinished
 from .checks import Check, CheckError
+from .errors import UserError
 from .ffmpeg_tools import kill_unfinished
 from .stopping import interrupted_status, stop_signals_interrupt
 
@@ -69,11 +70,13 @@ def setup_logging(verbose: bool = True) -> None:
     warnings.filterwarnings("ignore", message="No ccache found")
 
 
-def run_main(prog: str, body: Callable[[], int], user_errors: Tuple[Type[BaseException], ...],
+def run_main(prog: str, body: Callable[[], int],
+             also_user_errors: Tuple[Type[BaseException], ...] = (),
              interrupted: str = "interrupted: no output written") -> int:
     """Run a command-line tool's work and turn its endings into exit statuses:
     a full disk -> one line naming the file, status 1;
-    a user error (`user_errors`, e.g. a missing input) -> one line `prog: error: ...`, status 2;
+    a user error (a `UserError`, a missing input, or one of `also_user_errors`) -> one line
+    `prog: error: ...`, status 2;
     any other path the machine refuses (read-only, no permission) -> one line, status 1;
     PPGAN_DEBUG=1 shows the traceback of the last two instead;
     Ctrl-C, SIGTERM, SIGHUP -> one line, status 128 + the signal (after the cleanup ran).
@@ -94,7 +97,7 @@ def run_main(prog: str, body: Callable[[], int], user_errors: Tuple[Type[BaseExc
             return 1
         if os.environ.get("PPGAN_DEBUG"):
             raise
-        if isinstance(err, user_errors):
+        if isinstance(err, (UserError, FileNotFoundError, *also_user_errors)):
             sys.stderr.write(f"{prog}: error: {describe(err)}\n")
             return 2
         if isinstance(err, OSError) and err.errno in PATH_ERRNOS and err.filename:

@@ -13,9 +13,10 @@ from typing import Any, Iterable, Iterator, List, Optional, Tuple
 import yaml
 
 from .checks import CONFIG_RULES, CheckError, check_l1_weight
+from .errors import UserError
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config file or an override that cannot be used; the message says which and why."""
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from .atomic import atomic_path
 from .torch_checkpoint import load_torch_checkpoint
+from .errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ _LINEAR_WEIGHTS = {
 Shape = Tuple[int, ...]
 
 
-class ConversionError(ValueError):
+class ConversionError(UserError, ValueError):
     """The checkpoint was readable but is not convertible to the requested network."""
 
 

@@ -23,6 +23,7 @@ from typing import BinaryIO, Optional
 from tqdm import tqdm
 
 from .atomic import atomic_path
+from .errors import UserError
 
 __all__ = [
     "DownloadError",
@@ -41,7 +42,7 @@ _CHUNK_SIZE = 1 << 16
 _TRANSIENT_HTTP = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
-class DownloadError(RuntimeError):
+class DownloadError(UserError, RuntimeError):
     """A weights file could not be downloaded; the message says what to do."""
 
 

@@ -1,10 +1,6 @@
-"""The errors that mean "the user's input is wrong": command-line tools print them on one line."""
-from ..faceutils.face_boxes import NoFaceError
-from .audio import AudioError
-from .download import DownloadError
-from .ffmpeg_tools import FFmpegError
-from .video import InputError
-from .weights import WeightsError
+"""The base of the errors that mean "the user's input is wrong" (a file, a flag, a setting):
+command-line tools print them on one line and exit 2 (`utils/cli.run_main`)."""
 
-USER_ERRORS = (AudioError, DownloadError, FFmpegError, InputError, NoFaceError, WeightsError,
-               FileNotFoundError)
+
+class UserError(Exception):
+    """Something the user can fix; the message says what, on one line."""

@@ -16,6 +16,7 @@ from typing import List, Optional, Sequence, Set
 
 from .atomic import disk_full_error
 from .stopping import block_stop_signals, stop_deferred
+from .errors import UserError
 
 QUIET = ["-nostdin", "-hide_banner", "-loglevel", "error"]
 NO_SPACE = "No space left on device"
@@ -23,7 +24,7 @@ NO_SPACE = "No space left on device"
 WRITE_FAILURES = (NO_SPACE, "Error writing trailer", "Error closing file")
 
 
-class FFmpegError(RuntimeError):
+class FFmpegError(UserError, RuntimeError):
     """ffmpeg failed; the message is ffmpeg's first error line, `stderr` all it said."""
 
     def __init__(self, message: str, stderr: str = ""):

@@ -11,12 +11,13 @@ import paddle
 
 from .config import AttrDict, dump_config
 from .logger import setup_logger
+from .errors import UserError
 
 # A run without --seed is reproducible too; every rank must agree on it anyway (data sharding).
 DEFAULT_SEED = 0
 
 
-class SetupError(ValueError):
+class SetupError(UserError, ValueError):
     """A run that cannot start as asked (e.g. --amp without a GPU)."""
 
 

