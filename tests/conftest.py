@@ -1,6 +1,7 @@
 import logging
 import os
 import shutil
+import signal
 import warnings
 
 import pytest
@@ -9,6 +10,11 @@ import pytest
 warnings.filterwarnings("ignore", message="No ccache found")
 
 import paddle  # noqa: E402
+
+# A suite started under `nohup` inherits an ignored SIGHUP, which the tools rightly keep ignoring;
+# the tests of SIGHUP need it as a terminal's hang-up delivers it.
+if signal.getsignal(signal.SIGHUP) == signal.SIG_IGN:
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 @pytest.fixture(scope="session", autouse=True)
