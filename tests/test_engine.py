@@ -71,7 +71,7 @@ class TinyModel(BaseModel):
     def setup_input(self, batch):
         self.x, self.y = batch["x"], batch["y"]
 
-    def train_iter(self, optimizers=None):
+    def train_iter(self):
         self.calls += 1
         name, optimizer = self.optimizer_for("netG")
         optimizer.clear_grad()
@@ -83,7 +83,7 @@ class TinyModel(BaseModel):
         # Two 2x2 "images" per sample, so the collage writer has something to draw.
         self.visual_items = {"a": paddle.zeros([2, 3, 2, 2]), "b": paddle.ones([2, 3, 2, 2])}
 
-    def test_iter(self, metrics=None):
+    def test_iter(self):
         self.nets["netG"].eval()
         with paddle.no_grad():
             self.accumulate_eval(mse=F.mse_loss(self.nets["netG"](self.x), self.y).item())
@@ -100,8 +100,19 @@ class TinyModel(BaseModel):
         self.switched, self.evals = state["switched"], state["evals"]
 
 
+class TinyImageModel(TinyModel):
+    """TinyModel whose validation "generates" images 16 levels (of 255) off the ground truth."""
+
+    GENERATES_IMAGES = True
+
+    def eval_images(self):
+        truth = paddle.zeros([2, 3, 5, 12, 12])  # (B, C, T, H, W) as Wav2Lip's
+        return truth + 16 / 255, truth
+
+
 if "TinyModel" not in MODELS:
     MODELS.register(TinyModel)
+    MODELS.register(TinyImageModel)
     DATASETS.register(TinyDataset)
 
 
@@ -254,10 +265,10 @@ def test_second_ctrl_c_aborts_without_saving(tmp_path, capsys):
     model_cls = MODELS.get("TinyModel")
     original = model_cls.train_iter
 
-    def twice(self, optimizers=None):
+    def twice(self):
         if self.calls + 1 == 2:
             os.kill(os.getpid(), signal.SIGINT)
-        original(self, optimizers)
+        original(self)
 
     model_cls.train_iter = twice
     try:
@@ -274,6 +285,33 @@ def test_evaluate_only_reports_and_writes_no_weights(tmp_path, full_run):
     log = open(os.path.join(_run_dir(tmp_path), "log.txt")).read()
     assert re.search(r"Eval at iter 0 \(2 steps of 2 samples\): mse: \d+\.\d{4}", log)
     assert not glob.glob(os.path.join(_run_dir(tmp_path), "*.pdparams"))
+
+
+def _with_metrics(config):
+    cfg = yaml.safe_load(open(config))
+    cfg["validate"]["metrics"] = {"psnr": {"name": "PSNR"}, "ssim": {"name": "SSIM"}}
+    with open(config, "w") as file:
+        yaml.safe_dump(cfg, file)
+    return config
+
+
+def test_validation_scores_the_metrics_of_the_config(tmp_path):
+    config = _with_metrics(_write_config(tmp_path, name="TinyImageModel"))
+    assert main(["-c", config, "--evaluate-only"]) == 0
+    log = open(os.path.join(glob.glob(str(tmp_path / "out" / "tiny-*"))[0], "log.txt")).read()
+    found = re.search(r"Eval at iter 0 .*: mse: \d+\.\d+, psnr: (\d+\.\d+), ssim: (\d+\.\d+)", log)
+    assert found, log
+    # A constant error of 16: MSE 256; SSIM of two flat images is the C1 term alone.
+    c1 = (0.01 * 255) ** 2
+    assert float(found.group(1)) == pytest.approx(10 * np.log10(255 ** 2 / 256), abs=1e-4)
+    assert float(found.group(2)) == pytest.approx(c1 / (256 + c1), abs=1e-4)
+
+
+def test_metrics_for_a_model_without_images_are_one_line(tmp_path, capsys):
+    assert main(["-c", _with_metrics(_write_config(tmp_path)), "--evaluate-only"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["main.py: error: validate.metrics: TinyModel makes no images to score; "
+                   "remove the section"], err
 
 
 @pytest.mark.parametrize("argv_tail, message", [

@@ -84,11 +84,11 @@ def test_interrupted_and_resumed_run_matches_uninterrupted(data, uninterrupted, 
     original = Wav2LipModel.train_iter
     calls = []
 
-    def ctrl_c_in_iteration_1(self, optimizers=None):
+    def ctrl_c_in_iteration_1(self):
         calls.append(1)
         if len(calls) == 1:
             os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C in the middle of iteration 1
-        original(self, optimizers)
+        original(self)
 
     monkeypatch.setattr(Wav2LipModel, "train_iter", ctrl_c_in_iteration_1)
     argv = ["-c", WAV2LIP_CFG, "--seed", "7", "-o"] + _overrides(data, tmp_path / "a", **RESUME_RUN)

@@ -2,7 +2,6 @@
 import copy
 from typing import Any, Dict
 
-import paddle
 from paddle.io import DataLoader, DistributedBatchSampler
 
 from ..utils.registry import Registry, build_from_config

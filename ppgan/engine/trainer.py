@@ -30,15 +30,16 @@ import paddle.distributed as dist
 from paddle.nn.layer.norm import _BatchNormBase
 
 from ..datasets.builder import build_dataloader
+from ..metrics import build_metric
 from ..models.base_model import unwrap
 from ..models.builder import build_model
 from ..solver import build_lr_scheduler
-from ..utils.config import AttrDict
+from ..utils.config import AttrDict, ConfigError
 from ..utils.weights import WeightsError, load_weights
 from .checkpoint import (ResumeError, load_file, load_net_state, portable_optimizer_state,
                          restore_optimizer_state, save_atomic, structured_names)
 from .iter_loader import IterLoader, ResumableBatchSampler
-from .visual import ScalarLog, save_collages
+from .visual import ScalarLog, save_collages, uint8_frames
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ class Trainer:
         self.optimizers: Dict[str, Any] = {}
         self.lr_scheduler = None
         self._read_intervals(cfg)
+        self.metrics = self._build_metrics(cfg)
         if self.is_train:
             self._build_training()
         self._test_loader = None
@@ -109,6 +111,15 @@ class Trainer:
         self.validate_interval = validate.get("interval")
         self.save_eval_images = bool(validate.get("save_img", False))
         self.snapshot_interval = (cfg.get("snapshot_config") or {}).get("interval")
+
+    def _build_metrics(self, cfg: AttrDict) -> Dict[str, Any]:
+        """`validate.metrics`: {result name: metric config}, scored on each validation pass."""
+        metrics = {name: build_metric(dict(metric))
+                   for name, metric in ((cfg.get("validate") or {}).get("metrics") or {}).items()}
+        if metrics and not self.model.GENERATES_IMAGES:
+            raise ConfigError(f"validate.metrics: {type(self.model).__name__} makes no images "
+                              "to score; remove the section")
+        return metrics
 
     def _dataset_cfg(self, split: str) -> Dict[str, Any]:
         """The dataset section, with `seed: null` meaning the run's seed (so --seed decides)."""
@@ -167,7 +178,7 @@ class Trainer:
         batch = self._next_batch(iter_loader)
         self._timings["reader_cost"].add(time.perf_counter() - start)
         self.model.setup_input(batch)
-        self.model.train_iter(self.optimizers)
+        self.model.train_iter()
         self._lr_used = self.lr_scheduler.get_lr()  # what the log shows (PaddleGAN's order)
         self.lr_scheduler.step()  # schedules count iterations (LinearDecay divides by epoch size)
         self.current_iter += 1
@@ -265,13 +276,18 @@ class Trainer:
         steps = len(loader) if self.max_eval_steps is None else min(int(self.max_eval_steps), len(loader))
         if steps == 0:
             raise ValueError("the validation loader is empty: check dataset.test")
+        for metric in self.metrics.values():
+            metric.reset()
         for step, batch in zip(range(steps), loader):
             self.model.setup_input(batch)
             self.model.test_iter()
+            self._update_metrics()
             if step == 0 and self.save_eval_images and self.rank == 0:
                 save_collages(self.model.get_current_visuals(),
                               os.path.join(self.output_dir, "visual_test"), f"iter_{self.current_iter}")
-        results = self._mean_over_ranks(self.model.eval_results())
+        results = self.model.eval_results()
+        results.update((name, metric.accumulate()) for name, metric in self.metrics.items())
+        results = self._mean_over_ranks(results)
         logger.info("Eval at iter %d (%d steps of %d samples%s): %s", self.current_iter, steps,
                     self._get_test_loader().batch_sampler.batch_size,
                     f" on each of {self.world_size} ranks" if self.world_size > 1 else "",
@@ -279,6 +295,15 @@ class Trainer:
         self.model.on_eval_end(results)
         self.scalars.add("eval", results, self.current_iter)
         return results
+
+    def _update_metrics(self) -> None:
+        if not self.metrics:
+            return
+        # uint8 images (every frame of every sample), as PSNR / SSIM are defined on them.
+        generated, truth = (uint8_frames(images).reshape(-1, *images.shape[-2:], images.shape[1])
+                            for images in self.model.eval_images())
+        for metric in self.metrics.values():
+            metric.update(generated, truth)
 
     def _mean_over_ranks(self, results: Dict[str, float]) -> Dict[str, float]:
         if self.world_size == 1 or not results:

@@ -10,7 +10,7 @@ import paddle
 logger = logging.getLogger(__name__)
 
 
-def _frames(image: paddle.Tensor) -> np.ndarray:
+def uint8_frames(image: paddle.Tensor) -> np.ndarray:
     """(B,3,T,H,W) or (B,3,H,W) in [0, 1] -> uint8 (B,T,H,W,3), channels kept (BGR)."""
     array = image.detach().astype("float32").numpy()
     if array.ndim == 4:
@@ -21,7 +21,7 @@ def _frames(image: paddle.Tensor) -> np.ndarray:
 
 def make_collages(visuals: Dict[str, paddle.Tensor]) -> np.ndarray:
     """One image per sample: a row per frame, the visuals side by side in their dict order."""
-    panels = [_frames(image) for image in visuals.values()]
+    panels = [uint8_frames(image) for image in visuals.values()]
     rows = np.concatenate(panels, axis=3)  # (B, T, H, W * n, 3)
     batch, frames, height, width, _ = rows.shape
     return rows.reshape(batch, frames * height, width, 3)

@@ -1,8 +1,8 @@
 """BaseModel: the contract between the Trainer and a model, as in PaddleGAN.
 
-The Trainer calls `setup_input(batch)` then `train_iter(optimizers)` each iteration, and
-`setup_input` + `test_iter()` over the validation batches followed by `eval_results()` and
-`on_eval_end(results)`. A model keeps its networks in `nets`, its optimizers in `optimizers`,
+The Trainer calls `setup_input(batch)` then `train_iter()` each iteration, and
+`setup_input` + `test_iter()` (+ `eval_images()` for the image metrics of `validate.metrics`)
+over the validation batches followed by `eval_results()` and `on_eval_end(results)`. A model keeps its networks in `nets`, its optimizers in `optimizers`,
 the current iteration's losses in `losses` and the images worth a look in `visual_items`.
 """
 import contextlib
@@ -31,6 +31,9 @@ def to_tensor(value: Union[paddle.Tensor, np.ndarray]) -> paddle.Tensor:
 class BaseModel:
     """Holds nets/optimizers/losses; subclasses implement the per-iteration maths."""
 
+    # True for a model whose validation makes images that PSNR / SSIM can score.
+    GENERATES_IMAGES = False
+
     def __init__(self) -> None:
         self.nets: "OrderedDict[str, nn.Layer]" = OrderedDict()
         self.optimizers: "OrderedDict[str, paddle.optimizer.Optimizer]" = OrderedDict()
@@ -47,10 +50,15 @@ class BaseModel:
     def setup_input(self, batch: Dict[str, Any]) -> None:
         raise NotImplementedError
 
-    def train_iter(self, optimizers: Optional[Dict[str, Any]] = None) -> None:
+    def train_iter(self) -> None:
         raise NotImplementedError
 
-    def test_iter(self, metrics: Optional[Dict[str, Any]] = None) -> None:
+    def test_iter(self) -> None:
+        raise NotImplementedError
+
+    def eval_images(self) -> Tuple[paddle.Tensor, paddle.Tensor]:
+        """(generated, ground truth) of the last `test_iter`, laid out as `visual_items`, for
+        the metrics of `validate.metrics`; only models with GENERATES_IMAGES have them."""
         raise NotImplementedError
 
     def prepare(self, loaded_nets: Set[str]) -> None:

@@ -60,7 +60,7 @@ class SyncNetModel(BaseModel):
         audio_embedding, face_embedding = self.nets["netD"](self.mel, self.face)
         return cosine_bce(audio_embedding, face_embedding, self.label)
 
-    def train_iter(self, optimizers: Optional[Dict[str, Any]] = None) -> None:
+    def train_iter(self) -> None:
         opt_name, optimizer = self.optimizer_for("netD")
         self.nets["netD"].train()
         optimizer.clear_grad()
@@ -69,7 +69,7 @@ class SyncNetModel(BaseModel):
         self.backward_step(loss, opt_name)
         self.losses["bce_loss"] = loss.item()
 
-    def test_iter(self, metrics: Optional[Dict[str, Any]] = None) -> None:
+    def test_iter(self) -> None:
         # The reference evaluates the expert in eval mode (running BN statistics).
         self.nets["netD"].eval()
         with paddle.no_grad():

@@ -72,9 +72,9 @@ class Wav2LipModelHq(Wav2LipModel):
                 F.binary_cross_entropy(fake_scores, paddle.zeros_like(fake_scores)))
 
     # ---------------------------------------------------------------------------- iterations
-    def train_iter(self, optimizers: Optional[Dict[str, Any]] = None) -> None:
+    def train_iter(self) -> None:
         self.set_requires_grad(self.nets["netDH"], False)
-        super().train_iter(optimizers)  # the generator step
+        super().train_iter()  # the generator step
         self.set_requires_grad(self.nets["netDH"], True)
         self._discriminator_step()
 

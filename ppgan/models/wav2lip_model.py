@@ -8,7 +8,7 @@ window. `syncnet_wt` starts at the config's value (0.0 in the references) and is
 checkpoint, so a resumed run keeps it (the references forget it).
 """
 import logging
-from typing import Any, Dict, Optional, Set
+from typing import Any, Dict, Optional, Set, Tuple
 
 import paddle
 import paddle.nn.functional as F
@@ -45,6 +45,7 @@ class Wav2LipModel(BaseModel):
     """`netG` (Wav2Lip) trained against `netD` (the frozen SyncNetColor expert)."""
 
     expert_name = "netD"
+    GENERATES_IMAGES = True
 
     def __init__(self, generator: Dict[str, Any], discriminator: Dict[str, Any],
                  syncnet_wt: float = 0.0, syncnet_wt_switch: float = 0.01,
@@ -115,7 +116,7 @@ class Wav2LipModel(BaseModel):
         return objective
 
     # ---------------------------------------------------------------------------- iterations
-    def train_iter(self, optimizers: Optional[Dict[str, Any]] = None) -> None:
+    def train_iter(self) -> None:
         self._set_expert_mode()
         opt_name, optimizer = self.optimizer_for("netG")
         optimizer.clear_grad()
@@ -135,7 +136,7 @@ class Wav2LipModel(BaseModel):
         return {"l1_loss": F.l1_loss(self.g.astype("float32"), self.y),
                 "sync_loss": self.sync_loss(self.mel, self.g)}
 
-    def test_iter(self, metrics: Optional[Dict[str, Any]] = None) -> None:
+    def test_iter(self) -> None:
         self.nets["netG"].eval()
         self._set_expert_mode()
         with paddle.no_grad(), self.autocast():
@@ -144,6 +145,9 @@ class Wav2LipModel(BaseModel):
         self.accumulate_eval(**{name: value.item() for name, value in losses.items()})
         self._keep_visuals()
         self.nets["netG"].train()
+
+    def eval_images(self) -> Tuple[paddle.Tensor, paddle.Tensor]:
+        return self.g, self.y
 
     def on_eval_end(self, results: Dict[str, float]) -> None:
         """The references' switch: once the eval sync loss is below the threshold, use the expert."""
