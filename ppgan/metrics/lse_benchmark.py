@@ -16,6 +16,7 @@ from typing import Callable, Iterable, List, Optional, Sequence, Tuple
 from ..faceutils.face_detection.detection.core import FaceDetector
 from .face_tracks import TrackConfig, face_track_clips
 from ..utils.atomic import DISK_FULL_ERRNOS, atomic_path
+from ..utils.errors import one_line
 from ..utils.ffmpeg_tools import FFmpegError
 from .lipsync import LipSyncScorer, SyncScores, TooShortError
 
@@ -91,7 +92,7 @@ def score_videos(videos: Iterable[str], score_fn: ScoreFn,
         except tuple(skip_errors) as err:  # one bad video must not end a 14k-video run
             if isinstance(err, OSError) and err.errno in DISK_FULL_ERRNOS:
                 raise  # every later video would fail alike
-            reason = " ".join(str(err).split()) or type(err).__name__
+            reason = one_line(err) or type(err).__name__
             if reason.startswith(f"{video}: "):  # our messages name the file; don't repeat it
                 reason = reason[len(video) + 2:]
             logger.warning("skipped %s: %s", video, reason)

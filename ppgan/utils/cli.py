@@ -11,7 +11,7 @@ from typing import Any, Callable, Mapping, NoReturn, Tuple, Type
 from . import checks
 from .atomic import DISK_FULL_ERRNOS, discard_unfinished
 from .checks import Check, CheckError
-from .errors import UserError
+from .errors import UserError, one_line
 from .ffmpeg_tools import kill_unfinished
 from .stopping import interrupted_status, stop_signals_interrupt
 
@@ -129,7 +129,3 @@ def describe(err: BaseException) -> str:
     if isinstance(err, KeyError) and err.args:
         return one_line(err.args[0])
     return one_line(err)
-
-
-def one_line(message: object) -> str:
-    return " ".join(str(message).split())

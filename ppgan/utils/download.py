@@ -23,7 +23,7 @@ from typing import BinaryIO, Optional
 from tqdm import tqdm
 
 from .atomic import atomic_path
-from .errors import UserError
+from .errors import UserError, one_line
 
 __all__ = [
     "DownloadError",
@@ -68,10 +68,6 @@ def __getattr__(name: str) -> str:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
 def _basename(url: str) -> str:
     name = os.path.basename(urllib.parse.urlparse(url).path)
     if not name:
@@ -97,16 +93,16 @@ def _reason(exc: BaseException) -> str:
         exc, urllib.error.HTTPError
     ):
         if not isinstance(exc.reason, BaseException):
-            return _one_line(exc.reason)
+            return one_line(exc.reason)
         exc = exc.reason  # the socket error underneath says more
     if isinstance(exc, (socket.timeout, TimeoutError)):
         return "timed out"
     if isinstance(exc, socket.gaierror):
-        return f"host not found: {_one_line(exc.strerror or exc)}"
+        return f"host not found: {one_line(exc.strerror or exc)}"
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
     text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    return _one_line(text)
+    return one_line(text)
 
 
 def _content_length(resp: http.client.HTTPResponse) -> Optional[int]:
@@ -171,7 +167,7 @@ def _attempt(
     try:
         _fetch_once(url, final_path, md5sum, timeout, progress)
     except urllib.error.HTTPError as e:
-        status = f"HTTP {e.code} {_one_line(e.reason or '')}".rstrip()
+        status = f"HTTP {e.code} {one_line(e.reason or '')}".rstrip()
         if e.code in _TRANSIENT_HTTP:
             raise _Transient(status) from e
         raise DownloadError(
