@@ -34,7 +34,7 @@ import numpy as np
 from ..utils.atomic import atomic_path
 from ..utils.audio import write_wav
 from ..utils.ffmpeg_tools import FFmpegPipe
-from .preprocess import AUDIO_NAME, write_filelists
+from .lrs2 import AUDIO_NAME, write_filelists
 
 SAMPLE_RATE = 16000
 FPS = 25.0
