@@ -31,10 +31,11 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import cv2
 import numpy as np
 
+from ..datasets.wav2lip_dataset import AUDIO_NAME
 from ..utils.atomic import atomic_path
 from ..utils.audio import write_wav
 from ..utils.ffmpeg_tools import FFmpegPipe
-from .lrs2 import AUDIO_NAME, write_filelists
+from .lrs2 import write_filelists
 
 SAMPLE_RATE = 16000
 FPS = 25.0
