@@ -109,8 +109,7 @@ def bench_torch_generator(batch: int) -> dict:
         import torch
     except ImportError:
         return {}
-    sys.path.insert(0, os.path.join(ROOT, "tests"))
-    from torch_reference_nets import TorchWav2Lip
+    from ppgan.models.torch_reference import TorchWav2Lip
 
     torch.set_num_threads(os.cpu_count() or 1)
     net = TorchWav2Lip().eval()
