@@ -1,4 +1,7 @@
-"""Test media made on the fly: a face video from a real photo, speech-like audio, random weights."""
+"""Test media made on the fly: WAV and video files, probes, disks that fill up, stopped runs.
+
+The samples the benchmark uses too (speech-like audio, the face photo, random weights) come
+from ppgan.data_preparation.samples."""
 import contextlib
 import os
 import re
@@ -9,24 +12,10 @@ import wave
 
 import cv2
 import numpy as np
-import paddle
 
+from ppgan.data_preparation.samples import (  # noqa: F401 (for the tests)
+    SAMPLE_RATE as SR, face_box_in_frame, face_frame, save_random_generator, speech_like)
 from ppgan.utils.ffmpeg_tools import ffmpeg_exe
-
-SR = 16000
-# The astronaut's face in skimage.data.astronaut() (512x512), set once by eye: x1, y1, x2, y2.
-ASTRONAUT_FACE = (172, 45, 285, 170)
-
-
-def speech_like(seconds: float = 1.3, seed: int = 0) -> np.ndarray:
-    """Voiced harmonics under a syllable-rate envelope, plus noise: broad-band like speech."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SR)) / SR
-    f0 = 120 + 30 * np.sin(2 * np.pi * 1.5 * t)
-    phase = 2 * np.pi * np.cumsum(f0) / SR
-    voiced = sum(np.sin(k * phase) / k for k in range(1, 25))
-    envelope = 0.5 * (1 + np.sin(2 * np.pi * 4 * t)) ** 2
-    return (0.2 * voiced * envelope + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
 
 
 def to_pcm16(samples) -> np.ndarray:
@@ -45,26 +34,6 @@ def write_wav(path, samples, rate=SR, channels=1):
 
 def ffmpeg(*args):
     subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", *map(str, args)], check=True)
-
-
-def astronaut_bgr(size: int) -> np.ndarray:
-    from skimage import data
-
-    return cv2.resize(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR), (size, size),
-                      interpolation=cv2.INTER_AREA)
-
-
-def face_frame(width, height, face_size, x, y):
-    frame = np.full((height, width, 3), 110, np.uint8)
-    frame[y:y + face_size, x:x + face_size] = astronaut_bgr(face_size)
-    return frame
-
-
-def face_box_in_frame(face_size, x, y):
-    """Where ASTRONAUT_FACE lands in `face_frame(..., face_size, x, y)`."""
-    s = face_size / 512
-    x1, y1, x2, y2 = ASTRONAUT_FACE
-    return int(x + x1 * s), int(y + y1 * s), int(x + x2 * s), int(y + y2 * s)
 
 
 def write_video(path, frames, fps=25, lossless=False):
@@ -98,15 +67,6 @@ def probe(path):
     streams = re.findall(r"Stream #\d+:\d+.*?: (Video|Audio):", result.stderr)
     h, m, s = re.search(r"Duration: (\d+):(\d+):([\d.]+)", result.stderr).groups()
     return streams.count("Video"), streams.count("Audio"), int(h) * 3600 + int(m) * 60 + float(s)
-
-
-def save_random_generator(path, seed=0):
-    from ppgan.models import Wav2Lip
-
-    paddle.seed(seed)
-    net = Wav2Lip()
-    paddle.save({k: v.numpy() for k, v in net.state_dict().items()}, str(path))
-    return path
 
 
 def leftovers(folder):

@@ -30,7 +30,7 @@ from ppgan.models import SyncNetColor, Wav2Lip, Wav2LipDiscQual  # noqa: E402
 from ppgan.utils.convert import ConversionError, convert_checkpoint, detect_network  # noqa: E402
 from ppgan.utils.torch_checkpoint import (CheckpointError, NotACheckpointError,  # noqa: E402
                                           UnsupportedCheckpointError, load_torch_checkpoint)
-from torch_reference_nets import TorchDisc, TorchS3FDWeights, TorchSyncNet, TorchWav2Lip  # noqa: E402
+from ppgan.models.torch_reference import TorchDisc, TorchS3FDWeights, TorchSyncNet, TorchWav2Lip  # noqa: E402
 
 paddle.set_device("cpu")
 CLI = os.path.join(REPO, "tools", "convert_weights.py")

@@ -9,7 +9,7 @@ import pytest
 
 from ppgan.datasets import build_dataloader
 from ppgan.datasets import wav2lip_dataset as wd  # registers Wav2LipDataset
-from ppgan.datasets.synthetic import make_synthetic_dataset, speech_audio, syllable_envelope
+from ppgan.data_preparation.synthetic import make_synthetic_dataset, speech_audio, syllable_envelope
 from ppgan.utils.audio import write_wav
 from ppgan.datasets.wav2lip_dataset import Wav2LipDataset
 from ppgan.utils.audio import load_wav, melspectrogram

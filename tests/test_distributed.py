@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from ppgan.datasets.synthetic import make_synthetic_dataset
+from ppgan.data_preparation.synthetic import make_synthetic_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SYNCNET_CFG = os.path.join(REPO, "configs", "syncnet.yaml")

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from ppgan.datasets import Wav2LipDataset
-from ppgan.datasets.synthetic import make_synthetic_dataset
+from ppgan.data_preparation.synthetic import make_synthetic_dataset
 from tools_main import main  # registered by conftest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

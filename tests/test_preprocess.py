@@ -12,8 +12,8 @@ import wave
 import numpy as np
 import pytest
 
-from ppgan.datasets import preprocess as pp
-from ppgan.datasets.synthetic import make_raw_videos
+from ppgan.data_preparation import lrs2 as pp
+from ppgan.data_preparation.synthetic import make_raw_videos
 from ppgan.datasets.wav2lip_dataset import Wav2LipDataset
 from ppgan.utils.ffmpeg_tools import ffmpeg_exe
 

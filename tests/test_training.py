@@ -20,7 +20,7 @@ import paddle
 import pytest
 
 from ppgan.datasets import Wav2LipDataset
-from ppgan.datasets.synthetic import make_synthetic_dataset
+from ppgan.data_preparation.synthetic import make_synthetic_dataset
 from ppgan.models import MODELS, SyncNetColor, Wav2Lip, Wav2LipModel
 from ppgan.solver import build_lr_scheduler
 from ppgan.utils.config import get_config

@@ -34,67 +34,39 @@ FPS = 25
 WIDTH, HEIGHT = 1280, 720
 
 
-def speech_like(seconds: float, rate: int = 16000) -> np.ndarray:
-    rng = np.random.default_rng(0)
-    t = np.arange(int(seconds * rate)) / rate
-    phase = 2 * np.pi * np.cumsum(120 + 30 * np.sin(2 * np.pi * 1.5 * t)) / rate
-    voiced = sum(np.sin(k * phase) / k for k in range(1, 25))
-    envelope = 0.5 * (1 + np.sin(2 * np.pi * 4 * t)) ** 2
-    return 0.2 * voiced * envelope + 0.01 * rng.standard_normal(t.size)
-
-
 def face_frame(shift: int, width: int = WIDTH, height: int = HEIGHT) -> np.ndarray:
-    import cv2
-    from skimage import data
+    """The face photo, two thirds of the frame high, `shift` pixels right of the centre."""
+    from ppgan.data_preparation.samples import face_frame as photo_frame
 
     size = height * 2 // 3
-    face = cv2.resize(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR), (size, size))
-    frame = np.full((height, width, 3), 110, np.uint8)
-    x = (width - size) // 2 + shift
-    frame[height // 8:height // 8 + size, x:x + size] = face
-    return frame
+    return photo_frame(width, height, size, (width - size) // 2 + shift, height // 8)
 
 
 def make_clip(folder: str, seconds: int, width: int = WIDTH, height: int = HEIGHT) -> tuple:
     """An H.264 clip of a face swaying left and right, and a WAV of the same length (kept in
     `folder` for later runs; each appears only once complete)."""
+    from ppgan.data_preparation.samples import speech_like
     from ppgan.utils.atomic import atomic_path
     from ppgan.utils.audio import write_wav
-    from ppgan.utils.ffmpeg_tools import FFmpegPipe
+    from ppgan.utils.video import VideoWriter
 
     video = os.path.join(folder, f"face_{height}p_{seconds}s.mp4")
     audio = os.path.join(folder, f"speech_{seconds}s.wav")
-    if not os.path.exists(video):
-        with atomic_path(video) as partial:
-            encoder = FFmpegPipe(["-y", "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{width}x{height}",
-                                  "-r", FPS, "-i", "-", "-c:v", "libx264", "-pix_fmt", "yuv420p",
-                                  partial], output=video)
-            try:
-                for i in range(seconds * FPS):
-                    encoder.write(face_frame(int(40 * np.sin(i / 15)), width, height).tobytes())
-                encoder.finish()
-            except BaseException:
-                encoder.kill()
-                raise
     if not os.path.exists(audio):
         with atomic_path(audio) as partial:
             write_wav(partial, speech_like(seconds))
+    if not os.path.exists(video):
+        with VideoWriter(video, width, height, FPS, audio) as writer:
+            for i in range(seconds * FPS):
+                writer.write(face_frame(int(40 * np.sin(i / 15)), width, height))
     return video, audio
 
 
 def random_weights(folder: str) -> str:
-    import paddle
-
-    from ppgan.models import Wav2Lip
-
-    from ppgan.utils.atomic import atomic_path
+    from ppgan.data_preparation.samples import save_random_generator
 
     path = os.path.join(folder, "wav2lip_random.pdparams")
-    if not os.path.exists(path):
-        paddle.seed(0)
-        with atomic_path(path) as partial:
-            paddle.save({k: v.numpy() for k, v in Wav2Lip().state_dict().items()}, partial)
-    return path
+    return path if os.path.exists(path) else save_random_generator(path)
 
 
 def time_calls(fn, repeats: int) -> float:
@@ -137,8 +109,7 @@ def bench_torch_generator(batch: int) -> dict:
         import torch
     except ImportError:
         return {}
-    sys.path.insert(0, os.path.join(ROOT, "tests"))
-    from torch_reference_nets import TorchWav2Lip
+    from ppgan.models.torch_reference import TorchWav2Lip
 
     torch.set_num_threads(os.cpu_count() or 1)
     net = TorchWav2Lip().eval()

@@ -6,7 +6,7 @@
     # raw mp4 videos with audio, for tools/preprocess_lrs2.py (rates cycle over the clips):
     python tools/make_synthetic_data.py --out_dir data/synthetic_raw --raw_videos --fps 25 30
 
-Deterministic in --seed. See ppgan/datasets/synthetic.py for what the clips look like.
+Deterministic in --seed. See ppgan/data_preparation/synthetic.py for what the clips look like.
 """
 import argparse
 import os
@@ -55,7 +55,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     setup_logging()
 
     def make() -> int:
-        from ppgan.datasets import synthetic
+        from ppgan.data_preparation import synthetic
 
         if args.raw_videos:
             videos = synthetic.make_raw_videos(args.out_dir, args.num_dirs, args.clips_per_dir,

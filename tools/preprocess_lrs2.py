@@ -81,7 +81,7 @@ def _select_device() -> None:
 
 
 def _write_filelists(args: argparse.Namespace) -> None:
-    from ppgan.datasets.preprocess import PreprocessError, finished_clips, write_filelists
+    from ppgan.data_preparation.lrs2 import PreprocessError, finished_clips, write_filelists
 
     names = finished_clips(args.preprocessed_root)
     if not names:
@@ -90,7 +90,7 @@ def _write_filelists(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ppgan.datasets import preprocess as pp
+    from ppgan.data_preparation import lrs2 as pp
 
     if args.write_filelists:
         _write_filelists(args)

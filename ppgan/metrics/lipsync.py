@@ -21,7 +21,6 @@ resizes every frame to 224x224 so that LRS2-style face crops of any size can be 
 import glob
 import logging
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass, field
 from typing import Iterator, List, Optional, Sequence, Tuple
@@ -32,9 +31,9 @@ import paddle
 from scipy import signal
 from scipy.io import wavfile
 
+from ..utils.errors import UserError
 from ..utils.ffmpeg_tools import FFmpegError, run_ffmpeg
 from .syncnet_eval import SyncNetV2
-from ..utils.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -207,32 +206,28 @@ def extract_compatible(video: str, workdir: str) -> Tuple[List[str], str]:
         run_ffmpeg(["-y", "-i", video, "-async", "1", "-ac", "1", "-vn", "-acodec", "pcm_s16le",
                     "-ar", str(SAMPLE_RATE), wav])
     except FFmpegError as err:
-        if "does not contain any stream" not in str(err) and "matches no streams" not in err.stderr:
+        if not err.no_stream:
             raise
         # No audio stream: reported as too short below, like an empty track.
     return sorted(glob.glob(os.path.join(workdir, "*.jpg"))), wav
 
 
-def load_compatible(video: str, workdir: Optional[str] = None, size: int = FACE_SIZE) -> AVClip:
-    """Frames and audio through the reference's exact path (JPEG round trip, int16 WAV)."""
-    private = workdir is None
-    workdir = tempfile.mkdtemp(prefix="lse-") if private else workdir
-    try:
+def load_compatible(video: str, tmp_dir: Optional[str] = None, size: int = FACE_SIZE) -> AVClip:
+    """Frames and audio through the reference's exact path (JPEG round trip, int16 WAV), via a
+    private folder in `tmp_dir` (default: the system's) that is always removed."""
+    with tempfile.TemporaryDirectory(prefix="lse-", dir=tmp_dir) as workdir:
         jpgs, wav = extract_compatible(video, workdir)
         frames = _stack_frames([_resize(cv2.imread(p), size) for p in jpgs], video)
         audio, rate = _read_wav_int16(wav, video)
         return AVClip(frames, audio, rate)
-    finally:
-        if private:
-            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _decode_audio_direct(video: str) -> np.ndarray:
     try:
         pcm = run_ffmpeg(["-i", video, "-vn", "-ac", "1", "-ar", SAMPLE_RATE, "-acodec", "pcm_s16le",
                           "-f", "s16le", "pipe:1"])
-    except FFmpegError as error:
-        if "matches no streams" in error.stderr or "does not contain any stream" in error.stderr:
+    except FFmpegError as err:
+        if err.no_stream:
             return np.zeros(0, np.int16)
         raise
     return np.frombuffer(pcm, dtype="<i2").astype(np.int16)
@@ -282,11 +277,7 @@ class LipSyncScorer:
             raise FileNotFoundError(f"video not found: {video}")
         if self.decode == "direct":
             return load_direct(video)
-        workdir = tempfile.mkdtemp(prefix="lse-", dir=self.tmp_dir)
-        try:
-            return load_compatible(video, workdir)
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+        return load_compatible(video, self.tmp_dir)
 
     def score_clip(self, clip: AVClip, name: str = "clip") -> SyncScores:
         return score_clip(self.net, clip, self.vshift, self.batch_size, name)

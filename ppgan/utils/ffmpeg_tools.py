@@ -22,6 +22,8 @@ QUIET = ["-nostdin", "-hide_banner", "-loglevel", "error"]
 NO_SPACE = "No space left on device"
 # Failures some builds report with exit status 0 (Debian's 5.1 when the disk fills at the end).
 WRITE_FAILURES = (NO_SPACE, "Error writing trailer", "Error closing file")
+# How ffmpeg builds say that an input lacks the stream a command maps or selects.
+NO_STREAM = ("matches no streams", "does not contain any stream")
 
 
 class FFmpegError(UserError, RuntimeError):
@@ -39,6 +41,11 @@ class FFmpegError(UserError, RuntimeError):
                  for line in text.splitlines() if line.strip()]
         # ffmpeg states the cause first and then generic follow-ups ("Error opening output files").
         return cls(lines[0] if lines else "ffmpeg failed without a message", text)
+
+    @property
+    def no_stream(self) -> bool:
+        """The input has no stream of the kind the command asked for (e.g. a silent video)."""
+        return any(message in self.stderr for message in NO_STREAM)
 
 
 def failed(returncode: int, stderr: bytes) -> bool:

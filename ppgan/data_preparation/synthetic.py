@@ -31,10 +31,11 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import cv2
 import numpy as np
 
+from ..datasets.wav2lip_dataset import AUDIO_NAME
 from ..utils.atomic import atomic_path
 from ..utils.audio import write_wav
-from ..utils.ffmpeg_tools import FFmpegPipe
-from .preprocess import AUDIO_NAME, write_filelists
+from ..utils.video import VideoWriter
+from .lrs2 import write_filelists
 
 SAMPLE_RATE = 16000
 FPS = 25.0
@@ -241,23 +242,14 @@ def render_frames(clip: SyntheticClip, frame_size: int, faceless: Sequence[int] 
 
 def write_raw_video(path: str, clip: SyntheticClip, frame_size: int = 192,
                     faceless: Sequence[int] = ()) -> None:
-    """An H.264 + AAC mp4 of the clip at its own frame rate (frames piped to ffmpeg); the file
-    appears only once complete."""
-    with tempfile.TemporaryDirectory(prefix="ppgan-synthetic-") as tmp, atomic_path(path) as partial:
+    """An H.264 + AAC mp4 of the clip at its own frame rate, written as the inference pipeline
+    writes its output (`VideoWriter`): the file appears only once complete."""
+    with tempfile.TemporaryDirectory(prefix="ppgan-synthetic-") as tmp:
         wav = os.path.join(tmp, "audio.wav")
         write_wav(wav, clip.audio)
-        encoder = FFmpegPipe(["-y", "-f", "rawvideo", "-pix_fmt", "bgr24",
-                              "-s", f"{frame_size}x{frame_size}", "-r", f"{clip.fps:g}", "-i", "pipe:",
-                              "-i", wav, "-c:v", "libx264", "-crf", "18", "-preset", "veryfast",
-                              "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "96k", partial],
-                             output=path)
-        try:
+        with VideoWriter(path, frame_size, frame_size, clip.fps, wav) as writer:
             for frame in render_frames(clip, frame_size, faceless):
-                encoder.write(frame.tobytes())
-            encoder.finish()
-        except BaseException:
-            encoder.kill()
-            raise
+                writer.write(frame)
 
 
 def make_raw_videos(out_dir: str, num_dirs: int = 1, clips_per_dir: int = 2, seconds: float = 2.0,

@@ -2,6 +2,8 @@
 the reference notes (section 4) in the original Wav2Lip's torch style and with its module names,
 not from the Paddle code. tests/test_convert_weights.py checks the Paddle nets against them;
 tools/benchmark_wav2lip.py times the generator against them (the original's layers in torch).
+
+Needs torch (the `test` extra); nothing in the library imports this module.
 """
 import torch
 import torch.nn as tnn

@@ -28,18 +28,18 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from ..datasets.wav2lip_dataset import AUDIO_NAME
 from ..utils.atomic import DISK_FULL_ERRNOS, atomic_path
 from ..utils.audio import load_wav, write_wav
 from ..utils.checks import CheckError, split_fractions
+from ..utils.errors import UserError
 from ..utils.ffmpeg_tools import FFmpegError, run_ffmpeg
 from ..utils.video import FrameSource
-from ..utils.errors import UserError
 
 logger = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v", ".flv")
 DONE_MARKER = "preprocess_done.json"
-AUDIO_NAME = "audio.wav"
 SPLITS = ("train", "val", "test")
 TARGET_FPS = 25.0
 AUDIO_RATE = 16000
@@ -76,18 +76,20 @@ class RunSummary:
 # ------------------------------------------------------------------------------------ planning
 def find_videos(data_root: str, extensions: Sequence[str] = VIDEO_EXTENSIONS) -> List[str]:
     """Sorted `<data_root>/<dir>/<file>` paths whose extension is a video one (any case)."""
-    if not os.path.isdir(data_root):
-        raise PreprocessError(f"data_root is not a folder: {data_root}")
-    videos = []
-    for folder in sorted(os.listdir(data_root)):
-        folder_path = os.path.join(data_root, folder)
-        if not os.path.isdir(folder_path):
-            continue
-        for name in sorted(os.listdir(folder_path)):
-            path = os.path.join(folder_path, name)
-            if os.path.splitext(name)[1].lower() in extensions and os.path.isfile(path):
-                videos.append(path)
-    return videos
+    paths = (os.path.join(data_root, folder, name)
+             for folder, name in _two_levels(data_root, "data_root"))
+    return [path for path in paths
+            if os.path.splitext(path)[1].lower() in extensions and os.path.isfile(path)]
+
+
+def _two_levels(root: str, what: str) -> Iterator[Tuple[str, str]]:
+    """(folder, entry) for every `<root>/<folder>/<entry>`, sorted; `what` names root in the error."""
+    if not os.path.isdir(root):
+        raise PreprocessError(f"{what} is not a folder: {root}")
+    for folder in sorted(os.listdir(root)):
+        if os.path.isdir(os.path.join(root, folder)):
+            for entry in sorted(os.listdir(os.path.join(root, folder))):
+                yield folder, entry
 
 
 def plan_jobs(data_root: str, preprocessed_root: str) -> List[ClipJob]:
@@ -237,21 +239,12 @@ def preprocess_all(jobs: Sequence[ClipJob], box_detector, batch_size: int = 32,
 # ----------------------------------------------------------------------------------- filelists
 def finished_clips(preprocessed_root: str) -> List[str]:
     """Sorted `<dir>/<vid>` names of the finished clips under the root that have any face."""
-    if not os.path.isdir(preprocessed_root):
-        raise PreprocessError(f"preprocessed_root is not a folder: {preprocessed_root}")
-    names = []
-    for folder in sorted(os.listdir(preprocessed_root)):
-        folder_path = os.path.join(preprocessed_root, folder)
-        if not os.path.isdir(folder_path):
-            continue
-        for vid in sorted(os.listdir(folder_path)):
-            marker = os.path.join(folder_path, vid, DONE_MARKER)
-            if os.path.isfile(marker) and _marker_faces(marker) > 0:
-                names.append(f"{folder}/{vid}")
-    return names
+    return [f"{folder}/{vid}" for folder, vid in _two_levels(preprocessed_root, "preprocessed_root")
+            if _marker_faces(os.path.join(preprocessed_root, folder, vid, DONE_MARKER))]
 
 
 def _marker_faces(marker: str) -> int:
+    """The face count a done marker records; 0 without a (readable) marker."""
     try:
         with open(marker, encoding="utf-8") as handle:
             return int(json.load(handle).get("faces", 0))
