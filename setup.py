@@ -27,7 +27,8 @@ setup(
     extras_require={
         # GPU users install paddlepaddle-gpu themselves first (see README.md).
         "cpu": ["paddlepaddle>=3.0"],
-        # torch is only used by tests (reference checkpoints, independent implementations). Take
+        # torch is only used by tests (reference checkpoints, independent implementations) and by
+        # the benchmark's PyTorch row (ppgan/models/torch_reference.py, imported only there). Take
         # its CPU build from PyTorch's index first (README.md): PyPI's is the CUDA one, several GB.
         "test": ["pytest", "torch==2.13.0", "scikit-image"],
     },
