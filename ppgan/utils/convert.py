@@ -33,7 +33,6 @@ __all__ = [
     "convert_checkpoint",
     "default_output_path",
     "detect_network",
-    "expected_shapes",
     "extract_state_dict",
     "to_paddle_state_dict",
     "transpose_linear_weights",
@@ -47,9 +46,6 @@ _LINEAR_WEIGHTS = {
     "syncnet_v2": ("netfcaud.0.weight", "netfcaud.3.weight",
                    "netfclip.0.weight", "netfclip.3.weight"),
 }
-
-Shape = Tuple[int, ...]
-
 
 class ConversionError(UserError, ValueError):
     """The checkpoint was readable but is not convertible to the requested network."""
@@ -144,36 +140,20 @@ def _build_paddle_net(network: str) -> Any:
             "syncnet_v2": SyncNetV2}[network]()
 
 
-def expected_shapes(network: str) -> Dict[str, Shape]:
-    """Parameter names and shapes of our Paddle implementation of ``network``."""
+def verify_state_dict(params: Mapping[str, np.ndarray], network: str,
+                      source: str = "checkpoint") -> None:
+    """Raises ConversionError unless ``params`` loads into a fresh Paddle ``network`` exactly."""
     _check_network_name(network)
-    from .weights import parameter_shapes
+    from .weights import OtherNetworkError, WeightsError, load_state_dict
 
-    return {name: tuple(shape) for name, shape in parameter_shapes(_build_paddle_net(network)).items()}
-
-
-def verify_state_dict(params: Mapping[str, np.ndarray], network: str, source: str = "checkpoint",
-                      detected: Optional[str] = None) -> None:
-    """Raises ConversionError unless ``params`` fits the Paddle ``network`` exactly.
-
-    Names and shapes are compared with a freshly built Paddle net, into which the weights are then
-    loaded as the final proof.
-    """
-    _check_network_name(network)
-    from .weights import describe_mismatches, parameter_shapes
-
-    net = _build_paddle_net(network)
-    problems = describe_mismatches(params, parameter_shapes(net))
-    if problems:
-        hint = ""
-        if detected and detected != network:
-            hint = f"; its keys look like a {detected} checkpoint"
-        raise ConversionError(
-            f"{source}: does not match the Paddle {network} net: {'; '.join(problems)}{hint}")
-    missing, unexpected = net.set_state_dict(dict(params))
-    if missing or unexpected:
-        raise ConversionError(f"{source}: Paddle {network} reported {len(missing)} missing "
-                              f"and {len(unexpected)} unexpected keys")
+    try:
+        load_state_dict(_build_paddle_net(network), params, source)
+    except OtherNetworkError as err:
+        held = detect_network(params) or err.found
+        raise ConversionError(f"{source}: its keys look like a {held} checkpoint, not {network}; "
+                              "leave out --net to convert it as what it is") from None
+    except WeightsError as err:
+        raise ConversionError(str(err)) from None
 
 
 def _save_atomically(params: Mapping[str, np.ndarray], output: str) -> None:
@@ -216,7 +196,7 @@ def convert_checkpoint(source: "str | os.PathLike[str]",
                 source, len(params), network, detected, dropped)
     params = transpose_linear_weights(params, network)
 
-    verify_state_dict(params, network, source, detected)
+    verify_state_dict(params, network, source)
     _save_atomically(params, output)
     num_values = int(sum(p.size for p in params.values()))
     logger.info("wrote %s", output)
