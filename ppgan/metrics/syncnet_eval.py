@@ -16,6 +16,9 @@ from typing import Any, Mapping, Tuple
 import paddle
 from paddle import nn
 
+from ..utils.convert import (ConversionError, extract_state_dict, to_paddle_state_dict,
+                             transpose_linear_weights)
+from ..utils.torch_checkpoint import CheckpointError, NotACheckpointError, load_torch_checkpoint
 from ..utils.weights import OtherNetworkError, WeightsError, load_state_dict
 
 logger = logging.getLogger(__name__)
@@ -93,10 +96,6 @@ class SyncNetV2(nn.Layer):
 
 def _read_weights(path: str) -> Mapping[str, Any]:
     """A Paddle ``.pdparams``, or the original PyTorch file converted in memory (no torch)."""
-    from ..utils.convert import (ConversionError, extract_state_dict, to_paddle_state_dict,
-                                 transpose_linear_weights)
-    from ..utils.torch_checkpoint import CheckpointError, NotACheckpointError, load_torch_checkpoint
-
     try:
         checkpoint = load_torch_checkpoint(path)
     except NotACheckpointError:
