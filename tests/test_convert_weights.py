@@ -27,7 +27,8 @@ warnings.filterwarnings("ignore", message="No ccache found")
 import paddle  # noqa: E402
 
 from ppgan.models import SyncNetColor, Wav2Lip, Wav2LipDiscQual  # noqa: E402
-from ppgan.utils.convert import ConversionError, convert_checkpoint, detect_network  # noqa: E402
+from ppgan.convert_weights import convert_checkpoint  # noqa: E402
+from ppgan.utils.convert import ConversionError, detect_network  # noqa: E402
 from ppgan.utils.torch_checkpoint import (CheckpointError, NotACheckpointError,  # noqa: E402
                                           UnsupportedCheckpointError, load_torch_checkpoint)
 from ppgan.models.torch_reference import TorchDisc, TorchS3FDWeights, TorchSyncNet, TorchWav2Lip  # noqa: E402

@@ -19,7 +19,8 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pa
 
 from ppgan.utils.cli import OneLineParser, report, run_main, setup_logging  # noqa: E402
 
-from ppgan.utils.convert import NETWORKS, convert_checkpoint  # noqa: E402
+from ppgan.convert_weights import convert_checkpoint  # noqa: E402
+from ppgan.utils.convert import NETWORKS  # noqa: E402
 
 PROG = "convert_weights"
 

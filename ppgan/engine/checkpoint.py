@@ -50,19 +50,6 @@ def load_file(path: str) -> Dict[str, Any]:
     return state
 
 
-def load_net_state(net: nn.Layer, state: Mapping[str, Any], label: str) -> None:
-    """Strictly load a saved state dict: every parameter and buffer present with its shape."""
-    expected = net.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    misshaped = sorted(key for key in expected if key in state
-                       and list(np.shape(state[key])) != list(expected[key].shape))
-    if missing or unexpected or misshaped:
-        raise ResumeError(f"{label} does not fit {type(net).__name__}: missing {missing[:3]}, "
-                              f"unexpected {unexpected[:3]}, mis-shaped {misshaped[:3]}")
-    net.set_state_dict({key: np.asarray(value) for key, value in state.items()})
-
-
 def structured_names(nets: Mapping[str, nn.Layer]) -> Dict[str, str]:
     """{internal parameter name: 'net.structured.name'} over the given (unwrapped) nets."""
     names = {}

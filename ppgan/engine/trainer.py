@@ -35,9 +35,9 @@ from ..models.base_model import unwrap
 from ..models.builder import build_model
 from ..solver import build_lr_scheduler
 from ..utils.config import AttrDict, ConfigError
-from ..utils.weights import WeightsError, load_weights
-from .checkpoint import (ResumeError, load_file, load_net_state, portable_optimizer_state,
-                         restore_optimizer_state, save_atomic, structured_names)
+from ..utils.weights import WeightsError, load_state_dict, load_weights
+from .checkpoint import (ResumeError, load_file, portable_optimizer_state, restore_optimizer_state,
+                         save_atomic, structured_names)
 from .iter_loader import IterLoader, ResumableBatchSampler
 from .visual import ScalarLog, save_collages, uint8_frames
 
@@ -387,7 +387,7 @@ class Trainer:
             raise ResumeError(f"{path} is not a training checkpoint of this model (no "
                                   f"{', '.join(missing) or 'iteration'}); use --load for weights")
         for name in self.model.nets:
-            load_net_state(self.model.net(name), state[name], f"{path} [{name}]")
+            load_state_dict(self.model.net(name), state[name], f"{path} [{name}]")
         self.loaded_nets = set(self.model.nets)
         self.model.set_runtime_state(state.get("model_state", {}))
         self.current_iter = int(state["iteration"])
@@ -421,7 +421,7 @@ class Trainer:
         checkpoint = load_file(path)
         for name in self.model.nets:
             if isinstance(checkpoint.get(name), dict):  # trainer output: the net by its name
-                load_net_state(self.model.net(name), checkpoint[name], f"{path} [{name}]")
+                load_state_dict(self.model.net(name), checkpoint[name], f"{path} [{name}]")
             else:
                 try:  # a flat file (or other names): the state dict that fits this network
                     load_weights(self.model.net(name), checkpoint)

@@ -11,13 +11,15 @@ Inputs are what ``syncnet_python`` feeds: lips ``(N, 3, 5, 224, 224)`` raw BGR p
 """
 import logging
 import os
-from typing import Any, Dict, Mapping, Tuple
+from typing import Any, Mapping, Tuple
 
-import numpy as np
 import paddle
 from paddle import nn
 
-from ..utils.weights import WeightsError, describe_mismatches, identify_network, parameter_shapes
+from ..utils.convert import (ConversionError, extract_state_dict, to_paddle_state_dict,
+                             transpose_linear_weights)
+from ..utils.torch_checkpoint import CheckpointError, NotACheckpointError, load_torch_checkpoint
+from ..utils.weights import OtherNetworkError, WeightsError, load_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -94,10 +96,6 @@ class SyncNetV2(nn.Layer):
 
 def _read_weights(path: str) -> Mapping[str, Any]:
     """A Paddle ``.pdparams``, or the original PyTorch file converted in memory (no torch)."""
-    from ..utils.convert import (ConversionError, extract_state_dict, to_paddle_state_dict,
-                                 transpose_linear_weights)
-    from ..utils.torch_checkpoint import CheckpointError, NotACheckpointError, load_torch_checkpoint
-
     try:
         checkpoint = load_torch_checkpoint(path)
     except NotACheckpointError:
@@ -118,17 +116,15 @@ def _read_weights(path: str) -> Mapping[str, Any]:
                            f"{CONVERT_HINT}") from None
 
 
-def _check_fits(net: SyncNetV2, state: Mapping[str, Any], path: str) -> Dict[str, np.ndarray]:
-    if identify_network(state) != "SyncNetV2":
-        raise WeightsError(f"{path} does not hold syncnet_python SyncNet weights (no netcnnaud./"
-                           f"netcnnlip. keys; Wav2Lip's lipsync_expert is a different net); "
-                           f"{CONVERT_HINT}")
-    arrays = {k: np.asarray(v.numpy() if isinstance(v, paddle.Tensor) else v) for k, v in state.items()}
-    expected = parameter_shapes(net)
-    problems = [p for p in describe_mismatches(arrays, expected) if "unexpected" not in p]
-    if problems:
-        raise WeightsError(f"{path} does not fit SyncNetV2: {'; '.join(problems)}")
-    return {k: arrays[k].astype(np.float32) for k in expected}
+def _load(net: SyncNetV2, state: Mapping[str, Any], path: str) -> None:
+    try:
+        load_state_dict(net, state, path)
+    except OtherNetworkError as err:  # Wav2Lip's own expert is the usual mix-up
+        raise WeightsError(f"{path} does not hold syncnet_python SyncNet weights but {err.found} "
+                           f"weights (Wav2Lip's lipsync_expert is a different net); "
+                           f"{CONVERT_HINT}") from None
+    except WeightsError as err:
+        raise WeightsError(f"{err}; {CONVERT_HINT}") from None
 
 
 def load_syncnet_v2(path: "str | os.PathLike[str] | None") -> SyncNetV2:
@@ -140,6 +136,6 @@ def load_syncnet_v2(path: "str | os.PathLike[str] | None") -> SyncNetV2:
     if not os.path.isfile(path):
         raise WeightsError(f"SyncNet weights not found: {path}")
     net = SyncNetV2()
-    net.set_state_dict(_check_fits(net, _read_weights(path), path))
+    _load(net, _read_weights(path), path)
     net.eval()
     return net

@@ -20,6 +20,14 @@ class WeightsError(UserError, ValueError):
     """A weights file that does not fit the network; the message names the file and the problem."""
 
 
+class OtherNetworkError(WeightsError):
+    """Weights of another network (`found`, a class name), for callers that explain the mix-up."""
+
+    def __init__(self, message: str, found: str):
+        super().__init__(message)
+        self.found = found
+
+
 def identify_network(state_dict: Mapping[str, Any]) -> Optional[str]:
     """Which network a flat state dict belongs to, from its parameter names (None if unknown)."""
     keys = set(state_dict)
@@ -65,11 +73,8 @@ def select_state_dict(checkpoint: Any, network: str, source: str = "weights") ->
     if "state_dict" in checkpoint and "global_step" in checkpoint:
         raise WeightsError(f"{source} is an original PyTorch Wav2Lip checkpoint; convert it with "
                            "tools/convert_weights.py")
-    found = identify_network(checkpoint)
-    if found is not None:
-        if found != network:
-            raise WeightsError(f"{source} holds {found} weights, not {network} weights")
-        return dict(checkpoint)
+    if identify_network(checkpoint) is not None:
+        return dict(checkpoint)  # a flat file: load_state_dict names another network's weights
     nested = _nested_state_dicts(checkpoint)
     for name, state_dict in nested.items():
         if identify_network(state_dict) == network:
@@ -100,21 +105,35 @@ def describe_mismatches(state_dict: Mapping[str, Any], expected: Mapping[str, Se
     return problems
 
 
-def parameter_shapes(net: paddle.nn.Layer) -> Dict[str, List[int]]:
-    return {key: list(value.shape) for key, value in net.state_dict().items()}
+def _fitted(value: Any, like: paddle.Tensor) -> Any:
+    """`value` in `like`'s dtype: Paddle refuses e.g. float64 values for float32 weights."""
+    array = _as_array(value)
+    if str(like.dtype) == f"paddle.{array.dtype}":
+        return array
+    return paddle.to_tensor(array).astype(like.dtype)
+
+
+def load_state_dict(net: paddle.nn.Layer, state_dict: Mapping[str, Any], source: str) -> None:
+    """Loads the flat `state_dict` into `net` only if it fits exactly, else raises WeightsError.
+
+    The message names `source` and either the network the weights belong to when they are another
+    one's (OtherNetworkError) or the missing, unexpected and mis-shaped keys: a partial load would
+    run silently with random layers.
+    """
+    network = type(net).__name__
+    found = identify_network(state_dict)
+    if found is not None and found not in {cls.__name__ for cls in type(net).__mro__}:
+        raise OtherNetworkError(f"{source} holds {found} weights, not {network} weights", found)
+    expected = net.state_dict()
+    problems = describe_mismatches(state_dict, {key: value.shape for key, value in expected.items()})
+    if problems:
+        raise WeightsError(f"{source} does not fit {network}: " + "; ".join(problems))
+    net.set_state_dict({key: _fitted(value, expected[key]) for key, value in state_dict.items()})
 
 
 def load_weights(net: paddle.nn.Layer, source: Union[str, Mapping[str, Any]]) -> None:
-    """Load `source` (a path, or an already loaded dict) into `net`, or raise WeightsError.
-
-    Every parameter and BN statistic must be present with its shape: a partial load would run
-    silently with random layers.
-    """
-    network = type(net).__name__
+    """Load `source` (a path, or an already loaded dict) into `net` with `load_state_dict`: a flat
+    file, or the state dict of a trainer checkpoint that holds `net`'s network."""
     label = source if isinstance(source, str) else "the given state dict"
     checkpoint = _read_file(source) if isinstance(source, str) else source
-    state_dict = select_state_dict(checkpoint, network, label)
-    problems = describe_mismatches(state_dict, parameter_shapes(net))
-    if problems:
-        raise WeightsError(f"{label} does not fit {network}: " + "; ".join(problems))
-    net.set_state_dict({key: _as_array(value) for key, value in state_dict.items()})
+    load_state_dict(net, select_state_dict(checkpoint, type(net).__name__, label), label)
