@@ -195,7 +195,7 @@ def test_predictor_takes_numpy_numbers():
 
     predictor = Wav2LipPredictor(fps=np.float32(30), wav2lip_batch_size=np.int64(8),
                                  pads=np.zeros(4, int))
-    assert (predictor.fps, predictor.batch_size, predictor.pads) == (30.0, 8, (0, 0, 0, 0))
+    assert (predictor.fps, predictor.batch_size, predictor.detection.pads) == (30.0, 8, (0, 0, 0, 0))
 
 
 # ------------------------------------------------- wav2lip.py on real media: the frame decides

@@ -13,6 +13,7 @@ import numpy as np
 import paddle
 
 from ..models import Wav2Lip
+from ..utils.device import place_network, place_of, resolve_device
 from ..utils.static_graph import AUDIO_SPEC, FACE_SPEC, SKIP_SPECS, StaticModel, cached_export
 from ..utils.weights import load_weights
 
@@ -20,11 +21,6 @@ ENGINES = ("static", "eager")
 # Frames per generator call on a CPU: Paddle Inference ran 24-25 frames/s in calls of 8 or 16
 # frames, 22 in calls of 32 or 128 (2 cores), and small calls hold fewer frames in memory.
 CPU_CHUNK = 16
-
-
-def default_device(cpu: bool = False) -> str:
-    """'gpu' when this Paddle build has CUDA and the user did not ask for the CPU."""
-    return "gpu" if paddle.is_compiled_with_cuda() and not cpu else "cpu"
 
 
 class GeneratorRunner:
@@ -42,17 +38,23 @@ class GeneratorRunner:
 
 
 class EagerGenerator(GeneratorRunner):
-    def __init__(self, net: Wav2Lip):
+    """The network in dygraph, on the device it was placed on (a resolved device name)."""
+
+    def __init__(self, net: Wav2Lip, device: str):
         self.net = net
+        self.place = place_of(device)
         net.eval()
+
+    def _tensor(self, array: np.ndarray) -> paddle.Tensor:
+        return paddle.to_tensor(array, place=self.place)
 
     @paddle.no_grad()
     def encode_face(self, faces: np.ndarray) -> List[np.ndarray]:
-        return [skip.numpy() for skip in self.net.encode_face(paddle.to_tensor(faces))]
+        return [skip.numpy() for skip in self.net.encode_face(self._tensor(faces))]
 
     @paddle.no_grad()
     def decode(self, mel: np.ndarray, skips: List[np.ndarray]) -> np.ndarray:
-        return self.net.decode(paddle.to_tensor(mel), [paddle.to_tensor(s) for s in skips]).numpy()
+        return self.net.decode(self._tensor(mel), [self._tensor(s) for s in skips]).numpy()
 
 
 class InferenceGenerator(GeneratorRunner):
@@ -71,10 +73,12 @@ def load_generator(weights_path: str, engine: str = "static", device: str = "cpu
     """The generator holding these weights, run by `engine` on `device`."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got '{engine}'")
+    device = resolve_device(device)
     net = Wav2Lip()
     load_weights(net, weights_path)
+    place_network(net, device)
     if engine == "eager":
-        return EagerGenerator(net)
+        return EagerGenerator(net, device)
     stages = [("wav2lip_face_encoder", "encode_face", [FACE_SPEC]),
               ("wav2lip_decoder", "decode", [AUDIO_SPEC, SKIP_SPECS])]
     return InferenceGenerator(*(

@@ -23,6 +23,7 @@ import paddle.nn as nn
 from paddle.static import InputSpec
 
 from .atomic import AtomicPath, disk_full_error
+from .device import gpu_index, resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ def _create_predictor(path_prefix: str, device: str, cpu_threads: int, use_onedn
     config = paddle.inference.Config(program, params)
     config.switch_ir_optim(True)
     _set_memory_optim(config, program, memory_optim)
-    gpu_id = _gpu_id(device)
+    gpu_id = gpu_index(resolve_device(device))
     if gpu_id is not None:
         precision = paddle.inference.PrecisionType.Half if fp16 else paddle.inference.PrecisionType.Float32
         config.enable_use_gpu(gpu_memory_mb, gpu_id, precision)
@@ -263,19 +264,6 @@ def _set_memory_optim(config: paddle.inference.Config, program: str, memory_opti
         logger.debug("memory_optim skipped for PIR program %s (Paddle issue #75496)", program)
     else:
         config.enable_memory_optim()
-
-
-def _gpu_id(device: str) -> Optional[int]:
-    """The GPU index `device` asks for, or None to run on CPU."""
-    kind, _, index = device.lower().partition(":")
-    if kind not in ("cpu", "gpu"):
-        raise ValueError(f"device must be 'cpu', 'gpu' or 'gpu:N', got '{device}'")
-    if kind == "cpu":
-        return None
-    if not paddle.is_compiled_with_cuda():
-        logger.warning("device '%s' asked for, but this Paddle build has no CUDA: using CPU", device)
-        return None
-    return int(index) if index else 0
 
 
 def _configure_cpu(config: paddle.inference.Config, cpu_threads: int, use_onednn: bool) -> None:

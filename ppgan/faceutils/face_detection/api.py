@@ -31,16 +31,16 @@ class NetworkSize(IntEnum):
 
 
 def build_detector(name: str, path_to_detector: Optional[str] = None, reference: bool = False,
-                   **kwargs) -> FaceDetector:
-    """The detector `name`; `reference=True` behaves as PaddleGAN's (S3FD always does, MTCNN has
-    no PaddleGAN counterpart)."""
+                   device: Optional[str] = None, **kwargs) -> FaceDetector:
+    """The detector `name` on `device` (None: Paddle's default device); `reference=True` behaves
+    as PaddleGAN's (S3FD always does, MTCNN has no PaddleGAN counterpart)."""
     if name not in DETECTORS:
         raise ValueError(f"unknown face detector '{name}' (choose from {', '.join(DETECTORS)})")
     if reference and name in WITH_REFERENCE_MODE:
         kwargs["reference"] = True
     module_name, class_name = DETECTORS[name]
     module = importlib.import_module(f"{__package__}.detection.{module_name}")
-    return getattr(module, class_name)(path_to_detector=path_to_detector, **kwargs)
+    return getattr(module, class_name)(path_to_detector=path_to_detector, device=device, **kwargs)
 
 
 class FaceAlignment:
@@ -49,9 +49,10 @@ class FaceAlignment:
     def __init__(self, landmarks_type: LandmarksType = LandmarksType._2D,
                  network_size: NetworkSize = NetworkSize.LARGE, flip_input: bool = False,
                  face_detector: str = "sfd", path_to_detector: Optional[str] = None,
-                 verbose: bool = False, reference: bool = False, **detector_kwargs):
+                 verbose: bool = False, reference: bool = False, device: Optional[str] = None,
+                 **detector_kwargs):
         self.landmarks_type = landmarks_type
-        self.face_detector = build_detector(face_detector, path_to_detector, reference,
+        self.face_detector = build_detector(face_detector, path_to_detector, reference, device,
                                             **detector_kwargs)
 
     def get_detections_for_batch(self, images: np.ndarray) -> List[Optional[Box]]:

@@ -8,6 +8,7 @@ import paddle.nn.functional as F
 
 from paddle.static import InputSpec
 
+from .....utils.device import place_network, place_of, resolve_device
 from .....utils.download import resolve_weights
 from .....utils.static_graph import StaticModel, cached_export
 from .....utils.weights import load_weights
@@ -32,8 +33,8 @@ class SFDDetector(FaceDetector):
     """S3FD face detector.
 
     path_to_detector: a local `.pdparams`, an http(s) URL, or None for PaddleGAN's released
-    weights (downloaded once into the ppgan cache). device: "cpu", "gpu", "gpu:N"; Paddle places
-    tensors on one global device, so it is set with `paddle.set_device` when given.
+    weights (downloaded once into the ppgan cache). device: "cpu", "gpu", "gpu:N", or None for
+    Paddle's default device.
     engine: "static" runs an exported copy through Paddle Inference (about 3 times faster on a
     CPU; exported once per weights file); "eager" runs the network in dygraph, the reference.
     """
@@ -42,22 +43,21 @@ class SFDDetector(FaceDetector):
                  engine: str = "static", **kwargs):
         if kwargs:  # FaceAlignment passes options meant for other detectors too
             logger.debug("SFDDetector ignores options %s", sorted(kwargs))
-        if device is not None:
-            paddle.set_device(device)
+        self.device = resolve_device(device)
         weights = resolve_weights(path_to_detector, S3FD_URL)
         self.net = S3FD()
         load_weights(self.net, weights)
+        place_network(self.net, self.device)
         self.net.eval()
         logger.info("S3FD weights loaded from %s", weights)
         self._static = None
-        self._on_cpu = (device or paddle.get_device()).startswith("cpu")
         if engine == "static":
             prefix = cached_export(self.net, weights, "s3fd", [IMAGE_SPEC])
-            self._static = StaticModel(prefix, device=device or paddle.get_device())
+            self._static = StaticModel(prefix, device=self.device)
 
     def detect_batch(self, images: np.ndarray) -> List[np.ndarray]:
         images = _check_frames(images)
-        step = CPU_BATCH if self._on_cpu else max(1, len(images))
+        step = CPU_BATCH if self.device == "cpu" else max(1, len(images))
         return [detections for start in range(0, len(images), step)
                 for detections in detections_from_heads(self._head_outputs(images[start:start + step]))]
 
@@ -68,7 +68,7 @@ class SFDDetector(FaceDetector):
             outputs = self._static(batch)
             return [_softmax(o) if i % 2 == 0 else o for i, o in enumerate(outputs)]
         with paddle.no_grad():
-            outputs = self.net(paddle.to_tensor(batch))
+            outputs = self.net(paddle.to_tensor(batch, place=place_of(self.device)))
             outputs = [F.softmax(o, axis=1) if i % 2 == 0 else o for i, o in enumerate(outputs)]
             return [o.numpy() for o in outputs]
 
