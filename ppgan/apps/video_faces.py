@@ -14,6 +14,7 @@ from ..faceutils.detection_cache import detection_key, load_detections, save_det
 from ..faceutils.face_boxes import (BoxDetector, MissingFaceError, NoFaceError, fill_missing,
                                     pad_boxes, smooth_boxes)
 from ..faceutils.face_detection import FaceAlignment
+from ..utils.boxes import XYXYBox
 from ..utils.checks import shown
 from ..utils.video import FrameSource, InputError
 
@@ -22,16 +23,16 @@ from ..utils.video import FrameSource, InputError
 class DetectionOptions:
     """How the face boxes are found: the predictor's detection arguments, checked.
 
-    `box`: a fixed (top, bottom, left, right) box for every frame, skipping detection (None:
-    detect). `pads` (top, bottom, left, right) grow detected boxes. `max_size`, `every`,
-    `strict`: see `BoxDetector`. `cache`: reuse the detections of an earlier run on the same
-    video and settings. `reference`: the detector behaves as PaddleGAN's.
+    `box`: a fixed box for every frame, skipping detection (None: detect). `pads` (top,
+    bottom, left, right) grow detected boxes. `max_size`, `every`, `strict`: see
+    `BoxDetector`. `cache`: reuse the detections of an earlier run on the same video and
+    settings. `reference`: the detector behaves as PaddleGAN's.
     """
     detector: str = "sfd"
     detector_path: Optional[str] = None
     batch_size: int = 16
     pads: Tuple[int, int, int, int] = (0, 10, 0, 0)
-    box: Optional[Tuple[int, int, int, int]] = None
+    box: Optional[XYXYBox] = None
     smooth: bool = True
     strict: bool = False
     max_size: int = 360
@@ -42,8 +43,8 @@ class DetectionOptions:
 
 def face_boxes(source: FrameSource, count: int, options: DetectionOptions, device: str,
                preprocessing: Mapping[str, Any]) -> np.ndarray:
-    """(N, 4) int boxes (y1, y2, x1, x2) for the first `count` frames (N < count if the video
-    ends sooner): the only per-frame state the pipeline keeps. `preprocessing` says how the
+    """(N, 4) int boxes (XYXYBox's columns) for the first `count` frames (N < count if the
+    video ends sooner): the only per-frame state the pipeline keeps. `preprocessing` says how the
     source's frames were resized, cropped and rotated (part of the detection cache's key)."""
     if options.box is not None:
         return _fixed_boxes(source, count, options.box)
@@ -54,16 +55,13 @@ def face_boxes(source: FrameSource, count: int, options: DetectionOptions, devic
                           "--strict_face)") from None
     boxes = pad_boxes(fill_missing(detections, source.path), options.pads, source.height, source.width)
     _check_padded(boxes, options.pads, source)
-    boxes = smooth_boxes(boxes) if options.smooth else boxes.astype(np.int64)
-    x1, y1, x2, y2 = boxes.T
-    return np.stack([y1, y2, x1, x2], axis=1)
+    return smooth_boxes(boxes) if options.smooth else boxes.astype(np.int64)
 
 
-def _fixed_boxes(source: FrameSource, count: int, box: Tuple[int, int, int, int]) -> np.ndarray:
-    top, bottom, left, right = box
-    if not (0 <= top < bottom <= source.height and 0 <= left < right <= source.width):
-        raise InputError(f"--box {list(box)} (top bottom left right) is not inside the "
-                         f"{source.width}x{source.height} frame")
+def _fixed_boxes(source: FrameSource, count: int, box: XYXYBox) -> np.ndarray:
+    if not (0 <= box.y1 < box.y2 <= source.height and 0 <= box.x1 < box.x2 <= source.width):
+        raise InputError(f"--box {box.y1} {box.y2} {box.x1} {box.x2} (top bottom left right) is "
+                         f"not inside the {source.width}x{source.height} frame")
     found = sum(1 for _ in source.frames(0, count)) if count > 1 else 1
     return np.tile(box, (found, 1))
 
@@ -87,8 +85,8 @@ def _file_identity(path: Optional[str]) -> Optional[list]:
 
 
 def _detections(source: FrameSource, count: int, options: DetectionOptions, device: str,
-                preprocessing: Mapping[str, Any]) -> List[Optional[Tuple[int, ...]]]:
-    """The detector's boxes (x1, y1, x2, y2) per frame, None where it found no face."""
+                preprocessing: Mapping[str, Any]) -> List[Optional[XYXYBox]]:
+    """The detector's box of each frame, None where it found no face."""
     settings = dict(detector=options.detector, weights=_file_identity(options.detector_path),
                     max_size=options.max_size, every=options.every, frames=count,
                     transform=dict(preprocessing), strict=options.strict)

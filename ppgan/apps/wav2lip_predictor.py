@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from ..utils.audio import DEFAULT_MEL, AudioError, load_wav, melspectrogram
 from ..utils.blend import paste_face
+from ..utils.boxes import XYXYBox
 from ..utils.checks import PREDICTOR_ARGS, CheckError, check_named
 from ..utils.device import default_device
 from ..utils.download import resolve_weights
@@ -93,7 +94,7 @@ def face_input(frames: Sequence[np.ndarray], boxes: np.ndarray) -> np.ndarray:
     """The generator's face input (B,6,96,96): [the face with its lower half hidden, the face
     as reference], BGR in [0, 1]."""
     faces = np.stack([cv2.resize(f[y1:y2, x1:x2], (IMG_SIZE, IMG_SIZE))
-                      for f, (y1, y2, x1, x2) in zip(frames, boxes)])
+                      for f, (x1, y1, x2, y2) in zip(frames, boxes)])
     masked = faces.copy()
     masked[:, IMG_SIZE // 2:] = 0
     return (np.concatenate([masked, faces], axis=3).transpose(0, 3, 1, 2) / 255.0).astype(np.float32)
@@ -140,7 +141,8 @@ class Wav2LipPredictor:
         self.detection = DetectionOptions(
             detector=face_detector, detector_path=detector_path,
             batch_size=checked["face_det_batch_size"], pads=checked["pads"],
-            box=None if checked["box"][0] == -1 else checked["box"], smooth=not nosmooth,
+            box=None if checked["box"][0] == -1
+            else XYXYBox.from_top_bottom_left_right(*checked["box"]), smooth=not nosmooth,
             strict=strict_face, max_size=0 if reference_detection else checked["det_max_size"],
             every=1 if reference_detection else checked["det_every"],
             cache=det_cache and not reference_detection, reference=reference_detection)
@@ -175,7 +177,7 @@ class Wav2LipPredictor:
         faces = (generated.transpose(0, 2, 3, 1) * 255.0).astype(np.uint8)
         for frame, face, box in zip(frames, faces, boxes):
             frame = frame.copy() if shared_frames else frame
-            paste_face(frame, face, tuple(int(v) for v in box), feather=self.feather)
+            paste_face(frame, face, XYXYBox(*map(int, box)), feather=self.feather)
             writer.write(frame)
 
     # ---- the pipeline -------------------------------------------------------------------
@@ -244,7 +246,7 @@ class _Frames:
     """One run's frames to lip-sync and their face boxes: a video's, or one still's."""
     source: FrameSource
     still: Optional[np.ndarray]  # the one frame of a photo or --static run; None: the video's
-    boxes: np.ndarray  # (y1, y2, x1, x2) per source frame
+    boxes: np.ndarray  # per source frame, XYXYBox's columns
 
     def read(self, indices: Sequence[int]) -> List[np.ndarray]:
         """The source frames at `indices`, read in runs of consecutive frames."""

@@ -1,10 +1,11 @@
 """PaddleGAN's face-detection entry point: `FaceAlignment(...).get_detections_for_batch(frames)`."""
 import importlib
 from enum import IntEnum
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
 import numpy as np
 
+from ...utils.boxes import XYXYBox
 from .detection.core import FaceDetector
 
 # name -> (module under .detection, class name); imported on demand so unused nets cost nothing.
@@ -16,8 +17,6 @@ DETECTORS = {
 
 # Detectors whose default differs from PaddleGAN's, and which take `reference=True` to be it.
 WITH_REFERENCE_MODE = {"blazeface"}
-
-Box = Tuple[int, int, int, int]
 
 
 class LandmarksType(IntEnum):
@@ -55,14 +54,13 @@ class FaceAlignment:
         self.face_detector = build_detector(face_detector, path_to_detector, reference, device,
                                             **detector_kwargs)
 
-    def get_detections_for_batch(self, images: np.ndarray) -> List[Optional[Box]]:
-        """`images` (N, H, W, 3) BGR uint8 -> per frame `(x1, y1, x2, y2)` ints, or None."""
+    def get_detections_for_batch(self, images: np.ndarray) -> List[Optional[XYXYBox]]:
+        """`images` (N, H, W, 3) BGR uint8 -> per frame its best box (ints), or None."""
         rgb = np.ascontiguousarray(images[..., ::-1])
         results = []
         for boxes in self.face_detector.detect_batch(rgb):
             if len(boxes) == 0:
                 results.append(None)
                 continue
-            x1, y1, x2, y2 = (int(v) for v in np.maximum(boxes[0, :4], 0))
-            results.append((x1, y1, x2, y2))
+            results.append(XYXYBox(*(int(v) for v in np.maximum(boxes[0, :4], 0))))
         return results
