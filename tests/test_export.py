@@ -15,7 +15,7 @@ import paddle
 import pytest
 
 from ppgan.models import Wav2Lip
-from ppgan.utils.static_graph import create_inference_predictor, export_generator
+from ppgan.apps.generator_runner import create_inference_predictor, export_generator
 
 REPO = Path(__file__).resolve().parents[1]
 EXPORT_TOOL = REPO / "tools" / "export_model.py"

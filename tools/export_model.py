@@ -47,7 +47,7 @@ def export(args: argparse.Namespace) -> int:
 
     from ppgan.models.generators import Wav2Lip
     from ppgan.utils.atomic import AtomicPath
-    from ppgan.utils.static_graph import export_generator
+    from ppgan.apps.generator_runner import export_generator
     from ppgan.utils.weights import load_weights
 
     paddle.set_device("cpu")  # tracing needs no GPU, and the saved model runs on either

@@ -13,14 +13,51 @@ import numpy as np
 import paddle
 
 from ..models import Wav2Lip
+from ..models.generators.wav2lip import AUDIO_SPEC, FACE_SPEC, SKIP_SPECS
 from ..utils.device import place_network, place_of, resolve_device
-from ..utils.static_graph import AUDIO_SPEC, FACE_SPEC, SKIP_SPECS, StaticModel, cached_export
+from ..utils.static_graph import StaticModel, cached_export, export_layer
 from ..utils.weights import load_weights
 
 ENGINES = ("static", "eager")
 # Frames per generator call on a CPU: Paddle Inference ran 24-25 frames/s in calls of 8 or 16
 # frames, 22 in calls of 32 or 128 (2 cores), and small calls hold fewer frames in memory.
 CPU_CHUNK = 16
+
+
+def export_generator(net: Wav2Lip, path_prefix: str) -> List[str]:
+    """Export a Wav2Lip generator with inputs `audio` (B,1,80,16) and `face` (B,6,96,96)."""
+    return export_layer(net, path_prefix, [AUDIO_SPEC, FACE_SPEC])
+
+
+class StaticGenerator(StaticModel):
+    """An exported Wav2Lip generator, called like the eager network."""
+
+    def __init__(self, path_prefix: str, **options):
+        super().__init__(path_prefix, input_names=(AUDIO_SPEC.name, FACE_SPEC.name), **options)
+
+    def __call__(self, mel: np.ndarray, faces: np.ndarray) -> np.ndarray:
+        """mel (B,1,80,16) and faces (B,6,96,96) -> generated faces (B,3,96,96), all float32."""
+        if mel.ndim != 4 or faces.ndim != 4 or mel.shape[0] != faces.shape[0]:
+            raise ValueError(f"expected mel (B,1,80,16) and faces (B,6,96,96), "
+                             f"got {mel.shape} and {faces.shape}")
+        return super().__call__(mel, faces)[0]
+
+
+def create_inference_predictor(path_prefix: str, device: str = "cpu", cpu_threads: int = 0,
+                               use_onednn: bool = True, gpu_memory_mb: int = 500,
+                               memory_optim: bool = True, quiet: bool = True,
+                               fp16: bool = False) -> StaticGenerator:
+    """Load the generator saved at `path_prefix` into a Paddle Inference predictor.
+
+    device: "cpu", "gpu" or "gpu:N" (GPU only if this Paddle build has CUDA, else CPU).
+    cpu_threads: math library threads on CPU; 0 means all cores.
+    use_onednn: use oneDNN kernels and fusion passes on CPU.
+    quiet: silence the per-pass glog lines Paddle Inference prints while optimising.
+    fp16: half precision on a GPU (not measured here: no GPU); ignored on a CPU, with a warning.
+    """
+    return StaticGenerator(path_prefix, device=device, cpu_threads=cpu_threads,
+                           use_onednn=use_onednn, gpu_memory_mb=gpu_memory_mb,
+                           memory_optim=memory_optim, quiet=quiet, fp16=fp16)
 
 
 class GeneratorRunner:

@@ -10,10 +10,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterator, List, Optional, Sequence, Tuple
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
+from ..models.generators.wav2lip import MEL_STEP_SIZE, face_input, face_pixels
 from ..utils.audio import DEFAULT_MEL, AudioError, load_wav, melspectrogram
 from ..utils.blend import paste_face
 from ..utils.boxes import XYXYBox
@@ -28,8 +28,6 @@ from .video_faces import DetectionOptions, face_boxes
 logger = logging.getLogger(__name__)
 
 WAV2LIP_URL = "https://paddlegan.bj.bcebos.com/models/wav2lip_hq.pdparams"
-IMG_SIZE = 96
-MEL_STEP_SIZE = 16
 STEP_BYTES = 256 << 20  # 10 frames of 4K, 43 of 1080p
 
 
@@ -90,14 +88,12 @@ def _submit(pool: ThreadPoolExecutor, fn, *args) -> Future:
         return pool.submit(fn, *args)
 
 
-def face_input(frames: Sequence[np.ndarray], boxes: np.ndarray) -> np.ndarray:
-    """The generator's face input (B,6,96,96): [the face with its lower half hidden, the face
-    as reference], BGR in [0, 1]."""
-    faces = np.stack([cv2.resize(f[y1:y2, x1:x2], (IMG_SIZE, IMG_SIZE))
-                      for f, (x1, y1, x2, y2) in zip(frames, boxes)])
-    masked = faces.copy()
-    masked[:, IMG_SIZE // 2:] = 0
-    return (np.concatenate([masked, faces], axis=3).transpose(0, 3, 1, 2) / 255.0).astype(np.float32)
+def frame_faces(frames: Sequence[np.ndarray], boxes: np.ndarray) -> np.ndarray:
+    """The generator's face input (B,6,96,96) for the faces in `boxes`: each face is its own
+    reference, as at inference the mouth is all that changes."""
+    faces = face_pixels([f[y1:y2, x1:x2] for f, (x1, y1, x2, y2) in zip(frames, boxes)])
+    faces = faces.transpose(0, 3, 1, 2)
+    return face_input(faces, faces, channel_axis=1)
 
 
 class Wav2LipPredictor:
@@ -214,7 +210,7 @@ class Wav2LipPredictor:
         source, still = frames.source, frames.still
         # A still's face features are the same for every frame: encode them once.
         still_skips = (None if still is None
-                       else generator.encode_face(face_input([still], frames.boxes[:1])))
+                       else generator.encode_face(frame_faces([still], frames.boxes[:1])))
         step = self._step_size(source.height * source.width * 3)
         steps = [range(s, min(s + step, total)) for s in range(0, total, step)]
         # Reading (decode, crop, resize) runs one step ahead on a thread, pasting and piping to
@@ -266,4 +262,4 @@ class _Frames:
         is None for a still, whose features are encoded once."""
         indices = [pingpong_index(i, len(self.boxes)) for i in frames_out]
         frames = self.read(indices)
-        return indices, frames, None if self.still is not None else face_input(frames, self.boxes[indices])
+        return indices, frames, None if self.still is not None else frame_faces(frames, self.boxes[indices])

@@ -29,14 +29,6 @@ logger = logging.getLogger(__name__)
 
 MIN_ROOM_AFTER_EXPORT = 1 << 20  # bytes; see _check_room_left
 
-# The leading None makes the batch size dynamic: one exported model serves any batch.
-AUDIO_SPEC = InputSpec([None, 1, 80, 16], "float32", "audio")
-FACE_SPEC = InputSpec([None, 6, 96, 96], "float32", "face")
-# The face encoder's outputs, the decoder's skip inputs: (channels, side) from 96x96 to 1x1.
-SKIP_SPECS = [InputSpec([None, channels, side, side], "float32", f"skip{i}")
-              for i, (channels, side) in enumerate([(16, 96), (32, 48), (64, 24), (128, 12),
-                                                    (256, 6), (512, 3), (512, 1)])]
-
 PIR_PROGRAM_SUFFIX = ".json"
 LEGACY_PROGRAM_SUFFIX = ".pdmodel"
 PARAMS_SUFFIX = ".pdiparams"
@@ -67,11 +59,6 @@ def export_layer(net: nn.Layer, path_prefix: str, input_spec: Sequence[InputSpec
     _warn_about_stale_program(path_prefix, written)
     logger.info("exported %s to %s", type(net).__name__, ", ".join(written))
     return written
-
-
-def export_generator(net: nn.Layer, path_prefix: str) -> List[str]:
-    """Export a Wav2Lip generator with inputs `audio` (B,1,80,16) and `face` (B,6,96,96)."""
-    return export_layer(net, path_prefix, [AUDIO_SPEC, FACE_SPEC])
 
 
 def _trace_and_save(method, path_prefix: str, input_spec: Sequence[InputSpec]) -> None:
@@ -169,37 +156,6 @@ class StaticModel:
             handle.copy_from_cpu(np.ascontiguousarray(array, dtype=np.float32))
         self._predictor.run()
         return [handle.copy_to_cpu() for handle in self._outputs]
-
-
-class StaticGenerator(StaticModel):
-    """An exported Wav2Lip generator, called like the eager network."""
-
-    def __init__(self, path_prefix: str, **options):
-        super().__init__(path_prefix, input_names=(AUDIO_SPEC.name, FACE_SPEC.name), **options)
-
-    def __call__(self, mel: np.ndarray, faces: np.ndarray) -> np.ndarray:
-        """mel (B,1,80,16) and faces (B,6,96,96) -> generated faces (B,3,96,96), all float32."""
-        if mel.ndim != 4 or faces.ndim != 4 or mel.shape[0] != faces.shape[0]:
-            raise ValueError(f"expected mel (B,1,80,16) and faces (B,6,96,96), "
-                             f"got {mel.shape} and {faces.shape}")
-        return super().__call__(mel, faces)[0]
-
-
-def create_inference_predictor(path_prefix: str, device: str = "cpu", cpu_threads: int = 0,
-                               use_onednn: bool = True, gpu_memory_mb: int = 500,
-                               memory_optim: bool = True, quiet: bool = True,
-                               fp16: bool = False) -> StaticGenerator:
-    """Load the generator saved at `path_prefix` into a Paddle Inference predictor.
-
-    device: "cpu", "gpu" or "gpu:N" (GPU only if this Paddle build has CUDA, else CPU).
-    cpu_threads: math library threads on CPU; 0 means all cores.
-    use_onednn: use oneDNN kernels and fusion passes on CPU.
-    quiet: silence the per-pass glog lines Paddle Inference prints while optimising.
-    fp16: half precision on a GPU (not measured here: no GPU); ignored on a CPU, with a warning.
-    """
-    return StaticGenerator(path_prefix, device=device, cpu_threads=cpu_threads,
-                           use_onednn=use_onednn, gpu_memory_mb=gpu_memory_mb,
-                           memory_optim=memory_optim, quiet=quiet, fp16=fp16)
 
 
 def _file_digest(path: str) -> str:
