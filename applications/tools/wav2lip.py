@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
+from ppgan.faceutils.detectors import DETECTORS  # noqa: E402
 from ppgan.utils.checks import MIN_DETECTION_SIZE, PREDICTOR_ARGS  # noqa: E402
 from ppgan.utils.cli import (OneLineParser, arg_type, check_flags, report, run_main,  # noqa: E402
                              setup_logging)
@@ -59,7 +60,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="do not smooth face boxes over 5 frames")
     parser.add_argument("--cpu", action="store_true", help="run on the CPU even with a GPU")
     parser.add_argument("--face_detector", type=str, default="sfd",
-                        choices=["sfd", "blazeface", "mtcnn"],
+                        choices=list(DETECTORS),
                         help="face detector: sfd (S3FD), blazeface, or mtcnn (needs no download)")
     parser.add_argument("--face_enhancement", action="store_true",
                         help="enhance the generated face with GPEN (not included yet)")

@@ -13,11 +13,12 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 from tqdm import tqdm
 
+from ..faceutils.detectors import DETECTORS
 from ..models.generators.wav2lip import MEL_STEP_SIZE, face_input, face_pixels
 from ..utils.audio import DEFAULT_MEL, AudioError, load_wav, melspectrogram
 from ..utils.blend import paste_face
 from ..utils.boxes import XYXYBox
-from ..utils.checks import PREDICTOR_ARGS, CheckError, check_named
+from ..utils.checks import PREDICTOR_ARGS, CheckError, check_named, one_of
 from ..utils.device import default_device
 from ..utils.download import resolve_weights
 from ..utils.stopping import block_stop_signals, stop_deferred
@@ -73,9 +74,10 @@ def _load_mel(audio_path: str) -> Tuple[np.ndarray, float]:
 
 
 def _checked_arguments(arguments: dict) -> dict:
-    """The predictor's numeric arguments, checked as the command line checks its flags."""
+    """The predictor's numeric arguments, checked as the command line checks its flags, and
+    its face detector's name."""
     try:
-        return check_named(PREDICTOR_ARGS, arguments)
+        return check_named({**PREDICTOR_ARGS, "face_detector": one_of(list(DETECTORS))}, arguments)
     except CheckError as err:
         raise InputError(str(err)) from None
 
@@ -111,8 +113,9 @@ class Wav2LipPredictor:
     dygraph), `detector_path` (local detector weights), `cpu_threads`, `fp16` (half precision
     for the generator on a GPU).
 
-    The numeric arguments are checked on construction as the command line checks its flags
-    (`ppgan.utils.checks.PREDICTOR_ARGS`): a value they do not allow is an InputError naming it.
+    The numeric arguments and `face_detector` are checked on construction as the command line
+    checks its flags (`ppgan.utils.checks.PREDICTOR_ARGS`, `ppgan.faceutils.detectors`): a
+    value they do not allow is an InputError naming it.
     """
 
     def __init__(self, checkpoint_path: Optional[str] = None, static: bool = False, fps: float = 25.0,

@@ -1,22 +1,11 @@
 """PaddleGAN's face-detection entry point: `FaceAlignment(...).get_detections_for_batch(frames)`."""
-import importlib
 from enum import IntEnum
 from typing import List, Optional
 
 import numpy as np
 
 from ...utils.boxes import XYXYBox
-from .detection.core import FaceDetector
-
-# name -> (module under .detection, class name); imported on demand so unused nets cost nothing.
-DETECTORS = {
-    "sfd": ("sfd", "SFDDetector"),
-    "blazeface": ("blazeface", "BlazeFaceDetector"),
-    "mtcnn": ("mtcnn", "MTCNNDetector"),
-}
-
-# Detectors whose default differs from PaddleGAN's, and which take `reference=True` to be it.
-WITH_REFERENCE_MODE = {"blazeface"}
+from ..detectors import build_detector
 
 
 class LandmarksType(IntEnum):
@@ -29,21 +18,11 @@ class NetworkSize(IntEnum):
     LARGE = 4
 
 
-def build_detector(name: str, path_to_detector: Optional[str] = None, reference: bool = False,
-                   device: Optional[str] = None, **kwargs) -> FaceDetector:
-    """The detector `name` on `device` (None: Paddle's default device); `reference=True` behaves
-    as PaddleGAN's (S3FD always does, MTCNN has no PaddleGAN counterpart)."""
-    if name not in DETECTORS:
-        raise ValueError(f"unknown face detector '{name}' (choose from {', '.join(DETECTORS)})")
-    if reference and name in WITH_REFERENCE_MODE:
-        kwargs["reference"] = True
-    module_name, class_name = DETECTORS[name]
-    module = importlib.import_module(f"{__package__}.detection.{module_name}")
-    return getattr(module, class_name)(path_to_detector=path_to_detector, device=device, **kwargs)
-
-
 class FaceAlignment:
-    """Finds the most confident face box in each frame of a batch (BGR in, as OpenCV reads)."""
+    """Finds the most confident face box in each frame of a batch (BGR in, as OpenCV reads).
+
+    PaddleGAN's interface to a detector that `build_detector` makes; `landmarks_type`,
+    `network_size`, `flip_input` and `verbose` are accepted as PaddleGAN's and unused."""
 
     def __init__(self, landmarks_type: LandmarksType = LandmarksType._2D,
                  network_size: NetworkSize = NetworkSize.LARGE, flip_input: bool = False,
