@@ -7,6 +7,7 @@ Inference's fusion passes, several times faster than eager mode on a CPU; splitt
 nothing measurable (24-25 frames/s, as the whole network in one program). The eager path is the
 reference.
 """
+import os
 from typing import List
 
 import numpy as np
@@ -16,48 +17,17 @@ from ..models import Wav2Lip
 from ..models.generators.wav2lip import AUDIO_SPEC, FACE_SPEC, SKIP_SPECS
 from ..utils.device import place_network, place_of, resolve_device
 from ..utils.static_graph import StaticModel, cached_export, export_layer
+from ..utils.video import InputError
 from ..utils.weights import load_weights
 
 ENGINES = ("static", "eager")
+# The stages the static engine runs, (file name, method, inputs): two programs, so that a photo's
+# face features are encoded once and decoded against every mel window.
+STAGES = (("face_encoder", "encode_face", [FACE_SPEC]),
+          ("decoder", "decode", [AUDIO_SPEC, SKIP_SPECS]))
 # Frames per generator call on a CPU: Paddle Inference ran 24-25 frames/s in calls of 8 or 16
 # frames, 22 in calls of 32 or 128 (2 cores), and small calls hold fewer frames in memory.
 CPU_CHUNK = 16
-
-
-def export_generator(net: Wav2Lip, path_prefix: str) -> List[str]:
-    """Export a Wav2Lip generator with inputs `audio` (B,1,80,16) and `face` (B,6,96,96)."""
-    return export_layer(net, path_prefix, [AUDIO_SPEC, FACE_SPEC])
-
-
-class StaticGenerator(StaticModel):
-    """An exported Wav2Lip generator, called like the eager network."""
-
-    def __init__(self, path_prefix: str, **options):
-        super().__init__(path_prefix, input_names=(AUDIO_SPEC.name, FACE_SPEC.name), **options)
-
-    def __call__(self, mel: np.ndarray, faces: np.ndarray) -> np.ndarray:
-        """mel (B,1,80,16) and faces (B,6,96,96) -> generated faces (B,3,96,96), all float32."""
-        if mel.ndim != 4 or faces.ndim != 4 or mel.shape[0] != faces.shape[0]:
-            raise ValueError(f"expected mel (B,1,80,16) and faces (B,6,96,96), "
-                             f"got {mel.shape} and {faces.shape}")
-        return super().__call__(mel, faces)[0]
-
-
-def create_inference_predictor(path_prefix: str, device: str = "cpu", cpu_threads: int = 0,
-                               use_onednn: bool = True, gpu_memory_mb: int = 500,
-                               memory_optim: bool = True, quiet: bool = True,
-                               fp16: bool = False) -> StaticGenerator:
-    """Load the generator saved at `path_prefix` into a Paddle Inference predictor.
-
-    device: "cpu", "gpu" or "gpu:N" (GPU only if this Paddle build has CUDA, else CPU).
-    cpu_threads: math library threads on CPU; 0 means all cores.
-    use_onednn: use oneDNN kernels and fusion passes on CPU.
-    quiet: silence the per-pass glog lines Paddle Inference prints while optimising.
-    fp16: half precision on a GPU (not measured here: no GPU); ignored on a CPU, with a warning.
-    """
-    return StaticGenerator(path_prefix, device=device, cpu_threads=cpu_threads,
-                           use_onednn=use_onednn, gpu_memory_mb=gpu_memory_mb,
-                           memory_optim=memory_optim, quiet=quiet, fp16=fp16)
 
 
 class GeneratorRunner:
@@ -105,20 +75,39 @@ class InferenceGenerator(GeneratorRunner):
         return self.decoder(mel, *skips)[0]
 
 
+def export_stages(net: Wav2Lip, folder: str) -> List[str]:
+    """Write the generator's stages into `folder` as Paddle Inference models, as the static
+    engine runs them (`open_stages`); returns the files written."""
+    return [path for stage, method, spec in STAGES
+            for path in export_layer(net, os.path.join(folder, stage), spec, method)]
+
+
+def open_stages(folder: str, device: str = "cpu", cpu_threads: int = 0, fp16: bool = False,
+                use_onednn: bool = True) -> "InferenceGenerator":
+    """The generator `export_stages` wrote into `folder` (the predictor's cache, or
+    tools/export_model.py's output), run by Paddle Inference on `device`."""
+    return InferenceGenerator(*(
+        StaticModel(os.path.join(folder, stage), device=device, cpu_threads=cpu_threads,
+                    use_onednn=use_onednn, fp16=fp16)
+        for stage, _, _ in STAGES))
+
+
 def load_generator(weights_path: str, engine: str = "static", device: str = "cpu",
                    cpu_threads: int = 0, fp16: bool = False) -> GeneratorRunner:
-    """The generator holding these weights, run by `engine` on `device`."""
+    """The generator holding these weights, run by `engine` on `device`. `weights_path` is a
+    `.pdparams` file (flat, or a trainer checkpoint) or a folder `export_stages` wrote."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got '{engine}'")
     device = resolve_device(device)
+    if os.path.isdir(weights_path):
+        if engine != "static":
+            raise InputError(f"{weights_path} is an exported model, which only the static "
+                             "engine runs: give its .pdparams for the eager engine")
+        return open_stages(weights_path, device, cpu_threads, fp16)
     net = Wav2Lip()
     load_weights(net, weights_path)
     place_network(net, device)
     if engine == "eager":
         return EagerGenerator(net, device)
-    stages = [("wav2lip_face_encoder", "encode_face", [FACE_SPEC]),
-              ("wav2lip_decoder", "decode", [AUDIO_SPEC, SKIP_SPECS])]
-    return InferenceGenerator(*(
-        StaticModel(cached_export(net, weights_path, name, spec, method), device=device,
-                    cpu_threads=cpu_threads, fp16=fp16)
-        for name, method, spec in stages))
+    folder = cached_export(weights_path, "wav2lip", lambda staging: export_stages(net, staging))
+    return open_stages(folder, device, cpu_threads, fp16)

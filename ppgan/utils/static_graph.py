@@ -7,7 +7,7 @@ BatchNorm into the convolutions, fuses activations and plans memory) is several 
 
 Paddle 3.x writes the program in the PIR format (`<prefix>.json`); Paddle 2.x, or 3.x with
 `FLAGS_enable_pir_api=0`, writes the legacy `<prefix>.pdmodel`. Both keep the weights in
-`<prefix>.pdiparams`, and `create_inference_predictor` accepts either layout.
+`<prefix>.pdiparams`, and `StaticModel` loads either layout.
 """
 import errno
 import hashlib
@@ -15,7 +15,7 @@ import logging
 import os
 import re
 import warnings
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import paddle
@@ -166,31 +166,27 @@ def _file_digest(path: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def cached_export(net: nn.Layer, weights_path: str, name: str,
-                  input_spec: Sequence[InputSpec], method: str = "forward") -> str:
-    """The prefix of a static model of `net.<method>` (`net` holding `weights_path`), exported
-    on first use.
+def cached_export(weights_path: str, name: str, export: Callable[[str], Any]) -> str:
+    """The folder into which `export(folder)` wrote the static models of a network holding
+    `weights_path`; `export` runs on first use only.
 
     Cached under WEIGHTS_HOME/static, keyed by the weights file's content and the Paddle
-    version, so each weights file is traced once per machine.
+    version, so each weights file is traced once per machine. The caller knows the network;
+    this module knows only where its exports go.
     """
     from .download import get_weights_home  # late: download is not needed to run a model
 
     folder = os.path.join(get_weights_home(), "static",
                           f"{name}-{_file_digest(weights_path)}-paddle{paddle.__version__}")
-    prefix = os.path.join(folder, name)
-    try:
-        find_model_files(prefix)
-        return prefix
-    except FileNotFoundError:
-        pass
+    if os.path.isdir(folder):  # folders appear complete (renamed into place) or not at all
+        return folder
     logger.info("exporting %s for Paddle Inference (once per weights file)", name)
     # Export beside the final folder and rename it into place: a concurrent run or an
     # interrupted export never leaves a half-written model where the cache looks.
     os.makedirs(os.path.dirname(folder), exist_ok=True)
     staging = AtomicPath(folder, directory=True)
     try:
-        export_layer(net, os.path.join(staging.temp, name), input_spec, method)
+        export(staging.temp)
         _check_room_left(folder)
         os.rename(staging.temp, folder)
     except OSError:
@@ -198,7 +194,7 @@ def cached_export(net: nn.Layer, weights_path: str, name: str,
             raise
     finally:
         staging.discard()
-    return prefix
+    return folder
 
 
 def _check_room_left(folder: str) -> None:

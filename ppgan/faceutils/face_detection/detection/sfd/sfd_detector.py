@@ -1,5 +1,6 @@
 """`SFDDetector`: S3FD on whole frames, at their full resolution, as Wav2Lip runs it."""
 import logging
+import os
 from typing import List, Optional
 
 import numpy as np
@@ -10,7 +11,7 @@ from paddle.static import InputSpec
 
 from .....utils.device import place_network, place_of, resolve_device
 from .....utils.download import resolve_weights
-from .....utils.static_graph import StaticModel, cached_export
+from .....utils.static_graph import StaticModel, cached_export, export_layer
 from .....utils.weights import load_weights
 from ..core import FaceDetector
 from .bbox import detections_from_heads
@@ -52,8 +53,9 @@ class SFDDetector(FaceDetector):
         logger.info("S3FD weights loaded from %s", weights)
         self._static = None
         if engine == "static":
-            prefix = cached_export(self.net, weights, "s3fd", [IMAGE_SPEC])
-            self._static = StaticModel(prefix, device=self.device)
+            folder = cached_export(weights, "s3fd", lambda staging: export_layer(
+                self.net, os.path.join(staging, "s3fd"), [IMAGE_SPEC]))
+            self._static = StaticModel(os.path.join(folder, "s3fd"), device=self.device)
 
     def detect_batch(self, images: np.ndarray) -> List[np.ndarray]:
         images = _check_frames(images)
