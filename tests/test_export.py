@@ -133,7 +133,8 @@ def test_cli_random_init_end_to_end(tmp_path, inputs):
              for suffix in (".json", ".pdiparams")]
     assert all(path.is_file() for path in files)
     lines = result.stdout.strip().splitlines()
-    assert len(lines) == 1 and os.path.join("out", "gen") in lines[0] and "decoder.pdiparams" in lines[0]
+    assert len(lines) == 1
+    assert os.path.join("out", "gen") in lines[0] and "decoder.pdiparams" in lines[0]
     mel, faces = inputs
     out = open_stages(str(tmp_path / "out" / "gen"), use_onednn=False)(mel, faces)
     assert out.shape == (len(mel), 3, 96, 96) and np.isfinite(out).all()

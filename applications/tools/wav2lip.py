@@ -27,8 +27,9 @@ def _checked(name: str) -> Callable[[str], Any]:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = OneLineParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--checkpoint_path", type=str, default=None,
-                        help="generator weights (.pdparams, flat or a trainer checkpoint); "
-                             "default: download PaddleGAN's wav2lip_hq.pdparams")
+                        help="generator weights (.pdparams, flat or a trainer checkpoint, or a "
+                             "folder tools/export_model.py wrote); default: download "
+                             "PaddleGAN's wav2lip_hq.pdparams")
     parser.add_argument("--face", type=str, required=True,
                         help="video or image with a face to use")
     parser.add_argument("--audio", type=str, required=True,

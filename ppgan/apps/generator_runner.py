@@ -3,9 +3,9 @@
 The generator runs in two stages, face encoder then audio encoder + decoder, so that a photo's
 face features can be computed once and decoded against every mel window. The static path
 exports each stage once per weights file (see `cached_export`) and runs it with Paddle
-Inference's fusion passes, several times faster than eager mode on a CPU; splitting costs
-nothing measurable (24-25 frames/s, as the whole network in one program). The eager path is the
-reference.
+Inference's fusion passes (BatchNorm folded into the convolutions, fused activations), which
+eager mode lacks; the split adds only one hand-over of the skip tensors. The eager path is the
+reference. `tools/benchmark_wav2lip.py` measures both engines and the photo path.
 """
 import os
 from typing import List
@@ -25,8 +25,9 @@ ENGINES = ("static", "eager")
 # face features are encoded once and decoded against every mel window.
 STAGES = (("face_encoder", "encode_face", [FACE_SPEC]),
           ("decoder", "decode", [AUDIO_SPEC, SKIP_SPECS]))
-# Frames per generator call on a CPU: Paddle Inference ran 24-25 frames/s in calls of 8 or 16
-# frames, 22 in calls of 32 or 128 (2 cores), and small calls hold fewer frames in memory.
+# Frames per generator call on a CPU: on the 2-core machines this was tuned on, calls of 8-16
+# frames ran faster than larger ones, and small calls hold fewer frames in memory.
+# tools/benchmark_wav2lip.py measures the generator in calls of this size (figures: README).
 CPU_CHUNK = 16
 
 

@@ -53,7 +53,8 @@ def face_boxes(source: FrameSource, count: int, options: DetectionOptions, devic
     except MissingFaceError as err:
         raise NoFaceError(f"{err} of {source.path} (ensure every frame shows a face, or drop "
                           "--strict_face)") from None
-    boxes = pad_boxes(fill_missing(detections, source.path), options.pads, source.height, source.width)
+    boxes = pad_boxes(fill_missing(detections, source.path), options.pads, source.height,
+                      source.width)
     _check_padded(boxes, options.pads, source)
     return smooth_boxes(boxes) if options.smooth else boxes.astype(np.int64)
 

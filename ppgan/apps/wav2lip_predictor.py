@@ -265,4 +265,5 @@ class _Frames:
         is None for a still, whose features are encoded once."""
         indices = [pingpong_index(i, len(self.boxes)) for i in frames_out]
         frames = self.read(indices)
-        return indices, frames, None if self.still is not None else frame_faces(frames, self.boxes[indices])
+        faces = None if self.still is not None else frame_faces(frames, self.boxes[indices])
+        return indices, frames, faces

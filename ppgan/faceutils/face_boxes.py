@@ -49,7 +49,7 @@ class BoxDetector:
     `max_size` bounds the longest side of the copy the detector sees (0: full resolution, as the
     references); a key frame whose copy shows no face is detected again on a copy twice as large
     (at most the frame itself): small faces are found, and S3FD's memory, which grows with the
-    pixels it sees (about 1 GB for one 1080p frame), stays bounded whatever the resolution.
+    pixels it sees, stays bounded whatever the resolution.
     `every`: detect every k-th frame only (key frames) and interpolate the boxes between two key
     frames, unless the face moved more than `motion_tolerance` of its size between them (or one
     has no face): then the frames between are detected too. every=1 detects every frame, as the

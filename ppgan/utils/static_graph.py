@@ -1,9 +1,9 @@
 """Export networks (the Wav2Lip generator, S3FD) as static inference models; run them with
 Paddle Inference.
 
-Eager (dygraph) Paddle runs the generator at about 1.5 frames/s on a 2-core CPU; the same network
-saved with `paddle.jit.save` and run through `paddle.inference` with IR optimisation (which folds
-BatchNorm into the convolutions, fuses activations and plans memory) is several times faster.
+A network saved with `paddle.jit.save` and run through `paddle.inference` with IR optimisation
+(which folds BatchNorm into the convolutions, fuses activations and plans memory) runs faster
+than eager (dygraph) Paddle; tools/benchmark_wav2lip.py measures by how much.
 
 Paddle 3.x writes the program in the PIR format (`<prefix>.json`); Paddle 2.x, or 3.x with
 `FLAGS_enable_pir_api=0`, writes the legacy `<prefix>.pdmodel`. Both keep the weights in

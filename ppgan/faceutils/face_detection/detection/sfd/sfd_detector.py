@@ -24,9 +24,9 @@ S3FD_URL = "https://paddlegan.bj.bcebos.com/models/s3fd_paddle.pdparams"
 # since the released weights were used (and Wav2Lip's results obtained) that way.
 PIXEL_MEAN = np.array([104, 117, 123], dtype=np.float32)
 IMAGE_SPEC = InputSpec([None, 3, None, None], "float32", "image")  # any batch, any frame size
-# Frames per network call on a CPU: batching gains S3FD nothing there (360-pixel copies of 720p
-# frames: 3.6 frames/s one at a time, 3.3 in batches of 16) while its activations grow with the
-# batch (peak RSS 0.7 GB at 1 frame, 1.5 GB at 16).
+# Frames per network call on a CPU: on the machines this was tuned on, batching did not speed
+# S3FD up there, while its activations (memory) grow with the batch.
+# tools/benchmark_wav2lip.py measures the detector's speed (figures: README).
 CPU_BATCH = 1
 
 
@@ -36,8 +36,8 @@ class SFDDetector(FaceDetector):
     path_to_detector: a local `.pdparams`, an http(s) URL, or None for PaddleGAN's released
     weights (downloaded once into the ppgan cache). device: "cpu", "gpu", "gpu:N", or None for
     Paddle's default device.
-    engine: "static" runs an exported copy through Paddle Inference (about 3 times faster on a
-    CPU; exported once per weights file); "eager" runs the network in dygraph, the reference.
+    engine: "static" runs an exported copy through Paddle Inference (faster, with its fusion
+    passes; exported once per weights file); "eager" runs the network in dygraph, the reference.
     """
 
     def __init__(self, path_to_detector: Optional[str] = None, device: Optional[str] = None,
