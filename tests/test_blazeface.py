@@ -7,7 +7,7 @@ import paddle.nn.functional as F
 import pytest
 
 from ppgan.faceutils.face_detection import FaceAlignment
-from ppgan.faceutils.face_detection.api import build_detector
+from ppgan.faceutils.detectors import build_detector
 from ppgan.faceutils.face_detection.detection.blazeface import BlazeFace, BlazeFaceDetector
 from ppgan.faceutils.face_detection.detection.blazeface.anchors import generate_anchors, load_anchors
 from ppgan.faceutils.face_detection.detection.blazeface.detect import (

@@ -1,4 +1,5 @@
-"""Exporting the generator as a static inference model: Paddle Inference must reproduce eager mode.
+"""Exporting the generator as static inference models (its two stages, as the predictor runs
+them): Paddle Inference must reproduce eager mode.
 
 The generator gets random BatchNorm statistics and affine terms, so the saved graph has to carry
 eval-mode BatchNorm (folded into the convolutions by the oneDNN passes) for the outputs to match.
@@ -15,7 +16,7 @@ import paddle
 import pytest
 
 from ppgan.models import Wav2Lip
-from ppgan.utils.static_graph import create_inference_predictor, export_generator
+from ppgan.apps.generator_runner import STAGES, export_stages, load_generator, open_stages
 
 REPO = Path(__file__).resolve().parents[1]
 EXPORT_TOOL = REPO / "tools" / "export_model.py"
@@ -56,9 +57,9 @@ def inputs():
 def exported(tmp_path_factory):
     net = randomised_generator()
     net.train()  # export must switch to eval mode by itself, and back afterwards
-    prefix = str(tmp_path_factory.mktemp("export") / "wav2lip")
-    written = export_generator(net, prefix)
-    return {"net": net, "prefix": prefix, "written": written, "training_after": net.training}
+    folder = str(tmp_path_factory.mktemp("export") / "wav2lip")
+    written = export_stages(net, folder)
+    return {"net": net, "folder": folder, "written": written, "training_after": net.training}
 
 
 @pytest.fixture(scope="module")
@@ -73,20 +74,25 @@ def predictors(exported):
 
     def get(use_onednn: bool):
         if use_onednn not in cache:
-            cache[use_onednn] = create_inference_predictor(
-                exported["prefix"], cpu_threads=2, use_onednn=use_onednn)
+            cache[use_onednn] = open_stages(exported["folder"], cpu_threads=2,
+                                            use_onednn=use_onednn)
         return cache[use_onednn]
 
     return get
 
 
 def test_export_writes_program_and_params_and_leaves_net_alone(exported):
-    prefix, written = exported["prefix"], exported["written"]
-    assert written in ([prefix + ".json", prefix + ".pdiparams"],
-                       [prefix + ".pdiparams", prefix + ".pdmodel"])
-    assert all(os.path.getsize(path) > 0 for path in written)
+    written = iter(exported["written"])
+    for stage, method, _ in STAGES:
+        prefix = os.path.join(exported["folder"], stage)
+        assert [next(written), next(written)] in ([prefix + ".json", prefix + ".pdiparams"],
+                                                  [prefix + ".pdiparams", prefix + ".pdmodel"])
+        # still eager, not a StaticFunction
+        assert inspect.ismethod(getattr(exported["net"], method))
+        assert getattr(exported["net"], method).__func__ is getattr(Wav2Lip, method)
+    assert next(written, None) is None
+    assert all(os.path.getsize(path) > 0 for path in exported["written"])
     assert exported["training_after"] is True
-    assert inspect.ismethod(exported["net"].forward)  # still eager, not a StaticFunction
     assert exported["net"].forward.__func__ is Wav2Lip.forward
 
 
@@ -109,10 +115,10 @@ def test_inference_matches_eager(predictors, inputs, eager_outputs, use_onednn, 
 
 
 def test_missing_model_is_a_one_line_error(tmp_path):
-    prefix = str(tmp_path / "absent" / "wav2lip")
+    folder = str(tmp_path / "absent" / "wav2lip")
     with pytest.raises(FileNotFoundError) as info:
-        create_inference_predictor(prefix)
-    assert prefix in str(info.value) and "\n" not in str(info.value)
+        open_stages(folder)
+    assert folder in str(info.value) and "\n" not in str(info.value)
 
 
 def run_tool(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -123,11 +129,14 @@ def run_tool(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def test_cli_random_init_end_to_end(tmp_path, inputs):
     result = run_tool("--random-init", "--output_dir", "out", "--model_name", "gen", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    files = [tmp_path / "out" / "gen.json", tmp_path / "out" / "gen.pdiparams"]
+    files = [tmp_path / "out" / "gen" / f"{stage}{suffix}" for stage, _, _ in STAGES
+             for suffix in (".json", ".pdiparams")]
     assert all(path.is_file() for path in files)
-    assert len(result.stdout.strip().splitlines()) == 1 and "gen.pdiparams" in result.stdout
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1
+    assert os.path.join("out", "gen") in lines[0] and "decoder.pdiparams" in lines[0]
     mel, faces = inputs
-    out = create_inference_predictor(str(tmp_path / "out" / "gen"), use_onednn=False)(mel, faces)
+    out = open_stages(str(tmp_path / "out" / "gen"), use_onednn=False)(mel, faces)
     assert out.shape == (len(mel), 3, 96, 96) and np.isfinite(out).all()
 
 
@@ -159,7 +168,7 @@ def test_cli_exports_the_loaded_weights(export_tool, tmp_path, inputs, capsys, l
     assert export_tool.main(["--load", weights, "--output_dir", str(tmp_path / "out")]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 1
     mel, faces = inputs
-    out = create_inference_predictor(str(tmp_path / "out" / "wav2lip"), use_onednn=False)(mel, faces)
+    out = load_generator(str(tmp_path / "out" / "wav2lip"))(mel, faces)  # as the predictor loads it
     assert np.abs(out - eager_forward(net, mel, faces)).max() <= TOLERANCE
 
 
@@ -178,8 +187,6 @@ def test_the_predictors_fast_path_matches_the_eager_reference(tmp_path):
     """load_generator('static') (face encoder and decoder as two Paddle Inference programs) gives
     the eager network's frames, and so does decoding one face's features, encoded once, against
     several mel windows (the photo path) rather than running the whole network per frame."""
-    from ppgan.apps.generator_runner import load_generator
-
     net = randomised_generator(seed=2)
     weights = str(tmp_path / "g.pdparams")
     paddle.save(net.state_dict(), weights)
@@ -197,3 +204,10 @@ def test_the_predictors_fast_path_matches_the_eager_reference(tmp_path):
         per_frame = eager_forward(net, mel, np.repeat(faces[:1], count, axis=0))
         assert np.abs(per_frame - reference).max() > 1e-3  # the test would see a wrong face
         np.testing.assert_allclose(once, per_frame, atol=TOLERANCE, rtol=0)
+
+
+def test_an_exported_folder_needs_the_static_engine(exported):
+    from ppgan.utils.errors import UserError
+
+    with pytest.raises(UserError, match="only the static engine"):
+        load_generator(exported["folder"], engine="eager")

@@ -180,6 +180,7 @@ def test_defaults_are_unchanged():
     ({"crop": (0, -1, 0)}, "crop: must be"),
     ({"box": (-1, 5, 0, 5)}, "box: must be -1 -1 -1 -1 (off)"),
     ({"pads": (0, 10, 0)}, "pads: must be four integers"),
+    ({"face_detector": "s3fd"}, "face_detector: must be one of sfd, blazeface, mtcnn (got s3fd)"),
 ])
 def test_predictor_arguments_are_checked_on_construction(kwargs, message):
     from ppgan.apps import Wav2LipPredictor
@@ -195,7 +196,7 @@ def test_predictor_takes_numpy_numbers():
 
     predictor = Wav2LipPredictor(fps=np.float32(30), wav2lip_batch_size=np.int64(8),
                                  pads=np.zeros(4, int))
-    assert (predictor.fps, predictor.batch_size, predictor.pads) == (30.0, 8, (0, 0, 0, 0))
+    assert (predictor.fps, predictor.batch_size, predictor.detection.pads) == (30.0, 8, (0, 0, 0, 0))
 
 
 # ------------------------------------------------- wav2lip.py on real media: the frame decides

@@ -29,6 +29,7 @@ import paddle  # noqa: E402
 
 from media import (face_frame, ffmpeg, read_frames, save_random_generator, speech_like,  # noqa: E402
                    stop_when)
+from ppgan.faceutils.detectors import build_detector  # noqa: E402
 from ppgan.metrics import METRICS, PSNR, SSIM, build_metric, calculate_psnr, calculate_ssim  # noqa: E402
 from ppgan.metrics import face_tracks as ft  # noqa: E402
 from ppgan.metrics.lipsync import (LipSyncScorer, TooShortError, calc_pdist, compute_mfcc,  # noqa: E402
@@ -484,7 +485,7 @@ def test_real_video_mode_tracks_each_shot(root, weights, capsys):
     cfg = ft.TrackConfig(facedet_scale=1.0, min_track=10, min_face_size=40)
     workdir = root / "real"
     workdir.mkdir()
-    crops = ft.face_track_clips(video, str(workdir), ft.make_detector("mtcnn"), cfg)
+    crops = ft.face_track_clips(video, str(workdir), build_detector("mtcnn"), cfg)
     assert [os.path.basename(c) for c in crops] == ["00000.avi", "00001.avi"]
     for crop in crops:
         frames = read_frames(crop)

@@ -10,7 +10,7 @@ import pytest
 from skimage import data
 
 from ppgan.faceutils.face_detection import FaceAlignment
-from ppgan.faceutils.face_detection.api import build_detector
+from ppgan.faceutils.detectors import build_detector
 from ppgan.faceutils.face_detection.detection.mtcnn import (
     LANDMARK_NAMES,
     MTCNNDetector,

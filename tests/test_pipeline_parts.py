@@ -6,6 +6,7 @@ from ppgan.apps.wav2lip_predictor import _runs, mel_window, pingpong_index
 from ppgan.faceutils.face_boxes import (BoxDetector, MissingFaceError, NoFaceError, fill_missing,
                                       pad_boxes, smooth_boxes)
 from ppgan.utils.blend import feather_mask, paste_face
+from ppgan.utils.boxes import XYXYBox
 
 
 def test_pingpong_plays_forward_then_backward():
@@ -72,8 +73,8 @@ def test_feathered_paste_changes_only_the_box_and_has_no_hard_edge():
     frame = np.full((60, 80, 3), 100, np.uint8)
     face = np.full((96, 96, 3), 200, np.uint8)
     hard, soft = frame.copy(), frame.copy()
-    paste_face(hard, face, (10, 50, 20, 70), feather=False)
-    paste_face(soft, face, (10, 50, 20, 70), feather=True)
+    paste_face(hard, face, XYXYBox(x1=20, y1=10, x2=70, y2=50), feather=False)
+    paste_face(soft, face, XYXYBox(x1=20, y1=10, x2=70, y2=50), feather=True)
     outside = np.ones((60, 80), bool)
     outside[10:50, 20:70] = False
     assert (soft[outside] == 100).all() and (hard[outside] == 100).all()

@@ -9,7 +9,7 @@ import torch
 import torch.nn as tnn
 import torch.nn.functional as TF
 
-from ppgan.faceutils.face_detection.api import build_detector
+from ppgan.faceutils.detectors import build_detector
 from ppgan.faceutils.face_detection.detection.sfd import S3FD, SFDDetector
 from ppgan.faceutils.face_detection.detection.sfd.bbox import decode, detections_from_heads, flatten_heads
 from ppgan.utils.weights import WeightsError

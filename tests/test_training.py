@@ -141,7 +141,7 @@ def test_run_writes_collages_and_predictor_loads_its_weights(uninterrupted):
     for name in ("iter_2_weight.pdparams", "iter_2_checkpoint.pdparams"):
         path = os.path.join(uninterrupted, name)
         load_weights(Wav2Lip(), path)  # no conversion step
-        generate = Wav2LipPredictor(checkpoint_path=path, engine="eager")._generator_fn()
+        generate = Wav2LipPredictor(checkpoint_path=path, engine="eager").generator()
         np.testing.assert_allclose(generate(mel, faces), want, rtol=1e-4, atol=1e-5)
 
 

@@ -25,6 +25,7 @@ import numpy as np
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
 sys.path.insert(0, ROOT)
 
+from ppgan.faceutils.detectors import DETECTORS  # noqa: E402
 from ppgan.utils.checks import comma_separated, positive_int  # noqa: E402
 from ppgan.utils.cli import (DETECTION_SIZE, NON_NEGATIVE_INT, POSITIVE_INT,  # noqa: E402
                              OneLineParser, arg_type, report, run_main)
@@ -224,7 +225,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--clip_1080p", type=NON_NEGATIVE_INT, default=10,
                         help="length of a 1080p clip in seconds (0: none)")
     parser.add_argument("--batch", type=POSITIVE_INT, default=128, help="generator batch size")
-    parser.add_argument("--detectors", default="sfd,blazeface,mtcnn")
+    parser.add_argument("--detectors", default=",".join(DETECTORS))
     parser.add_argument("--e2e_detector", default="mtcnn",
                         help="detector for the end-to-end runs (mtcnn: real weights, offline)")
     parser.add_argument("--det_max_size", type=DETECTION_SIZE, default=360)

@@ -17,6 +17,7 @@ from typing import List, Optional
 # Run as a script from anywhere: make the repository's `ppgan` importable.
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir)))
 
+from ppgan.faceutils.detectors import DETECTORS  # noqa: E402
 from ppgan.utils.cli import (NON_NEGATIVE_INT, NON_NEGATIVE_NUMBER, POSITIVE_INT,  # noqa: E402
                              POSITIVE_NUMBER, OneLineParser, report, run_main,
                              setup_logging)
@@ -46,7 +47,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--tmp_dir", help="where temporary frames go (default: system temp)")
     p.add_argument("--cpu", action="store_true", help="run on the CPU even if a GPU is present")
     real = p.add_argument_group("--mode real (syncnet_python run_pipeline.py settings)")
-    real.add_argument("--face_detector", choices=("sfd", "blazeface", "mtcnn"), default="sfd")
+    real.add_argument("--face_detector", choices=list(DETECTORS), default="sfd")
     real.add_argument("--detector_path", help="local face-detector weights")
     real.add_argument("--facedet_scale", type=POSITIVE_NUMBER, default=0.25)
     real.add_argument("--crop_scale", type=NON_NEGATIVE_NUMBER, default=0.40)
@@ -87,12 +88,13 @@ def _videos(args: argparse.Namespace, bench) -> List[str]:
 def _score_fn(args: argparse.Namespace, scorer, bench):
     if args.mode == "clip":
         return bench.clip_score_fn(scorer)
-    from ppgan.metrics.face_tracks import TrackConfig, make_detector
+    from ppgan.faceutils.detectors import build_detector
+    from ppgan.metrics.face_tracks import TrackConfig
 
     cfg = TrackConfig(facedet_scale=args.facedet_scale, crop_scale=args.crop_scale,
                       min_track=args.min_track, min_face_size=args.min_face_size,
                       num_failed_det=args.num_failed_det)
-    return bench.RealVideoScorer(scorer, make_detector(args.face_detector, args.detector_path), cfg)
+    return bench.RealVideoScorer(scorer, build_detector(args.face_detector, args.detector_path), cfg)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,9 +1,12 @@
-"""Export the Wav2Lip generator as a Paddle Inference model (`<output_dir>/<model_name>.*`).
+"""Export the Wav2Lip generator as Paddle Inference models (the folder `<output_dir>/<model_name>`).
 
     python tools/export_model.py --load wav2lip.pdparams [--output_dir inference_model]
     python tools/export_model.py --random-init --output_dir /tmp/bench   # tests and benchmarks
 
 `--load` takes a flat generator state dict or a trainer checkpoint holding it (under `netG`).
+The folder holds the two programs the inference command runs (the face encoder, and the audio
+encoder with the decoder), as it caches them for itself; give the folder to its
+`--checkpoint_path` to run them.
 """
 import argparse
 import logging
@@ -22,7 +25,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = OneLineParser(prog="export_model", description=__doc__.splitlines()[0])
     parser.add_argument("--load", help="generator weights (.pdparams): flat or a trainer checkpoint")
     parser.add_argument("--output_dir", default="inference_model", help="where to write the model")
-    parser.add_argument("--model_name", default="wav2lip", help="file name prefix of the model")
+    parser.add_argument("--model_name", default="wav2lip",
+                        help="name of the model's folder inside --output_dir")
     parser.add_argument("--random-init", action="store_true",
                         help="export randomly initialised weights (for tests and benchmarks)")
     args = parser.parse_args(argv)
@@ -43,30 +47,24 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def export(args: argparse.Namespace) -> int:
-    import paddle
-
+    from ppgan.apps.generator_runner import export_stages
     from ppgan.models.generators import Wav2Lip
-    from ppgan.utils.atomic import AtomicPath
-    from ppgan.utils.static_graph import export_generator
+    from ppgan.utils.atomic import atomic_path
+    from ppgan.utils.device import place_network
     from ppgan.utils.weights import load_weights
 
-    paddle.set_device("cpu")  # tracing needs no GPU, and the saved model runs on either
     net = Wav2Lip()
     if args.load:
         load_weights(net, args.load)
+    place_network(net, "cpu")  # tracing needs no GPU, and the saved model runs on either
     os.makedirs(args.output_dir, exist_ok=True)
-    # Trace into a hidden folder, then move the finished files into place: an interrupted
-    # export leaves the output folder as it was.
-    staging = AtomicPath(os.path.join(args.output_dir, args.model_name), directory=True)
-    try:
-        staged = export_generator(net, os.path.join(staging.temp, args.model_name))
-        written = [os.path.join(args.output_dir, os.path.basename(path)) for path in staged]
-        for source, target in zip(staged, written):
-            os.replace(source, target)
-    finally:
-        staging.discard()
+    # Trace into a hidden folder that replaces the model's folder once complete: an
+    # interrupted export leaves the output as it was.
+    folder = os.path.join(args.output_dir, args.model_name)
+    with atomic_path(folder, directory=True) as staging:
+        names = [os.path.basename(path) for path in export_stages(net, staging)]
     weights = args.load or "random initialisation"
-    report(f"exported Wav2Lip generator ({weights}) to: {', '.join(written)}")
+    report(f"exported Wav2Lip generator ({weights}) to {folder}: {', '.join(names)}")
     return 0
 
 

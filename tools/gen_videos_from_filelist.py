@@ -24,6 +24,7 @@ from typing import List, Optional, Tuple
 # Run as a script from anywhere: make the repository's `ppgan` importable.
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir)))
 
+from ppgan.faceutils.detectors import DETECTORS  # noqa: E402
 from ppgan.utils.checks import PREDICTOR_ARGS  # noqa: E402
 from ppgan.utils.cli import OneLineParser, arg_type, report, run_main, setup_logging  # noqa: E402
 
@@ -45,7 +46,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    default=64)
     p.add_argument("--wav2lip_batch_size", type=arg_type(PREDICTOR_ARGS["wav2lip_batch_size"]),
                    default=128)
-    p.add_argument("--face_detector", choices=("sfd", "blazeface", "mtcnn"), default="sfd")
+    p.add_argument("--face_detector", choices=list(DETECTORS), default="sfd")
     p.add_argument("--detector_path", help="local face-detector weights")
     p.add_argument("--skip_existing", action="store_true",
                    help="keep {idx}.mp4 files already present (resume an interrupted run)")

@@ -29,6 +29,7 @@ from typing import List, Optional
 # Run as a script from anywhere: make the repository's `ppgan` importable.
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir)))
 
+from ppgan.faceutils.detectors import DETECTORS  # noqa: E402
 from ppgan.utils.checks import MIN_DETECTION_SIZE, split_fractions  # noqa: E402
 from ppgan.utils.cli import (DETECTION_SIZE, FRACTION, NON_NEGATIVE_INT, POSITIVE_INT,  # noqa: E402
                              SEED, OneLineParser, check_flags, run_main, setup_logging)
@@ -43,7 +44,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help="output folder for <dir>/<vid>/{i}.jpg and audio.wav")
     parser.add_argument("--batch_size", type=POSITIVE_INT, default=32,
                         help="face detection batch size")
-    parser.add_argument("--face_detector", default="sfd", choices=["sfd", "blazeface", "mtcnn"],
+    parser.add_argument("--face_detector", default="sfd", choices=list(DETECTORS),
                         help="face detector (sfd as the references; mtcnn needs no download)")
     parser.add_argument("--detector_path", default=None,
                         help="local face detector weights or model folder (default: download)")

@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
+from ppgan.faceutils.detectors import DETECTORS  # noqa: E402
 from ppgan.utils.checks import MIN_DETECTION_SIZE, PREDICTOR_ARGS  # noqa: E402
 from ppgan.utils.cli import (OneLineParser, arg_type, check_flags, report, run_main,  # noqa: E402
                              setup_logging)
@@ -26,8 +27,9 @@ def _checked(name: str) -> Callable[[str], Any]:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = OneLineParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--checkpoint_path", type=str, default=None,
-                        help="generator weights (.pdparams, flat or a trainer checkpoint); "
-                             "default: download PaddleGAN's wav2lip_hq.pdparams")
+                        help="generator weights (.pdparams, flat or a trainer checkpoint, or a "
+                             "folder tools/export_model.py wrote); default: download "
+                             "PaddleGAN's wav2lip_hq.pdparams")
     parser.add_argument("--face", type=str, required=True,
                         help="video or image with a face to use")
     parser.add_argument("--audio", type=str, required=True,
@@ -59,7 +61,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="do not smooth face boxes over 5 frames")
     parser.add_argument("--cpu", action="store_true", help="run on the CPU even with a GPU")
     parser.add_argument("--face_detector", type=str, default="sfd",
-                        choices=["sfd", "blazeface", "mtcnn"],
+                        choices=list(DETECTORS),
                         help="face detector: sfd (S3FD), blazeface, or mtcnn (needs no download)")
     parser.add_argument("--face_enhancement", action="store_true",
                         help="enhance the generated face with GPEN (not included yet)")

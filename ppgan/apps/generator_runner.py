@@ -3,28 +3,32 @@
 The generator runs in two stages, face encoder then audio encoder + decoder, so that a photo's
 face features can be computed once and decoded against every mel window. The static path
 exports each stage once per weights file (see `cached_export`) and runs it with Paddle
-Inference's fusion passes, several times faster than eager mode on a CPU; splitting costs
-nothing measurable (24-25 frames/s, as the whole network in one program). The eager path is the
-reference.
+Inference's fusion passes (BatchNorm folded into the convolutions, fused activations), which
+eager mode lacks; the split adds only one hand-over of the skip tensors. The eager path is the
+reference. `tools/benchmark_wav2lip.py` measures both engines and the photo path.
 """
+import os
 from typing import List
 
 import numpy as np
 import paddle
 
 from ..models import Wav2Lip
-from ..utils.static_graph import AUDIO_SPEC, FACE_SPEC, SKIP_SPECS, StaticModel, cached_export
+from ..models.generators.wav2lip import AUDIO_SPEC, FACE_SPEC, SKIP_SPECS
+from ..utils.device import place_network, place_of, resolve_device
+from ..utils.static_graph import StaticModel, cached_export, export_layer
+from ..utils.video import InputError
 from ..utils.weights import load_weights
 
 ENGINES = ("static", "eager")
-# Frames per generator call on a CPU: Paddle Inference ran 24-25 frames/s in calls of 8 or 16
-# frames, 22 in calls of 32 or 128 (2 cores), and small calls hold fewer frames in memory.
+# The stages the static engine runs, (file name, method, inputs): two programs, so that a photo's
+# face features are encoded once and decoded against every mel window.
+STAGES = (("face_encoder", "encode_face", [FACE_SPEC]),
+          ("decoder", "decode", [AUDIO_SPEC, SKIP_SPECS]))
+# Frames per generator call on a CPU: on the 2-core machines this was tuned on, calls of 8-16
+# frames ran faster than larger ones, and small calls hold fewer frames in memory.
+# tools/benchmark_wav2lip.py measures the generator in calls of this size (figures: README).
 CPU_CHUNK = 16
-
-
-def default_device(cpu: bool = False) -> str:
-    """'gpu' when this Paddle build has CUDA and the user did not ask for the CPU."""
-    return "gpu" if paddle.is_compiled_with_cuda() and not cpu else "cpu"
 
 
 class GeneratorRunner:
@@ -42,17 +46,23 @@ class GeneratorRunner:
 
 
 class EagerGenerator(GeneratorRunner):
-    def __init__(self, net: Wav2Lip):
+    """The network in dygraph, on the device it was placed on (a resolved device name)."""
+
+    def __init__(self, net: Wav2Lip, device: str):
         self.net = net
+        self.place = place_of(device)
         net.eval()
+
+    def _tensor(self, array: np.ndarray) -> paddle.Tensor:
+        return paddle.to_tensor(array, place=self.place)
 
     @paddle.no_grad()
     def encode_face(self, faces: np.ndarray) -> List[np.ndarray]:
-        return [skip.numpy() for skip in self.net.encode_face(paddle.to_tensor(faces))]
+        return [skip.numpy() for skip in self.net.encode_face(self._tensor(faces))]
 
     @paddle.no_grad()
     def decode(self, mel: np.ndarray, skips: List[np.ndarray]) -> np.ndarray:
-        return self.net.decode(paddle.to_tensor(mel), [paddle.to_tensor(s) for s in skips]).numpy()
+        return self.net.decode(self._tensor(mel), [self._tensor(s) for s in skips]).numpy()
 
 
 class InferenceGenerator(GeneratorRunner):
@@ -66,18 +76,39 @@ class InferenceGenerator(GeneratorRunner):
         return self.decoder(mel, *skips)[0]
 
 
+def export_stages(net: Wav2Lip, folder: str) -> List[str]:
+    """Write the generator's stages into `folder` as Paddle Inference models, as the static
+    engine runs them (`open_stages`); returns the files written."""
+    return [path for stage, method, spec in STAGES
+            for path in export_layer(net, os.path.join(folder, stage), spec, method)]
+
+
+def open_stages(folder: str, device: str = "cpu", cpu_threads: int = 0, fp16: bool = False,
+                use_onednn: bool = True) -> "InferenceGenerator":
+    """The generator `export_stages` wrote into `folder` (the predictor's cache, or
+    tools/export_model.py's output), run by Paddle Inference on `device`."""
+    return InferenceGenerator(*(
+        StaticModel(os.path.join(folder, stage), device=device, cpu_threads=cpu_threads,
+                    use_onednn=use_onednn, fp16=fp16)
+        for stage, _, _ in STAGES))
+
+
 def load_generator(weights_path: str, engine: str = "static", device: str = "cpu",
                    cpu_threads: int = 0, fp16: bool = False) -> GeneratorRunner:
-    """The generator holding these weights, run by `engine` on `device`."""
+    """The generator holding these weights, run by `engine` on `device`. `weights_path` is a
+    `.pdparams` file (flat, or a trainer checkpoint) or a folder `export_stages` wrote."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got '{engine}'")
+    device = resolve_device(device)
+    if os.path.isdir(weights_path):
+        if engine != "static":
+            raise InputError(f"{weights_path} is an exported model, which only the static "
+                             "engine runs: give its .pdparams for the eager engine")
+        return open_stages(weights_path, device, cpu_threads, fp16)
     net = Wav2Lip()
     load_weights(net, weights_path)
+    place_network(net, device)
     if engine == "eager":
-        return EagerGenerator(net)
-    stages = [("wav2lip_face_encoder", "encode_face", [FACE_SPEC]),
-              ("wav2lip_decoder", "decode", [AUDIO_SPEC, SKIP_SPECS])]
-    return InferenceGenerator(*(
-        StaticModel(cached_export(net, weights_path, name, spec, method), device=device,
-                    cpu_threads=cpu_threads, fp16=fp16)
-        for name, method, spec in stages))
+        return EagerGenerator(net, device)
+    folder = cached_export(weights_path, "wav2lip", lambda staging: export_stages(net, staging))
+    return open_stages(folder, device, cpu_threads, fp16)

@@ -7,30 +7,28 @@ and pipes the frames to ffmpeg. Memory does not grow with the video's length.
 import logging
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Iterator, List, Optional, Sequence, Tuple
 
-import cv2
 import numpy as np
-import paddle
 from tqdm import tqdm
 
-from ..faceutils.face_boxes import (BoxDetector, MissingFaceError, NoFaceError, fill_missing,
-                                    pad_boxes, smooth_boxes)
-from ..faceutils.detection_cache import detection_key, load_detections, save_detections
-from ..faceutils.face_detection import FaceAlignment
+from ..faceutils.detectors import DETECTORS
+from ..models.generators.wav2lip import MEL_STEP_SIZE, face_input, face_pixels
 from ..utils.audio import DEFAULT_MEL, AudioError, load_wav, melspectrogram
 from ..utils.blend import paste_face
-from ..utils.checks import PREDICTOR_ARGS, CheckError, check_named, shown
+from ..utils.boxes import XYXYBox
+from ..utils.checks import PREDICTOR_ARGS, CheckError, check_named, one_of
+from ..utils.device import default_device
 from ..utils.download import resolve_weights
 from ..utils.stopping import block_stop_signals, stop_deferred
 from ..utils.video import FrameSource, InputError, VideoWriter, check_output_path
-from .generator_runner import CPU_CHUNK, default_device, load_generator
+from .generator_runner import CPU_CHUNK, GeneratorRunner, load_generator
+from .video_faces import DetectionOptions, face_boxes
 
 logger = logging.getLogger(__name__)
 
 WAV2LIP_URL = "https://paddlegan.bj.bcebos.com/models/wav2lip_hq.pdparams"
-IMG_SIZE = 96
-MEL_STEP_SIZE = 16
 STEP_BYTES = 256 << 20  # 10 frames of 4K, 43 of 1080p
 
 
@@ -49,14 +47,6 @@ def mel_window(mel: np.ndarray, frame: int, fps: float) -> np.ndarray:
     return mel[:, start:start + MEL_STEP_SIZE]
 
 
-def _file_identity(path: Optional[str]) -> Optional[list]:
-    """Path, size and modification time: enough to notice other detector weights."""
-    if not path or not os.path.isfile(path):
-        return path
-    stat = os.stat(path)
-    return [os.path.abspath(path), stat.st_size, stat.st_mtime_ns]
-
-
 def _runs(indices: Sequence[int]) -> Iterator[List[int]]:
     """Split source indices into runs of consecutive frames (ascending or descending)."""
     run = [indices[0]]
@@ -70,10 +60,24 @@ def _runs(indices: Sequence[int]) -> Iterator[List[int]]:
     yield run
 
 
+def _load_mel(audio_path: str) -> Tuple[np.ndarray, float]:
+    """(mel, seconds of audio)."""
+    wav = load_wav(audio_path)
+    mel = melspectrogram(wav)
+    if np.isnan(mel).any():
+        raise AudioError(f"the mel-spectrogram of {audio_path} contains NaN (a TTS voice? "
+                         "add a little noise to the audio)")
+    if mel.shape[1] < MEL_STEP_SIZE:  # under 0.2 s: pad with silence to one window
+        mel = np.pad(mel, ((0, 0), (0, MEL_STEP_SIZE - mel.shape[1])),
+                     constant_values=-DEFAULT_MEL.max_abs_value)
+    return mel, wav.size / DEFAULT_MEL.sample_rate
+
+
 def _checked_arguments(arguments: dict) -> dict:
-    """The predictor's numeric arguments, checked as the command line checks its flags."""
+    """The predictor's numeric arguments, checked as the command line checks its flags, and
+    its face detector's name."""
     try:
-        return check_named(PREDICTOR_ARGS, arguments)
+        return check_named({**PREDICTOR_ARGS, "face_detector": one_of(list(DETECTORS))}, arguments)
     except CheckError as err:
         raise InputError(str(err)) from None
 
@@ -86,14 +90,12 @@ def _submit(pool: ThreadPoolExecutor, fn, *args) -> Future:
         return pool.submit(fn, *args)
 
 
-def face_input(frames: Sequence[np.ndarray], boxes: np.ndarray) -> np.ndarray:
-    """The generator's face input (B,6,96,96): [the face with its lower half hidden, the face
-    as reference], BGR in [0, 1]."""
-    faces = np.stack([cv2.resize(f[y1:y2, x1:x2], (IMG_SIZE, IMG_SIZE))
-                      for f, (y1, y2, x1, x2) in zip(frames, boxes)])
-    masked = faces.copy()
-    masked[:, IMG_SIZE // 2:] = 0
-    return (np.concatenate([masked, faces], axis=3).transpose(0, 3, 1, 2) / 255.0).astype(np.float32)
+def frame_faces(frames: Sequence[np.ndarray], boxes: np.ndarray) -> np.ndarray:
+    """The generator's face input (B,6,96,96) for the faces in `boxes`: each face is its own
+    reference, as at inference the mouth is all that changes."""
+    faces = face_pixels([f[y1:y2, x1:x2] for f, (x1, y1, x2, y2) in zip(frames, boxes)])
+    faces = faces.transpose(0, 3, 1, 2)
+    return face_input(faces, faces, channel_axis=1)
 
 
 class Wav2LipPredictor:
@@ -111,8 +113,9 @@ class Wav2LipPredictor:
     dygraph), `detector_path` (local detector weights), `cpu_threads`, `fp16` (half precision
     for the generator on a GPU).
 
-    The numeric arguments are checked on construction as the command line checks its flags
-    (`ppgan.utils.checks.PREDICTOR_ARGS`): a value they do not allow is an InputError naming it.
+    The numeric arguments and `face_detector` are checked on construction as the command line
+    checks its flags (`ppgan.utils.checks.PREDICTOR_ARGS`, `ppgan.faceutils.detectors`): a
+    value they do not allow is an InputError naming it.
     """
 
     def __init__(self, checkpoint_path: Optional[str] = None, static: bool = False, fps: float = 25.0,
@@ -131,109 +134,33 @@ class Wav2LipPredictor:
         self.checkpoint_path = checkpoint_path
         self.static = static
         self.fps = checked["fps"]
-        self.pads = checked["pads"]
-        self.face_det_batch_size = checked["face_det_batch_size"]
         self.batch_size = checked["wav2lip_batch_size"]
         self.transform = dict(resize_factor=checked["resize_factor"], crop=checked["crop"],
                               rotate=rotate)
-        self.box = checked["box"]
-        self.nosmooth = nosmooth
-        self.face_detector = face_detector
-        self.detector_path = detector_path
-        self.strict_face = strict_face
+        self.detection = DetectionOptions(
+            detector=face_detector, detector_path=detector_path,
+            batch_size=checked["face_det_batch_size"], pads=checked["pads"],
+            box=None if checked["box"][0] == -1
+            else XYXYBox.from_top_bottom_left_right(*checked["box"]), smooth=not nosmooth,
+            strict=strict_face, max_size=0 if reference_detection else checked["det_max_size"],
+            every=1 if reference_detection else checked["det_every"],
+            cache=det_cache and not reference_detection, reference=reference_detection)
         self.feather = feather
-        self.reference_detection = reference_detection
-        self.det_max_size = 0 if reference_detection else checked["det_max_size"]
-        self.det_every = 1 if reference_detection else checked["det_every"]
-        self.det_cache = det_cache and not reference_detection
         self.engine = engine
         self.device = default_device(cpu)
         self.cpu_threads = checked["cpu_threads"]
         self.fp16 = fp16
-        self._generator = None
-        self._still: Optional[np.ndarray] = None  # the one frame of a photo or --static run
-
-    # ---- inputs -------------------------------------------------------------------------
-    def _load_mel(self, audio_path: str):
-        """(mel, seconds of audio)."""
-        wav = load_wav(audio_path)
-        mel = melspectrogram(wav)
-        if np.isnan(mel).any():
-            raise AudioError(f"the mel-spectrogram of {audio_path} contains NaN (a TTS voice? "
-                             "add a little noise to the audio)")
-        if mel.shape[1] < MEL_STEP_SIZE:  # under 0.2 s: pad with silence to one window
-            mel = np.pad(mel, ((0, 0), (0, MEL_STEP_SIZE - mel.shape[1])),
-                         constant_values=-DEFAULT_MEL.max_abs_value)
-        return mel, wav.size / DEFAULT_MEL.sample_rate
-
-    def _detect_boxes(self, source: FrameSource, count: int) -> np.ndarray:
-        """(N, 4) int boxes (y1, y2, x1, x2) for the first `count` frames (N < count if the
-        video ends sooner): the only per-frame state the pipeline keeps."""
-        if self.box[0] != -1:
-            top, bottom, left, right = self.box
-            if not (0 <= top < bottom <= source.height and 0 <= left < right <= source.width):
-                raise InputError(f"--box {list(self.box)} (top bottom left right) is not inside the "
-                                 f"{source.width}x{source.height} frame")
-            found = sum(1 for _ in source.frames(0, count)) if count > 1 else 1
-            return np.tile(self.box, (found, 1))
-        try:
-            detections = self._raw_detections(source, count)
-        except MissingFaceError as err:
-            raise NoFaceError(f"{err} of {source.path} (ensure every frame shows a face, or drop "
-                              "--strict_face)") from None
-        boxes = pad_boxes(fill_missing(detections, source.path), self.pads, source.height, source.width)
-        self._check_padded(boxes, source)
-        boxes = boxes.astype(np.int64) if self.nosmooth else smooth_boxes(boxes)
-        x1, y1, x2, y2 = boxes.T
-        return np.stack([y1, y2, x1, x2], axis=1)
-
-    def _check_padded(self, boxes: np.ndarray, source: FrameSource) -> None:
-        """Negative --pads shrink the face box; one they leave empty has nothing to lip-sync.
-        (Smoothing averages non-empty boxes, which keeps them non-empty.)"""
-        x1, y1, x2, y2 = boxes.T
-        empty = np.flatnonzero((x2 - x1 < 1) | (y2 - y1 < 1))
-        if empty.size:
-            raise InputError(f"--pads {shown(self.pads)} (top bottom left right) leave no face box "
-                             f"in frame {empty[0]} of {source.path}: pad less negatively")
-
-    def _raw_detections(self, source: FrameSource, count: int) -> List[Optional[Tuple[int, ...]]]:
-        settings = dict(detector=self.face_detector, weights=_file_identity(self.detector_path),
-                        max_size=self.det_max_size, every=self.det_every, frames=count,
-                        transform=self.transform, strict=self.strict_face)
-        key = detection_key(source.path, settings) if self.det_cache else None
-        cached = load_detections(key) if key else None
-        if cached is not None:
-            return cached
-        aligner = FaceAlignment(face_detector=self.face_detector, path_to_detector=self.detector_path,
-                                reference=self.reference_detection)
-        detector = BoxDetector(aligner, self.face_det_batch_size, self.det_max_size, self.det_every,
-                               strict=self.strict_face)
-        frames = tqdm(source.frames(0, count), total=count, desc="face detection", unit="frame",
-                      disable=count < 2)
-        detections = detector.detect(frames)
-        if key:
-            save_detections(key, detections)
-        return detections
+        self._generator: Optional[GeneratorRunner] = None  # loaded on first use, kept for later runs
 
     # ---- generation ---------------------------------------------------------------------
-    def _generator_fn(self):
+    def generator(self) -> GeneratorRunner:
+        """The generator these settings run: loaded (or downloaded) on the first call and kept,
+        so a predictor that runs many clips loads it once."""
         if self._generator is None:
             weights = resolve_weights(self.checkpoint_path, WAV2LIP_URL)
             self._generator = load_generator(weights, self.engine, self.device, self.cpu_threads,
                                              self.fp16)
         return self._generator
-
-    def _source_frames(self, source: FrameSource, indices: Sequence[int]) -> List[np.ndarray]:
-        if self._still is not None:
-            return [self._still] * len(indices)
-        frames: List[np.ndarray] = []
-        for run in _runs(list(indices)):
-            lo, hi = min(run), max(run)
-            chunk = list(source.frames(lo, hi + 1))
-            if len(chunk) != hi - lo + 1:
-                raise InputError(f"{source.path} ended early while reading frames {lo}..{hi}")
-            frames.extend(chunk if run[0] == lo else chunk[::-1])
-        return frames
 
     def _step_size(self, frame_bytes: int) -> int:
         """Frames per generator call. Three steps are in flight (read, generated, written), so
@@ -242,19 +169,14 @@ class Wav2LipPredictor:
         step = min(self.batch_size, max(1, STEP_BYTES // frame_bytes))
         return min(step, CPU_CHUNK) if self.device == "cpu" else step
 
-    def _read_step(self, source: FrameSource, frames_out: range, boxes: np.ndarray):
-        """(source indices, frames, face input) of output frames `frames_out`; the face input
-        is None for a still, whose features are encoded once."""
-        indices = [pingpong_index(i, len(boxes)) for i in frames_out]
-        frames = self._source_frames(source, indices)
-        return indices, frames, None if self._still is not None else face_input(frames, boxes[indices])
-
-    def _paste_and_write(self, writer: VideoWriter, frames: List[np.ndarray],
-                         generated: np.ndarray, boxes: np.ndarray) -> None:
+    def _paste_and_write(self, writer: VideoWriter, frames: List[np.ndarray], generated: np.ndarray,
+                         boxes: np.ndarray, shared_frames: bool) -> None:
+        """Paste the generated faces into their frames and write them; `shared_frames`: the
+        frames are one still, copied before each paste."""
         faces = (generated.transpose(0, 2, 3, 1) * 255.0).astype(np.uint8)
         for frame, face, box in zip(frames, faces, boxes):
-            frame = frame.copy() if self._still is not None else frame
-            paste_face(frame, face, tuple(int(v) for v in box), feather=self.feather)
+            frame = frame.copy() if shared_frames else frame
+            paste_face(frame, face, XYXYBox(*map(int, box)), feather=self.feather)
             writer.write(frame)
 
     # ---- the pipeline -------------------------------------------------------------------
@@ -264,7 +186,6 @@ class Wav2LipPredictor:
         for name, path in (("face", face), ("audio", audio_seq)):
             if os.path.exists(path) and os.path.exists(outfile) and os.path.samefile(path, outfile):
                 raise InputError(f"the output would overwrite the {name} input: {outfile}")
-        paddle.set_device(self.device)  # the detectors run on Paddle's global device
         source = FrameSource(face, self.fps, **self.transform)
         try:
             return self._run(source, audio_seq, outfile)
@@ -272,26 +193,27 @@ class Wav2LipPredictor:
             source.close()
 
     def _run(self, source: FrameSource, audio_path: str, outfile: str) -> str:
-        fps = source.fps
-        mel, seconds = self._load_mel(audio_path)
-        self._generator_fn()  # load (or download) the weights before minutes of face detection
+        mel, seconds = _load_mel(audio_path)
+        generator = self.generator()  # load (or download) the weights before minutes of detection
         # As many frames as the audio lasts (the references stop up to 0.2 s short).
-        total = max(1, round(seconds * fps))
-        still = source.is_image or self.static
-        boxes = self._detect_boxes(source, 1 if still else total)
-        self._still = source.read_frame(0) if still else None
-        logger.info("%d output frames at %.2f fps from %d source frame(s)", total, fps, len(boxes))
-        with VideoWriter(outfile, source.width, source.height, fps, audio_path) as writer:
-            self._lip_sync(source, mel, boxes, total, writer)
+        total = max(1, round(seconds * source.fps))
+        is_still = source.is_image or self.static
+        boxes = face_boxes(source, 1 if is_still else total, self.detection, self.device,
+                           self.transform)
+        still = source.read_frame(0) if is_still else None
+        logger.info("%d output frames at %.2f fps from %d source frame(s)", total, source.fps,
+                    len(boxes))
+        with VideoWriter(outfile, source.width, source.height, source.fps, audio_path) as writer:
+            self._lip_sync(generator, _Frames(source, still, boxes), mel, total, writer)
         return outfile
 
-    def _lip_sync(self, source: FrameSource, mel: np.ndarray, boxes: np.ndarray, total: int,
-                  writer: VideoWriter) -> None:
+    def _lip_sync(self, generator: GeneratorRunner, frames: "_Frames", mel: np.ndarray,
+                  total: int, writer: VideoWriter) -> None:
         """Generate, paste and write `total` frames, in steps of a few frames."""
-        generator = self._generator_fn()
-        still = self._still is not None
+        source, still = frames.source, frames.still
         # A still's face features are the same for every frame: encode them once.
-        still_skips = generator.encode_face(face_input([self._still], boxes[:1])) if still else None
+        still_skips = (None if still is None
+                       else generator.encode_face(frame_faces([still], frames.boxes[:1])))
         step = self._step_size(source.height * source.width * 3)
         steps = [range(s, min(s + step, total)) for s in range(0, total, step)]
         # Reading (decode, crop, resize) runs one step ahead on a thread, pasting and piping to
@@ -300,19 +222,48 @@ class Wav2LipPredictor:
         with tqdm(total=total, desc="lip sync", unit="frame") as progress, \
                 ThreadPoolExecutor(1, "wav2lip-read", block_stop_signals) as reader, \
                 ThreadPoolExecutor(1, "wav2lip-write", block_stop_signals) as paster:
-            next_read, last_write = _submit(reader, self._read_step, source, steps[0], boxes), None
+            next_read, last_write = _submit(reader, frames.read_step, steps[0]), None
             for n, frames_out in enumerate(steps):
-                indices, frames, faces = next_read.result()
+                indices, images, faces = next_read.result()
                 if n + 1 < len(steps):
-                    next_read = _submit(reader, self._read_step, source, steps[n + 1], boxes)
+                    next_read = _submit(reader, frames.read_step, steps[n + 1])
                 mels = np.stack([mel_window(mel, i, source.fps) for i in frames_out])[:, None]
-                skips = ([np.repeat(s, len(frames_out), axis=0) for s in still_skips] if still
-                         else generator.encode_face(faces))
+                skips = (generator.encode_face(faces) if still_skips is None
+                         else [np.repeat(s, len(frames_out), axis=0) for s in still_skips])
                 generated = generator.decode(mels.astype(np.float32), skips)
                 if last_write is not None:
                     last_write.result()
                     progress.update(step)
-                last_write = _submit(paster, self._paste_and_write, writer, frames, generated,
-                                     boxes[indices])
+                last_write = _submit(paster, self._paste_and_write, writer, images, generated,
+                                     frames.boxes[indices], still is not None)
             last_write.result()
             progress.update(len(steps[-1]))
+
+
+@dataclass(frozen=True)
+class _Frames:
+    """One run's frames to lip-sync and their face boxes: a video's, or one still's."""
+    source: FrameSource
+    still: Optional[np.ndarray]  # the one frame of a photo or --static run; None: the video's
+    boxes: np.ndarray  # per source frame, XYXYBox's columns
+
+    def read(self, indices: Sequence[int]) -> List[np.ndarray]:
+        """The source frames at `indices`, read in runs of consecutive frames."""
+        if self.still is not None:
+            return [self.still] * len(indices)
+        frames: List[np.ndarray] = []
+        for run in _runs(list(indices)):
+            lo, hi = min(run), max(run)
+            chunk = list(self.source.frames(lo, hi + 1))
+            if len(chunk) != hi - lo + 1:
+                raise InputError(f"{self.source.path} ended early while reading frames {lo}..{hi}")
+            frames.extend(chunk if run[0] == lo else chunk[::-1])
+        return frames
+
+    def read_step(self, frames_out: range):
+        """(source indices, frames, face input) of output frames `frames_out`; the face input
+        is None for a still, whose features are encoded once."""
+        indices = [pingpong_index(i, len(self.boxes)) for i in frames_out]
+        frames = self.read(indices)
+        faces = None if self.still is not None else frame_faces(frames, self.boxes[indices])
+        return indices, frames, faces

@@ -61,6 +61,7 @@ import cv2
 import numpy as np
 import paddle
 
+from ..models.generators.wav2lip import FACE_SIZE, MEL_STEP_SIZE, face_input, face_pixels
 from ..utils.audio import DEFAULT_MEL, load_wav, melspectrogram
 from .builder import DATASETS
 
@@ -124,9 +125,9 @@ class _ClipFailed(Exception):
 class Wav2LipDataset(paddle.io.Dataset):
     """LRS2-layout clips as Wav2Lip generator samples or SyncNet expert samples (see module doc)."""
 
-    def __init__(self, dataroot: str, img_size: int = 96, filelists_path: str = "filelists",
+    def __init__(self, dataroot: str, img_size: int = FACE_SIZE, filelists_path: str = "filelists",
                  split: str = "train", mode: str = "wav2lip", syncnet_T: int = 5,
-                 mel_step_size: int = 16, fps: float = 25, seed: Optional[int] = None,
+                 mel_step_size: int = MEL_STEP_SIZE, fps: float = 25, seed: Optional[int] = None,
                  samples_per_epoch: Optional[int] = None, mel_cache_size: int = 256):
         super().__init__()
         if mode not in MODES:
@@ -220,10 +221,7 @@ class Wav2LipDataset(paddle.io.Dataset):
             return {"face": self._lower_halves(window), "mel": mel,
                     "label": np.array([float(in_sync)], dtype=np.float32)}
         truth = self._read_window(clip, start)
-        wrong_window = self._read_window(clip, wrong)
-        masked = truth.copy()
-        masked[:, :, self.img_size // 2:] = 0.0  # the generator must draw the lower half itself
-        return {"x": np.concatenate([masked, wrong_window], axis=0),
+        return {"x": face_input(truth, self._read_window(clip, wrong), channel_axis=0),
                 "indiv_mels": self._indiv_mels(spec, start), "mel": mel, "y": truth}
 
     def _choose_start(self, clip: int, mel_len: int, rng: np.random.Generator) -> int:
@@ -286,8 +284,8 @@ class Wav2LipDataset(paddle.io.Dataset):
             image = cv2.imread(path, cv2.IMREAD_COLOR)
             if image is None:
                 raise _ClipFailed(f"cannot read {path}")
-            frames.append(cv2.resize(image, (self.img_size, self.img_size)))
-        window = np.stack(frames).astype(np.float32) / 255.0
+            frames.append(image)
+        window = face_pixels(frames, self.img_size)
         return np.ascontiguousarray(window.transpose(3, 0, 1, 2))
 
     def _lower_halves(self, window: np.ndarray) -> np.ndarray:

@@ -8,16 +8,16 @@ import hashlib
 import json
 import logging
 import os
-from typing import Any, List, Mapping, Optional, Tuple
+from typing import Any, List, Mapping, Optional
 
 import numpy as np
 
 from ..utils.atomic import atomic_path
+from ..utils.boxes import XYXYBox
 from ..utils.download import get_weights_home
 
 logger = logging.getLogger(__name__)
 
-Box = Tuple[int, int, int, int]
 FORMAT_VERSION = 2  # bump when the detection code changes what it returns (2: retry size)
 
 
@@ -34,7 +34,7 @@ def _path(key: str) -> str:
     return os.path.join(get_weights_home(), "detections", key + ".npy")
 
 
-def load_detections(key: str) -> Optional[List[Optional[Box]]]:
+def load_detections(key: str) -> Optional[List[Optional[XYXYBox]]]:
     """The cached boxes (None where no face was found), or None on a miss."""
     path = _path(key)
     if not os.path.isfile(path):
@@ -45,10 +45,10 @@ def load_detections(key: str) -> Optional[List[Optional[Box]]]:
         logger.warning("ignoring an unreadable detection cache entry %s", path)
         return None
     logger.info("face boxes of %d frames reused from %s", len(rows), path)
-    return [None if row[0] < 0 else tuple(int(v) for v in row) for row in rows]
+    return [None if row[0] < 0 else XYXYBox(*map(int, row)) for row in rows]
 
 
-def save_detections(key: str, boxes: List[Optional[Box]]) -> None:
+def save_detections(key: str, boxes: List[Optional[XYXYBox]]) -> None:
     """Store the boxes (readers never see a half-written entry). A cache that cannot be
     written (a full or read-only disk) costs the next run a detection, not this run's output."""
     path = _path(key)

@@ -6,11 +6,10 @@ import cv2
 import numpy as np
 
 from .face_detection import FaceAlignment
+from ..utils.boxes import XYXYBox
 from ..utils.errors import UserError
 
 logger = logging.getLogger(__name__)
-
-Box = Tuple[int, int, int, int]
 
 
 class NoFaceError(UserError, ValueError):
@@ -30,17 +29,18 @@ def _is_out_of_memory(err: Exception) -> bool:
     return isinstance(err, MemoryError) or "memory" in str(err).lower()
 
 
-def _moved(a: Optional[Box], b: Optional[Box], tolerance: float) -> bool:
+def _moved(a: Optional[XYXYBox], b: Optional[XYXYBox], tolerance: float) -> bool:
     """Whether two boxes differ by more than `tolerance` of the face's size (or one is missing)."""
     if a is None or b is None:
         return True
-    size = max(a[2] - a[0], a[3] - a[1], b[2] - b[0], b[3] - b[1], 1)
+    size = max(a.x2 - a.x1, a.y2 - a.y1, b.x2 - b.x1, b.y2 - b.y1, 1)
     return max(abs(p - q) for p, q in zip(a, b)) > tolerance * size
 
 
-def _interpolate(a: Box, b: Box, steps: int) -> List[Box]:
+def _interpolate(a: XYXYBox, b: XYXYBox, steps: int) -> List[XYXYBox]:
     """The `steps - 1` boxes strictly between a and b, linearly."""
-    return [tuple(int(round(p + (q - p) * k / steps)) for p, q in zip(a, b)) for k in range(1, steps)]
+    return [XYXYBox(*(int(round(p + (q - p) * k / steps)) for p, q in zip(a, b)))
+            for k in range(1, steps)]
 
 
 class BoxDetector:
@@ -49,7 +49,7 @@ class BoxDetector:
     `max_size` bounds the longest side of the copy the detector sees (0: full resolution, as the
     references); a key frame whose copy shows no face is detected again on a copy twice as large
     (at most the frame itself): small faces are found, and S3FD's memory, which grows with the
-    pixels it sees (about 1 GB for one 1080p frame), stays bounded whatever the resolution.
+    pixels it sees, stays bounded whatever the resolution.
     `every`: detect every k-th frame only (key frames) and interpolate the boxes between two key
     frames, unless the face moved more than `motion_tolerance` of its size between them (or one
     has no face): then the frames between are detected too. every=1 detects every frame, as the
@@ -81,13 +81,13 @@ class BoxDetector:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
 
-    def _detect(self, frames: List[np.ndarray], scale: float) -> List[Optional[Box]]:
+    def _detect(self, frames: List[np.ndarray], scale: float) -> List[Optional[XYXYBox]]:
         boxes = self.detector.get_detections_for_batch(np.stack(frames))
-        return [None if b is None else tuple(int(round(v / scale)) for v in b) for b in boxes]
+        return [None if b is None else XYXYBox(*(int(round(v / scale)) for v in b)) for b in boxes]
 
-    def _with_backoff(self, detect, items: list) -> List[Optional[Box]]:
+    def _with_backoff(self, detect, items: list) -> List[Optional[XYXYBox]]:
         """`detect` over `items` in sub-batches, halving them whenever the device runs out of memory."""
-        results: List[Optional[Box]] = []
+        results: List[Optional[XYXYBox]] = []
         while len(results) < len(items):
             chunk = items[len(results):len(results) + self.batch_size]
             try:
@@ -102,10 +102,11 @@ class BoxDetector:
                 logger.warning("face detection ran out of memory; batch size now %d", self.batch_size)
         return results
 
-    def _detect_small(self, smalls: List[np.ndarray], scale: float) -> List[Optional[Box]]:
+    def _detect_small(self, smalls: List[np.ndarray], scale: float) -> List[Optional[XYXYBox]]:
         return self._with_backoff(lambda chunk: self._detect(chunk, scale), smalls)
 
-    def _detect_keys(self, keys: List[Tuple[np.ndarray, np.ndarray]], scale: float) -> List[Optional[Box]]:
+    def _detect_keys(self, keys: List[Tuple[np.ndarray, np.ndarray]],
+                     scale: float) -> List[Optional[XYXYBox]]:
         """Boxes of (full, small) key frames: on the small copies, misses again on larger ones
         (twice the size; strict: then the full frame)."""
         boxes = self._detect_small([small for _, small in keys], scale)
@@ -122,10 +123,10 @@ class BoxDetector:
                 boxes[i] = box
         return boxes
 
-    def detect(self, frames: Iterable[np.ndarray]) -> List[Optional[Box]]:
-        """Boxes (x1, y1, x2, y2), or None where no face was found, for every frame."""
-        boxes: List[Optional[Box]] = []
-        anchor: Optional[Box] = None  # the last key frame's box
+    def detect(self, frames: Iterable[np.ndarray]) -> List[Optional[XYXYBox]]:
+        """The face box of every frame, or None where no face was found."""
+        boxes: List[Optional[XYXYBox]] = []
+        anchor: Optional[XYXYBox] = None  # the last key frame's box
         queue = []  # key frames awaiting detection: (full, small, smalls of the frames before it)
         between: List[np.ndarray] = []
         scale, last = 1.0, None
@@ -147,7 +148,8 @@ class BoxDetector:
             self._resolve(queue, anchor, scale, boxes)
         return boxes
 
-    def _resolve(self, queue, anchor: Optional[Box], scale: float, out: List[Optional[Box]]) -> Optional[Box]:
+    def _resolve(self, queue, anchor: Optional[XYXYBox], scale: float,
+                 out: List[Optional[XYXYBox]]) -> Optional[XYXYBox]:
         """Detect the queued key frames, settle the frames between them, append all to `out`."""
         keys = self._detect_keys([(full, small) for full, small, _ in queue], scale)
         if self.strict and None in keys:  # every frame is a key frame here
@@ -163,9 +165,10 @@ class BoxDetector:
         return anchor
 
 
-def fill_missing(boxes: Sequence[Optional[Box]], source: str = "the video") -> np.ndarray:
-    """(N, 4) float boxes where frames without a face take a linear blend of their nearest
-    detected neighbours (the nearest one at either end). All missing: NoFaceError."""
+def fill_missing(boxes: Sequence[Optional[XYXYBox]], source: str = "the video") -> np.ndarray:
+    """(N, 4) float boxes (XYXYBox's columns) where frames without a face take a linear blend
+    of their nearest detected neighbours (the nearest one at either end). All missing:
+    NoFaceError."""
     found = np.array([b is not None for b in boxes])
     if not found.any():
         raise NoFaceError(f"no face found in {source}; check the input or give --box")

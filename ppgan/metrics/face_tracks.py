@@ -33,7 +33,6 @@ import numpy as np
 from scipy import signal
 from scipy.interpolate import interp1d
 
-from ..faceutils.face_detection.api import build_detector
 from ..faceutils.face_detection.detection.core import FaceDetector
 from ..utils.ffmpeg_tools import run_ffmpeg
 
@@ -258,8 +257,3 @@ def face_track_clips(video: str, workdir: str, detector: FaceDetector,
     logger.info("%s: %d frames, %d face track(s)", video, len(jpgs), len(tracks))
     return [crop_track(jpgs, t, wav, os.path.join(workdir, f"{i:05d}.avi"), cfg)
             for i, t in enumerate(tracks)]
-
-
-def make_detector(name: str = "sfd", path: Optional[str] = None) -> FaceDetector:
-    """One of our face detectors (sfd, blazeface, mtcnn) for ``face_track_clips``."""
-    return build_detector(name, path)

@@ -4,6 +4,8 @@ import functools
 import cv2
 import numpy as np
 
+from .boxes import XYXYBox
+
 
 @functools.lru_cache(maxsize=64)
 def feather_mask(height: int, width: int, fraction: float = 0.15) -> np.ndarray:
@@ -18,9 +20,9 @@ def feather_mask(height: int, width: int, fraction: float = 0.15) -> np.ndarray:
     return np.outer(ramp(height), ramp(width)).astype(np.float32)[..., None]
 
 
-def paste_face(frame: np.ndarray, face: np.ndarray, box, feather: bool = True) -> None:
-    """Resize `face` (uint8 BGR) to `box` = (y1, y2, x1, x2) and write it into `frame` in place."""
-    y1, y2, x1, x2 = box
+def paste_face(frame: np.ndarray, face: np.ndarray, box: XYXYBox, feather: bool = True) -> None:
+    """Resize `face` (uint8 BGR) to `box` and write it into `frame` in place."""
+    x1, y1, x2, y2 = box
     face = cv2.resize(face, (x2 - x1, y2 - y1))
     if not feather:
         frame[y1:y2, x1:x2] = face

@@ -7,7 +7,7 @@ Light on purpose (no NumPy, no Paddle): the tools parse their flags before the s
 """
 import math
 import numbers
-from typing import Any, Callable, Dict, Mapping, NoReturn, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, NoReturn, Optional, Sequence, Tuple
 
 from .errors import UserError
 
@@ -112,6 +112,17 @@ def exactly(expected: int, why: str) -> Check:
         if _as_int(value, allowed) != expected:
             _refuse(allowed, value)
         return expected
+    return check
+
+
+def one_of(choices: Sequence[str]) -> Check:
+    """One of `choices` (names the caller knows, such as the face detectors)."""
+    allowed = f"one of {', '.join(choices)}"
+
+    def check(value: Any) -> str:
+        if value not in choices:
+            _refuse(allowed, value)
+        return value
     return check
 
 

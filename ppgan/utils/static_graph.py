@@ -1,13 +1,13 @@
 """Export networks (the Wav2Lip generator, S3FD) as static inference models; run them with
 Paddle Inference.
 
-Eager (dygraph) Paddle runs the generator at about 1.5 frames/s on a 2-core CPU; the same network
-saved with `paddle.jit.save` and run through `paddle.inference` with IR optimisation (which folds
-BatchNorm into the convolutions, fuses activations and plans memory) is several times faster.
+A network saved with `paddle.jit.save` and run through `paddle.inference` with IR optimisation
+(which folds BatchNorm into the convolutions, fuses activations and plans memory) runs faster
+than eager (dygraph) Paddle; tools/benchmark_wav2lip.py measures by how much.
 
 Paddle 3.x writes the program in the PIR format (`<prefix>.json`); Paddle 2.x, or 3.x with
 `FLAGS_enable_pir_api=0`, writes the legacy `<prefix>.pdmodel`. Both keep the weights in
-`<prefix>.pdiparams`, and `create_inference_predictor` accepts either layout.
+`<prefix>.pdiparams`, and `StaticModel` loads either layout.
 """
 import errno
 import hashlib
@@ -15,7 +15,7 @@ import logging
 import os
 import re
 import warnings
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import paddle
@@ -23,18 +23,11 @@ import paddle.nn as nn
 from paddle.static import InputSpec
 
 from .atomic import AtomicPath, disk_full_error
+from .device import gpu_index, resolve_device
 
 logger = logging.getLogger(__name__)
 
 MIN_ROOM_AFTER_EXPORT = 1 << 20  # bytes; see _check_room_left
-
-# The leading None makes the batch size dynamic: one exported model serves any batch.
-AUDIO_SPEC = InputSpec([None, 1, 80, 16], "float32", "audio")
-FACE_SPEC = InputSpec([None, 6, 96, 96], "float32", "face")
-# The face encoder's outputs, the decoder's skip inputs: (channels, side) from 96x96 to 1x1.
-SKIP_SPECS = [InputSpec([None, channels, side, side], "float32", f"skip{i}")
-              for i, (channels, side) in enumerate([(16, 96), (32, 48), (64, 24), (128, 12),
-                                                    (256, 6), (512, 3), (512, 1)])]
 
 PIR_PROGRAM_SUFFIX = ".json"
 LEGACY_PROGRAM_SUFFIX = ".pdmodel"
@@ -66,11 +59,6 @@ def export_layer(net: nn.Layer, path_prefix: str, input_spec: Sequence[InputSpec
     _warn_about_stale_program(path_prefix, written)
     logger.info("exported %s to %s", type(net).__name__, ", ".join(written))
     return written
-
-
-def export_generator(net: nn.Layer, path_prefix: str) -> List[str]:
-    """Export a Wav2Lip generator with inputs `audio` (B,1,80,16) and `face` (B,6,96,96)."""
-    return export_layer(net, path_prefix, [AUDIO_SPEC, FACE_SPEC])
 
 
 def _trace_and_save(method, path_prefix: str, input_spec: Sequence[InputSpec]) -> None:
@@ -123,7 +111,7 @@ def _create_predictor(path_prefix: str, device: str, cpu_threads: int, use_onedn
     config = paddle.inference.Config(program, params)
     config.switch_ir_optim(True)
     _set_memory_optim(config, program, memory_optim)
-    gpu_id = _gpu_id(device)
+    gpu_id = gpu_index(resolve_device(device))
     if gpu_id is not None:
         precision = paddle.inference.PrecisionType.Half if fp16 else paddle.inference.PrecisionType.Float32
         config.enable_use_gpu(gpu_memory_mb, gpu_id, precision)
@@ -170,37 +158,6 @@ class StaticModel:
         return [handle.copy_to_cpu() for handle in self._outputs]
 
 
-class StaticGenerator(StaticModel):
-    """An exported Wav2Lip generator, called like the eager network."""
-
-    def __init__(self, path_prefix: str, **options):
-        super().__init__(path_prefix, input_names=(AUDIO_SPEC.name, FACE_SPEC.name), **options)
-
-    def __call__(self, mel: np.ndarray, faces: np.ndarray) -> np.ndarray:
-        """mel (B,1,80,16) and faces (B,6,96,96) -> generated faces (B,3,96,96), all float32."""
-        if mel.ndim != 4 or faces.ndim != 4 or mel.shape[0] != faces.shape[0]:
-            raise ValueError(f"expected mel (B,1,80,16) and faces (B,6,96,96), "
-                             f"got {mel.shape} and {faces.shape}")
-        return super().__call__(mel, faces)[0]
-
-
-def create_inference_predictor(path_prefix: str, device: str = "cpu", cpu_threads: int = 0,
-                               use_onednn: bool = True, gpu_memory_mb: int = 500,
-                               memory_optim: bool = True, quiet: bool = True,
-                               fp16: bool = False) -> StaticGenerator:
-    """Load the generator saved at `path_prefix` into a Paddle Inference predictor.
-
-    device: "cpu", "gpu" or "gpu:N" (GPU only if this Paddle build has CUDA, else CPU).
-    cpu_threads: math library threads on CPU; 0 means all cores.
-    use_onednn: use oneDNN kernels and fusion passes on CPU.
-    quiet: silence the per-pass glog lines Paddle Inference prints while optimising.
-    fp16: half precision on a GPU (not measured here: no GPU); ignored on a CPU, with a warning.
-    """
-    return StaticGenerator(path_prefix, device=device, cpu_threads=cpu_threads,
-                           use_onednn=use_onednn, gpu_memory_mb=gpu_memory_mb,
-                           memory_optim=memory_optim, quiet=quiet, fp16=fp16)
-
-
 def _file_digest(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -209,31 +166,27 @@ def _file_digest(path: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def cached_export(net: nn.Layer, weights_path: str, name: str,
-                  input_spec: Sequence[InputSpec], method: str = "forward") -> str:
-    """The prefix of a static model of `net.<method>` (`net` holding `weights_path`), exported
-    on first use.
+def cached_export(weights_path: str, name: str, export: Callable[[str], Any]) -> str:
+    """The folder into which `export(folder)` wrote the static models of a network holding
+    `weights_path`; `export` runs on first use only.
 
     Cached under WEIGHTS_HOME/static, keyed by the weights file's content and the Paddle
-    version, so each weights file is traced once per machine.
+    version, so each weights file is traced once per machine. The caller knows the network;
+    this module knows only where its exports go.
     """
     from .download import get_weights_home  # late: download is not needed to run a model
 
     folder = os.path.join(get_weights_home(), "static",
                           f"{name}-{_file_digest(weights_path)}-paddle{paddle.__version__}")
-    prefix = os.path.join(folder, name)
-    try:
-        find_model_files(prefix)
-        return prefix
-    except FileNotFoundError:
-        pass
+    if os.path.isdir(folder):  # folders appear complete (renamed into place) or not at all
+        return folder
     logger.info("exporting %s for Paddle Inference (once per weights file)", name)
     # Export beside the final folder and rename it into place: a concurrent run or an
     # interrupted export never leaves a half-written model where the cache looks.
     os.makedirs(os.path.dirname(folder), exist_ok=True)
     staging = AtomicPath(folder, directory=True)
     try:
-        export_layer(net, os.path.join(staging.temp, name), input_spec, method)
+        export(staging.temp)
         _check_room_left(folder)
         os.rename(staging.temp, folder)
     except OSError:
@@ -241,7 +194,7 @@ def cached_export(net: nn.Layer, weights_path: str, name: str,
             raise
     finally:
         staging.discard()
-    return prefix
+    return folder
 
 
 def _check_room_left(folder: str) -> None:
@@ -263,19 +216,6 @@ def _set_memory_optim(config: paddle.inference.Config, program: str, memory_opti
         logger.debug("memory_optim skipped for PIR program %s (Paddle issue #75496)", program)
     else:
         config.enable_memory_optim()
-
-
-def _gpu_id(device: str) -> Optional[int]:
-    """The GPU index `device` asks for, or None to run on CPU."""
-    kind, _, index = device.lower().partition(":")
-    if kind not in ("cpu", "gpu"):
-        raise ValueError(f"device must be 'cpu', 'gpu' or 'gpu:N', got '{device}'")
-    if kind == "cpu":
-        return None
-    if not paddle.is_compiled_with_cuda():
-        logger.warning("device '%s' asked for, but this Paddle build has no CUDA: using CPU", device)
-        return None
-    return int(index) if index else 0
 
 
 def _configure_cpu(config: paddle.inference.Config, cpu_threads: int, use_onednn: bool) -> None:

@@ -1,1 +1,1 @@
-from .api import DETECTORS, FaceAlignment, LandmarksType, NetworkSize
+from .api import FaceAlignment, LandmarksType, NetworkSize

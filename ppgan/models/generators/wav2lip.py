@@ -1,13 +1,45 @@
-"""The Wav2Lip generator: a face encoder, a mel encoder and a U-Net decoder (Prajwal et al., 2020)."""
+"""The Wav2Lip generator: a face encoder, a mel encoder and a U-Net decoder (Prajwal et al., 2020),
+and the rule its inputs follow, which training and inference share.
+"""
 from typing import List, Sequence
 
+import cv2
+import numpy as np
 import paddle
 import paddle.nn as nn
+from paddle.static import InputSpec
 
 from ...modules.conv import ConvBNRelu as C
 from ...modules.conv import Conv2dTransposeRelu as T
 from ...modules.conv import build_audio_encoder, fold_time_into_batch
 from .builder import GENERATORS
+
+FACE_SIZE = 96  # the side of the square faces the generator takes and draws
+MEL_STEP_SIZE = 16  # mel steps per window: 0.2 s of audio, 5 video frames at 25 fps
+
+# The inputs as exported for Paddle Inference; the leading None makes the batch size dynamic, so
+# one exported model serves any batch.
+AUDIO_SPEC = InputSpec([None, 1, 80, MEL_STEP_SIZE], "float32", "audio")
+FACE_SPEC = InputSpec([None, 6, FACE_SIZE, FACE_SIZE], "float32", "face")
+# The face encoder's outputs, the decoder's skip inputs: (channels, side) from 96x96 to 1x1.
+SKIP_SPECS = [InputSpec([None, channels, side, side], "float32", f"skip{i}")
+              for i, (channels, side) in enumerate([(16, 96), (32, 48), (64, 24), (128, 12),
+                                                    (256, 6), (512, 3), (512, 1)])]
+
+
+def face_pixels(crops: Sequence[np.ndarray], size: int = FACE_SIZE) -> np.ndarray:
+    """BGR uint8 face crops of any size -> (N, size, size, 3) float32 BGR in [0, 1]."""
+    return np.stack([cv2.resize(crop, (size, size)) for crop in crops]).astype(np.float32) / 255.0
+
+
+def face_input(target: np.ndarray, reference: np.ndarray, channel_axis: int) -> np.ndarray:
+    """The generator's 6-channel face input: [`target` with its lower half zeroed (the mouth
+    the generator must draw), `reference` (a face showing who it is)], concatenated on
+    `channel_axis`. Both are `face_pixels` values with channels on that axis and rows and
+    columns last, e.g. (B, 3, H, W) or (3, T, H, W)."""
+    masked = target.copy()
+    masked[..., target.shape[-2] // 2:, :] = 0
+    return np.concatenate([masked, reference], axis=channel_axis)
 
 
 def _residuals(channels: int, count: int):

@@ -5,6 +5,7 @@ from typing import List, Optional
 import numpy as np
 import paddle
 
+from .....utils.device import place_network, resolve_device
 from .....utils.download import resolve_weights
 from .....utils.weights import load_weights
 from ..core import FaceDetector
@@ -17,18 +18,6 @@ logger = logging.getLogger(__name__)
 WEIGHTS_URL = "https://paddlegan.bj.bcebos.com/models/blazeface.pdparams"
 
 
-def _place_network(net: paddle.nn.Layer, device: Optional[str]) -> None:
-    """Move `net` to `device` ('cpu', 'gpu', 'gpu:N'; 'cuda' accepted as in PyTorch) without
-    touching Paddle's process-wide default device; CPU when this build has no CUDA."""
-    if device is None:
-        return
-    device = device.lower().replace("cuda", "gpu")
-    if device.startswith("gpu") and not paddle.device.is_compiled_with_cuda():
-        logger.warning("device '%s' asked for, but this Paddle build has no CUDA: using CPU", device)
-        device = "cpu"
-    net.to(device=device)
-
-
 class BlazeFaceDetector(FaceDetector):
     """BlazeFace front model: fast, for near, frontal faces that fill a good part of the frame.
 
@@ -38,7 +27,8 @@ class BlazeFaceDetector(FaceDetector):
     PaddleGAN's detector exactly: the central crop, and its face order (the cluster holding the
     single strongest anchor first), so with two faces it picks the same one. Weights default to
     PaddleGAN's released file; anchors are computed, or read from `path_to_anchors`
-    (PaddleGAN's `anchors.npy`) when given.
+    (PaddleGAN's `anchors.npy`) when given. `device`: "cpu", "gpu", "gpu:N", or None for
+    Paddle's default device.
     """
 
     def __init__(self, path_to_detector: Optional[str] = None, device: Optional[str] = None, *,
@@ -52,7 +42,7 @@ class BlazeFaceDetector(FaceDetector):
         self.verbose = verbose
         self.net = BlazeFace()
         load_weights(self.net, resolve_weights(path_to_detector, WEIGHTS_URL))
-        _place_network(self.net, device)
+        place_network(self.net, resolve_device(device))
         self.net.eval()
         self.anchors = generate_anchors() if path_to_anchors is None else load_anchors(path_to_anchors)
         if path_to_anchors is not None and not np.allclose(self.anchors, generate_anchors(), atol=1e-6):

