@@ -1,2 +1,3 @@
 from .builder import GENERATORS, build_generator
 from .wav2lip import Wav2Lip
+from .gpen import GPEN
