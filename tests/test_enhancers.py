@@ -26,6 +26,7 @@ from ppgan.models.generators.generator_styleganv2 import StyleGANv2Generator
 from ppgan.modules.fused_act import FusedLeakyReLU, fused_leaky_relu
 from ppgan.modules.stylegan2 import ModulatedConv2D
 from ppgan.modules.upfirdn2d import Blur, Upsample, make_kernel, upfirdn2d
+from ppgan.utils.weights import WeightsError, identify_network, load_weights
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 STYLE = 512
@@ -174,6 +175,25 @@ def test_a_saved_state_dict_loads_back_whole(tmp_path):
     for key in ("stylegan_decoder.style_convs.3.modulated_conv.weight",
                 "stylegan_decoder.noises.noise4", "condition_scale.1.2.bias"):
         np.testing.assert_array_equal(other.state_dict()[key].numpy(), np.asarray(state[key]))
+
+
+def test_load_weights_knows_both_and_takes_the_averaged_gfpgan(tmp_path):
+    config = {**GFPGAN_512, "out_size": 32, "num_style_feat": 32, "num_mlp": 2, "narrow": 0.125}
+    paddle.seed(13)
+    ema, raw, net = GFPGANv1(**config), GFPGANv1(**config), GFPGANv1(**config)
+    path = str(tmp_path / "gfpgan.pdparams")
+    paddle.save({"net_g": raw.state_dict(), "net_g_ema": ema.state_dict()}, path)
+    load_weights(net, path)
+    key = "final_linear.weight"
+    np.testing.assert_array_equal(net.state_dict()[key].numpy(), ema.state_dict()[key].numpy())
+
+    gpen = GPEN(size=8, style_dim=8, n_mlp=1)
+    state = {k: v.numpy() for k, v in gpen.state_dict().items()}
+    assert identify_network(state) == "GPEN"
+    load_weights(GPEN(size=8, style_dim=8, n_mlp=1), state)
+    del state["generator.noises.noise_2"]
+    with pytest.raises(WeightsError, match="1 missing"):
+        load_weights(gpen, state)
 
 
 def test_fix_decoder_freezes_only_the_prior(gfpgan_512):
