@@ -47,6 +47,10 @@ def identify_network(state_dict: Mapping[str, Any]) -> Optional[str]:
         return "SyncNetV2"
     if "backbone1.0.weight" in keys and has_prefix("classifier_8."):
         return "BlazeFace"
+    if "generator.input.input" in keys and has_prefix("ecd0."):
+        return "GPEN"
+    if has_prefix("stylegan_decoder.") and has_prefix("conv_body_first."):
+        return "GFPGANv1"
     return None
 
 
@@ -76,7 +80,9 @@ def select_state_dict(checkpoint: Any, network: str, source: str = "weights") ->
     if identify_network(checkpoint) is not None:
         return dict(checkpoint)  # a flat file: load_state_dict names another network's weights
     nested = _nested_state_dicts(checkpoint)
-    for name, state_dict in nested.items():
+    # A GAN's checkpoint may hold its generator twice: the averaged one (PaddleGAN's GFPGAN
+    # weights: net_g_ema) is the one to restore with.
+    for name, state_dict in sorted(nested.items(), key=lambda item: item[0] != "net_g_ema"):
         if identify_network(state_dict) == network:
             return dict(state_dict)
     if nested:
