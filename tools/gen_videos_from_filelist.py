@@ -106,7 +106,7 @@ def generate(args: argparse.Namespace) -> Tuple[int, List[Tuple[int, str]]]:
     from ppgan.apps import Wav2LipPredictor
     from ppgan.metrics.lse_benchmark import read_test_pairs
     from ppgan.utils.download import DownloadError
-    from ppgan.utils.errors import UserError
+    from ppgan.utils.errors import UserError, one_line
     from ppgan.utils.weights import WeightsError
 
     # Problems of one pair skip it; unusable weights would fail every pair, so they end the run.
@@ -134,7 +134,7 @@ def generate(args: argparse.Namespace) -> Tuple[int, List[Tuple[int, str]]]:
         except (UserError, FileNotFoundError) as err:  # e.g. "no face in frame 12": skipped, as the original does
             if isinstance(err, (WeightsError, DownloadError)):
                 raise
-            reason = " ".join(str(err).split())
+            reason = one_line(err)
         logger.warning("line %d skipped: %s", pair.idx + 1, reason)
         skipped.append((pair.idx, reason))
     return done, skipped

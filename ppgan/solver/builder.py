@@ -35,7 +35,7 @@ def build_optimizer(cfg: Dict[str, Any], lr_scheduler, parameters: List[paddle.T
     cls = OPTIMIZERS.get(kwargs.pop("name"))
     if cls in (paddle.optimizer.Adam, paddle.optimizer.AdamW):
         # The same update, one fused kernel for all parameters. Per-parameter Adam kernels on
-        # the CPU leave the math library's worker threads fighting each other: with 2 threads,
-        # the next forward/backward of Wav2Lip ran 3x slower (18 s instead of 5.4 s).
+        # the CPU leave the math library's worker threads fighting each other, which slows the
+        # next forward/backward several times over (README.md's training figures).
         kwargs.setdefault("use_multi_tensor", True)
     return cls(learning_rate=lr_scheduler, parameters=parameters, **kwargs)

@@ -29,7 +29,7 @@ from typing import Any, BinaryIO, Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .errors import UserError
+from .errors import UserError, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -263,7 +263,7 @@ def _to_native(array: np.ndarray, big_endian: bool) -> np.ndarray:
 
 
 def _single_line(error: BaseException) -> str:
-    return " ".join(f"{type(error).__name__}: {error}".split())
+    return one_line(f"{type(error).__name__}: {error}")
 
 
 # -- zip format --------------------------------------------------------------------------------
