@@ -11,10 +11,13 @@ warnings.filterwarnings("ignore", message="No ccache found")
 
 import paddle  # noqa: E402
 
-# A suite started under `nohup` inherits an ignored SIGHUP, which the tools rightly keep ignoring;
-# the tests of SIGHUP need it as a terminal's hang-up delivers it.
+# A suite started under `nohup` inherits an ignored SIGHUP, and one started in the background an
+# ignored SIGINT, which the tools rightly keep ignoring; the tests of stops need them as a
+# terminal delivers them (Python installs its Ctrl-C handler only when SIGINT was not ignored).
 if signal.getsignal(signal.SIGHUP) == signal.SIG_IGN:
     signal.signal(signal.SIGHUP, signal.SIG_DFL)
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session", autouse=True)
