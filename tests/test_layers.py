@@ -51,6 +51,9 @@ def _named_imports(module: str, path: str, modules: Dict[str, str]) -> Iterator[
     with open(path) as f:
         tree = ast.parse(f.read(), path)
     for node in ast.walk(tree):
+        if _type_checking_only(node):
+            node.body = []  # imports under `if TYPE_CHECKING:` never run
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             yield from (alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -60,6 +63,11 @@ def _named_imports(module: str, path: str, modules: Dict[str, str]) -> Iterator[
                 base = ".".join(parts[:len(parts) - node.level + 1] + [base] * bool(base))
             for alias in node.names:  # `from base import x`: the submodule x, else a name of base
                 yield f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base
+
+
+def _type_checking_only(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and isinstance(node.test, ast.Name) and \
+        node.test.id == "TYPE_CHECKING"
 
 
 def _executed(target: str, importer: str) -> List[str]:
