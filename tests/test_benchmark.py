@@ -23,6 +23,7 @@ def test_benchmark_reports_generator_detectors_and_end_to_end(tmp_path, monkeypa
     report = tmp_path / "report.json"
     monkeypatch.setattr("sys.argv", ["benchmark_wav2lip.py", "--workdir", str(tmp_path), "--clips", "1",
                                      "--clip_1080p", "0", "--batch", "16", "--detectors", "mtcnn",
+                                     "--enhancers", "", "--e2e_enhanced_seconds", "0",
                                      "--json", str(report)])
     assert benchmark.main() == 0
     results = json.loads(report.read_text())

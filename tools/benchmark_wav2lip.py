@@ -163,6 +163,34 @@ def bench_detectors(folder: str, names, det_max_size: int) -> dict:
     return results
 
 
+def random_enhancer_weights(folder: str, name: str) -> str:
+    """Random 512-px weights of the `name` enhancer, saved once in `folder`."""
+    import paddle
+    from ppgan.faceutils.face_enhancement import ENHANCERS
+
+    path = os.path.join(folder, f"{name}_512_random.pdparams")
+    if not os.path.exists(path):
+        paddle.save(ENHANCERS[name].build(512).state_dict(), path)
+    return path
+
+
+def bench_enhancers(folder: str, names) -> dict:
+    """Faces/s of each enhancer at 512 px: as the pipeline runs it (Paddle Inference, batches of
+    ENHANCER_BATCH) and eagerly one face per call, as PaddleGAN runs its FaceEnhancement."""
+    from ppgan.apps.face_enhancer import ENHANCER_BATCH, load_enhancer
+
+    results = {}
+    for name in names:
+        path = random_enhancer_weights(folder, name)
+        for engine, batch in (("static", ENHANCER_BATCH), ("eager", 1)):
+            enhancer = load_enhancer(name, path, engine, "cpu", 0)
+            enhancer.batch_size = batch
+            faces = np.random.default_rng(0).integers(0, 256, (batch, 512, 512, 3), np.uint8)
+            seconds = time_calls(lambda: enhancer.restore(faces), 1)
+            results[f"{name} 512 px ({engine}, {batch} face(s) per call)"] = batch / seconds
+    return results
+
+
 def _peak_rss_mb(pid: int) -> float:
     """VmHWM of a live process: its peak RSS since its last exec (Linux).
 
@@ -233,6 +261,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help="skip the end-to-end run of the 1080p clip with S3FD, the default "
                              "detector: its random weights see faces everywhere, so the motion "
                              "check detects nearly every frame (slow), but its memory is real")
+    parser.add_argument("--enhancers", default="gpen,gfpgan",
+                        help="face enhancers to time, comma-separated ('' for none)")
+    parser.add_argument("--e2e_enhanced_seconds", type=NON_NEGATIVE_INT, default=4,
+                        help="length of a 720p clip run end to end with --face_enhancement "
+                             "(GPEN, random weights) and without it (0: none)")
     parser.add_argument("--skip-generator", action="store_true")
     parser.add_argument("--skip-detectors", action="store_true")
     parser.add_argument("--json", help="also write the results here")
@@ -265,6 +298,9 @@ def benchmark(args: argparse.Namespace) -> int:
     if not args.skip_detectors:
         results.setdefault("frames_per_second", {}).update(
             bench_detectors(args.workdir, args.detectors.split(","), args.det_max_size))
+    enhancers = [name for name in args.enhancers.split(",") if name]
+    if enhancers:
+        results.setdefault("faces_per_second", {}).update(bench_enhancers(args.workdir, enhancers))
     clips = [(seconds, 1280, 720) for seconds in args.clips]
     clips += [(args.clip_1080p, 1920, 1080)] if args.clip_1080p else []
     for seconds, width, height in clips:
@@ -272,6 +308,15 @@ def benchmark(args: argparse.Namespace) -> int:
         results[f"end_to_end_{height}p_{seconds}s"] = bench_end_to_end(
             video, audio, weights, seconds, ["--face_detector", args.e2e_detector, "--no_det_cache",
                                              "--det_max_size", str(args.det_max_size)])
+    if args.e2e_enhanced_seconds:
+        seconds = args.e2e_enhanced_seconds
+        video, audio = make_clip(args.workdir, seconds)
+        common = ["--face_detector", args.e2e_detector, "--no_det_cache"]
+        results[f"end_to_end_720p_{seconds}s_without_enhancement"] = bench_end_to_end(
+            video, audio, weights, seconds, common)
+        results[f"end_to_end_720p_{seconds}s_gpen_enhanced"] = bench_end_to_end(
+            video, audio, weights, seconds, [*common, "--face_enhancement", "--enhancer_path",
+                                             random_enhancer_weights(args.workdir, "gpen")])
     if args.clip_1080p and not args.no_sfd_1080p:
         video, audio = make_clip(args.workdir, args.clip_1080p, 1920, 1080)
         results[f"end_to_end_1080p_{args.clip_1080p}s_sfd_random_weights"] = bench_end_to_end(

@@ -64,7 +64,17 @@ def parse_args(argv=None) -> argparse.Namespace:
                         choices=list(DETECTORS),
                         help="face detector: sfd (S3FD), blazeface, or mtcnn (needs no download)")
     parser.add_argument("--face_enhancement", action="store_true",
-                        help="enhance the generated face with GPEN (not included yet)")
+                        help="restore the face with a face-enhancement network (--enhancer); "
+                             "slow: see README.md")
+    parser.add_argument("--enhancer", choices=["gpen", "gfpgan"], default="gpen",
+                        help="the --face_enhancement network: gpen (GPEN-512, PaddleGAN's) or "
+                             "gfpgan (GFPGANv1)")
+    parser.add_argument("--enhancer_path", type=str, default=None,
+                        help="--enhancer weights (.pdparams); default: download PaddleGAN's")
+    parser.add_argument("--enhance_at", choices=["frame", "generated"], default="frame",
+                        help="frame: enhance the face crop of the frame after the new mouth is "
+                             "in; generated: the 96-px generated face before pasting, as "
+                             "PaddleGAN")
     parser.add_argument("--strict_face", action="store_true",
                         help="stop with an error if any frame has no face (the original "
                              "behaviour); by default such frames reuse the nearest face box")
@@ -117,7 +127,8 @@ def main(argv=None) -> int:
             face_enhancement=args.face_enhancement, strict_face=args.strict_face,
             feather=not args.hard_paste, det_max_size=args.det_max_size, det_every=args.det_every,
             det_cache=not args.no_det_cache, reference_detection=args.reference_detection,
-            engine=args.engine, cpu=args.cpu, detector_path=args.detector_path, fp16=args.fp16)
+            engine=args.engine, cpu=args.cpu, detector_path=args.detector_path, fp16=args.fp16,
+            enhancer=args.enhancer, enhancer_path=args.enhancer_path, enhance_at=args.enhance_at)
         report(f"wrote {predictor.run(args.face, args.audio, args.outfile)}")
         return 0
 

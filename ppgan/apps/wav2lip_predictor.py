@@ -23,6 +23,8 @@ from ..utils.device import default_device
 from ..utils.download import resolve_weights
 from ..utils.stopping import block_stop_signals, stop_deferred
 from ..utils.video import FrameSource, InputError, VideoWriter, check_output_path
+from ..faceutils.face_enhancement import ENHANCERS, Enhancer
+from .face_enhancer import PLACEMENTS, enhance_frames, enhance_generated, load_enhancer
 from .generator_runner import CPU_CHUNK, GeneratorRunner, load_generator
 from .video_faces import DetectionOptions, face_boxes
 
@@ -111,7 +113,10 @@ class Wav2LipPredictor:
     frame at full resolution, no cache, and PaddleGAN's BlazeFace crop and face order; it
     overrides the three `det_*` settings), `engine` ("static": Paddle Inference, "eager":
     dygraph), `detector_path` (local detector weights), `cpu_threads`, `fp16` (half precision
-    for the generator on a GPU).
+    for the generator on a GPU), `enhancer` ("gpen", PaddleGAN's, or "gfpgan": the network
+    `face_enhancement` runs), `enhancer_path` (its weights; default: download PaddleGAN's),
+    `enhance_at` ("frame": the face crop of the frame after the paste; "generated": the 96-px
+    generated face before it, as PaddleGAN; see `ppgan.apps.face_enhancer`).
 
     The numeric arguments and `face_detector` are checked on construction as the command line
     checks its flags (`ppgan.utils.checks.PREDICTOR_ARGS`, `ppgan.faceutils.detectors`): a
@@ -126,11 +131,15 @@ class Wav2LipPredictor:
                  face_enhancement: bool = False, strict_face: bool = False, feather: bool = True,
                  det_max_size: int = 360, det_every: int = 5, det_cache: bool = True,
                  reference_detection: bool = False, engine: str = "static", cpu: bool = False,
-                 detector_path: Optional[str] = None, cpu_threads: int = 0, fp16: bool = False):
+                 detector_path: Optional[str] = None, cpu_threads: int = 0, fp16: bool = False,
+                 enhancer: str = "gpen", enhancer_path: Optional[str] = None,
+                 enhance_at: str = "frame"):
         checked = _checked_arguments(locals())  # all arguments, by name
-        if face_enhancement:
-            raise InputError("--face_enhancement needs the GPEN face-restoration network, which "
-                             "this toolkit does not include yet; run without it")
+        for name, value, allowed in (("enhancer", enhancer, ENHANCERS),
+                                     ("enhance_at", enhance_at, PLACEMENTS)):
+            if value not in allowed:
+                raise InputError(f"{name} must be one of {', '.join(allowed)}, not '{value}'")
+        self.enhancement = (enhancer, enhancer_path, enhance_at) if face_enhancement else None
         self.checkpoint_path = checkpoint_path
         self.static = static
         self.fps = checked["fps"]
@@ -151,6 +160,7 @@ class Wav2LipPredictor:
         self.cpu_threads = checked["cpu_threads"]
         self.fp16 = fp16
         self._generator: Optional[GeneratorRunner] = None  # loaded on first use, kept for later runs
+        self._enhancer: Optional[Enhancer] = None  # likewise, with face_enhancement
 
     # ---- generation ---------------------------------------------------------------------
     def generator(self) -> GeneratorRunner:
@@ -161,6 +171,14 @@ class Wav2LipPredictor:
             self._generator = load_generator(weights, self.engine, self.device, self.cpu_threads,
                                              self.fp16)
         return self._generator
+
+    def enhancer(self) -> Optional[Enhancer]:
+        """The face enhancer, loaded (or downloaded) on the first call; None without
+        face_enhancement."""
+        if self.enhancement is not None and self._enhancer is None:
+            name, path, _ = self.enhancement
+            self._enhancer = load_enhancer(name, path, self.engine, self.device, self.cpu_threads)
+        return self._enhancer
 
     def _step_size(self, frame_bytes: int) -> int:
         """Frames per generator call. Three steps are in flight (read, generated, written), so
@@ -174,9 +192,16 @@ class Wav2LipPredictor:
         """Paste the generated faces into their frames and write them; `shared_frames`: the
         frames are one still, copied before each paste."""
         faces = (generated.transpose(0, 2, 3, 1) * 255.0).astype(np.uint8)
+        enhancer = self.enhancer()
+        at = self.enhancement[2] if enhancer is not None else None
+        if enhancer is not None and at == "generated":
+            faces = enhance_generated(enhancer, faces)
+        frames = [frame.copy() for frame in frames] if shared_frames else frames
         for frame, face, box in zip(frames, faces, boxes):
-            frame = frame.copy() if shared_frames else frame
             paste_face(frame, face, XYXYBox(*map(int, box)), feather=self.feather)
+        if enhancer is not None and at == "frame":
+            enhance_frames(enhancer, frames, boxes)
+        for frame in frames:
             writer.write(frame)
 
     # ---- the pipeline -------------------------------------------------------------------
@@ -195,6 +220,7 @@ class Wav2LipPredictor:
     def _run(self, source: FrameSource, audio_path: str, outfile: str) -> str:
         mel, seconds = _load_mel(audio_path)
         generator = self.generator()  # load (or download) the weights before minutes of detection
+        self.enhancer()
         # As many frames as the audio lasts (the references stop up to 0.2 s short).
         total = max(1, round(seconds * source.fps))
         is_still = source.is_image or self.static

@@ -5,7 +5,6 @@ The sqrt(2) gain keeps the activations' second moment at 1 after the ReLU halves
 equalised learning rate of the layers around it relies on. "Fused" names the CUDA kernel of the
 original; here it is three plain ops.
 """
-import math
 from typing import Optional
 
 import paddle
@@ -14,8 +13,11 @@ import paddle.nn.functional as F
 
 
 def fused_leaky_relu(x: paddle.Tensor, bias: Optional[paddle.Tensor] = None,
-                     negative_slope: float = 0.2, scale: float = math.sqrt(2)) -> paddle.Tensor:
-    """leaky_relu(x + bias) * scale, the bias broadcast along axis 1 (channels or features)."""
+                     negative_slope: float = 0.2, scale: float = 2 ** 0.5) -> paddle.Tensor:
+    """leaky_relu(x + bias) * scale, the bias broadcast along axis 1 (channels or features).
+
+    The default is written without a module name: paddle.jit.to_static re-creates this function
+    from its source in a module where `math` is not defined."""
     if bias is not None:
         x = x + bias.reshape([1, -1] + [1] * (x.ndim - 2))
     return F.leaky_relu(x, negative_slope) * scale
@@ -26,7 +28,7 @@ class FusedLeakyReLU(nn.Layer):
     only the scaled activation."""
 
     def __init__(self, channels: int, bias: bool = True, negative_slope: float = 0.2,
-                 scale: float = math.sqrt(2)):
+                 scale: float = 2 ** 0.5):
         super().__init__()
         self.bias = self.create_parameter(
             [channels], default_initializer=nn.initializer.Constant(0.0)) if bias else None

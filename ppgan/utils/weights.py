@@ -137,6 +137,12 @@ def load_state_dict(net: paddle.nn.Layer, state_dict: Mapping[str, Any], source:
     net.set_state_dict({key: _fitted(value, expected[key]) for key, value in state_dict.items()})
 
 
+def read_state_dict(path: str, network: str) -> StateDict:
+    """The flat state dict for `network` (a class name) in the file at `path`, not yet loaded:
+    for callers that size the network from its weights before building it."""
+    return select_state_dict(_read_file(path), network, path)
+
+
 def load_weights(net: paddle.nn.Layer, source: Union[str, Mapping[str, Any]]) -> None:
     """Load `source` (a path, or an already loaded dict) into `net` with `load_state_dict`: a flat
     file, or the state dict of a trainer checkpoint that holds `net`'s network."""

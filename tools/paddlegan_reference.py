@@ -1,10 +1,13 @@
-"""Runs PaddleGAN's own GPEN / GFPGANv1 on random weights, for tests/test_enhancers.py.
+"""Runs PaddleGAN's own GPEN / GFPGANv1 / FaceEnhancement on random weights, for
+tools/compare_with_paddlegan.py.
 
-PaddleGAN's package imports far more than these two networks need (and its name is ours), so
-`make_shim` copies just their source files from a PaddleGAN checkout into a minimal `ppgan` tree
-with stub registries; `PYTHONPATH=SHIM python tests/paddlegan_reference.py CONFIG OUT.npz`
-then builds the network there (in a process of its own), randomises every weight, buffer and
-noise strength from CONFIG's seed, and saves the state dict, the input and the outputs.
+PaddleGAN's package imports far more than these need (and its name is ours), so `make_shim`
+copies just their source files from a PaddleGAN checkout into a minimal `ppgan` tree with stub
+registries; `PYTHONPATH=SHIM python tools/paddlegan_reference.py CONFIG OUT.npz` then builds the
+network there (in a process of its own), randomises every weight, buffer and noise strength from
+CONFIG's seed, and saves the state dict, the input and the outputs. The "FaceEnhancement" case
+saves the random GPEN weights to CONFIG's "weights" file, runs PaddleGAN's class on the BGR
+astronaut face and saves its image.
 """
 import json
 import os
@@ -14,7 +17,9 @@ import sys
 SOURCES = ["models/generators/gpen.py", "models/generators/generator_styleganv2.py",
            "models/generators/gfpganv1_arch.py",
            "models/discriminators/discriminator_styleganv2.py",
-           "modules/equalized.py", "modules/upfirdn2d.py", "modules/fused_act.py"]
+           "modules/equalized.py", "modules/upfirdn2d.py", "modules/fused_act.py",
+           "faceutils/face_enhancement/face_enhance.py",
+           "faceutils/face_detection/detection/blazeface/utils.py"]
 
 _REGISTRY = ("class _Registry:\n"
              "    def register(self, *args, **kwargs):\n"
@@ -22,11 +27,16 @@ _REGISTRY = ("class _Registry:\n"
 STUBS = {
     "__init__.py": "", "models/__init__.py": "", "modules/__init__.py": "",
     "utils/__init__.py": "", "models/discriminators/__init__.py": "",
+    "faceutils/__init__.py": "", "faceutils/face_enhancement/__init__.py": "",
+    "faceutils/face_detection/__init__.py": "",
+    "faceutils/face_detection/detection/__init__.py": "",
+    "faceutils/face_detection/detection/blazeface/__init__.py": "",
     "utils/download.py": "def get_path_from_url(url):\n    raise RuntimeError('no downloads')\n",
     "models/generators/builder.py": _REGISTRY + "GENERATORS = _Registry()\n",
     "models/discriminators/builder.py": _REGISTRY + "DISCRIMINATORS = _Registry()\n",
-    # gpen.py imports StyleGANv2Generator from the package.
-    "models/generators/__init__.py": "from .generator_styleganv2 import StyleGANv2Generator\n",
+    # gpen.py imports StyleGANv2Generator from the package, face_enhance.py GPEN.
+    "models/generators/__init__.py": ("from .generator_styleganv2 import StyleGANv2Generator\n"
+                                      "from .gpen import GPEN\n"),
 }
 
 
@@ -62,7 +72,28 @@ def randomised_state(net, rng):
     return state
 
 
+def astronaut_face():
+    """The input of the FaceEnhancement case: scikit-image's astronaut, face crop, BGR."""
+    import skimage.data
+    return skimage.data.astronaut()[10:210, 150:310, ::-1].copy()
+
+
+def run_face_enhancement(cfg: dict, out_path: str) -> None:
+    import numpy as np
+    import paddle
+    from ppgan.faceutils.face_enhancement.face_enhance import FaceEnhancement
+    from ppgan.models.generators.gpen import GPEN
+
+    paddle.seed(cfg["seed"])
+    net = GPEN(size=512, style_dim=512, n_mlp=8)
+    paddle.save(randomised_state(net, np.random.default_rng(cfg["seed"])), cfg["weights"])
+    image = FaceEnhancement(path_to_enhance=cfg["weights"]).enhance_from_image(astronaut_face())
+    np.savez(out_path, image=np.asarray(image))
+
+
 def run(cfg: dict, out_path: str) -> None:
+    if cfg["name"] == "FaceEnhancement":
+        return run_face_enhancement(cfg, out_path)
     import numpy as np
     import paddle
     from ppgan.models.generators.gfpganv1_arch import GFPGANv1

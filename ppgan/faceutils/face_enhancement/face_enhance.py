@@ -1,0 +1,18 @@
+"""PaddleGAN's `FaceEnhancement`: GPEN-512 face restoration with its interface and results."""
+import paddle.nn as nn
+
+from ...models.generators.gpen import GPEN
+from .base import Enhancer
+
+GPEN_URL = "https://paddlegan.bj.bcebos.com/models/GPEN-512.pdparams"
+
+
+class FaceEnhancement(Enhancer):
+    """GPEN (style_dim 512, 8 mapping layers, PaddleGAN's wav2lip enhancer); see `Enhancer`."""
+
+    NETWORK = "GPEN"
+    URL = GPEN_URL
+
+    @staticmethod
+    def build(size: int) -> nn.Layer:
+        return GPEN(size=size, style_dim=512, n_mlp=8)
