@@ -5,7 +5,7 @@ import pytest
 from ppgan.apps.wav2lip_predictor import _runs, mel_window, pingpong_index
 from ppgan.faceutils.face_boxes import (BoxDetector, MissingFaceError, NoFaceError, fill_missing,
                                       pad_boxes, smooth_boxes)
-from ppgan.utils.blend import feather_mask, paste_face
+from ppgan.utils.blend import feather_mask, mouth_mask, paste_face
 from ppgan.utils.boxes import XYXYBox
 
 
@@ -73,8 +73,8 @@ def test_feathered_paste_changes_only_the_box_and_has_no_hard_edge():
     frame = np.full((60, 80, 3), 100, np.uint8)
     face = np.full((96, 96, 3), 200, np.uint8)
     hard, soft = frame.copy(), frame.copy()
-    paste_face(hard, face, XYXYBox(x1=20, y1=10, x2=70, y2=50), feather=False)
-    paste_face(soft, face, XYXYBox(x1=20, y1=10, x2=70, y2=50), feather=True)
+    paste_face(hard, face, XYXYBox(x1=20, y1=10, x2=70, y2=50), blend="hard")
+    paste_face(soft, face, XYXYBox(x1=20, y1=10, x2=70, y2=50), blend="face")
     outside = np.ones((60, 80), bool)
     outside[10:50, 20:70] = False
     assert (soft[outside] == 100).all() and (hard[outside] == 100).all()
@@ -83,6 +83,21 @@ def test_feathered_paste_changes_only_the_box_and_has_no_hard_edge():
     assert soft[10, 45, 0] < 110 and soft[30, 20, 0] < 110  # the border eases into the frame
     mask = feather_mask(40, 50)[..., 0]
     assert np.abs(np.diff(mask, axis=0)).max() < 0.25 and np.abs(np.diff(mask, axis=1)).max() < 0.25
+
+
+@pytest.mark.parametrize("height", [40, 41, 96])
+def test_mouth_paste_leaves_the_upper_half_of_the_box_untouched(height):
+    frame = np.full((120, 80, 3), 100, np.uint8)
+    face = np.full((96, 96, 3), 200, np.uint8)
+    box = XYXYBox(x1=20, y1=10, x2=70, y2=10 + height)
+    paste_face(frame, face, box, blend="mouth")
+    outside = np.ones(frame.shape[:2], bool)
+    outside[box.y1 + height // 2:box.y2, box.x1:box.x2] = False
+    assert (frame[outside] == 100).all()  # the rows above the middle, and all outside the box
+    assert frame[box.y1 + int(0.75 * height), 45, 0] == 200  # the mouth is the generated one
+    mask = mouth_mask(height, 50)[..., 0]
+    assert (mask[:(height + 1) // 2] == 0).all()
+    assert np.abs(np.diff(mask, axis=0)).max() < 0.3 and np.abs(np.diff(mask, axis=1)).max() < 0.25
 
 
 class FakeAligner:

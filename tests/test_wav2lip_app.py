@@ -80,6 +80,27 @@ def test_video_with_box_gives_a_full_length_pingpong_video(media):
     assert inside > 10  # the random generator's mouth really was pasted
 
 
+def box_region_difference(out_frame, in_frame, rows, cols):
+    return np.abs(out_frame[rows, cols].astype(float) - in_frame[rows, cols]).mean()
+
+
+def test_mouth_blend_keeps_the_upper_half_of_the_face_box(media):
+    """The default blend changes only the lower half of the box, which the generator redraws:
+    above it the frames are the input's through one H.264 pass; --blend face changes it all."""
+    top, bottom, left, right = BOX
+    upper, lower = slice(top, (top + bottom) // 2), slice((top + 3 * bottom) // 4, bottom - 5)
+    cols = slice(left, right)
+    source = read_frames(media["video"])
+    _, mouth = run_cli(media, "--face", media["video"], "--audio", media["audio"], "--box", *map(str, BOX))
+    _, face = run_cli(media, "--face", media["video"], "--audio", media["audio"], "--box", *map(str, BOX),
+                      "--blend", "face")
+    mouth, face = read_frames(mouth), read_frames(face)
+    for i in (0, 7, 19):
+        assert box_region_difference(mouth[i], source[i], upper, cols) < CODEC_TOLERANCE
+        assert box_region_difference(mouth[i], source[i], lower, slice(left + 10, right - 10)) > 10
+        assert box_region_difference(face[i], source[i], upper, cols) > 3 * CODEC_TOLERANCE
+
+
 def test_photo_input(media):
     _, out = run_cli(media, "--face", media["photo"], "--audio", media["audio"], "--box", *map(str, BOX),
                      "--fps", "20")
