@@ -100,6 +100,30 @@ def test_mouth_paste_leaves_the_upper_half_of_the_box_untouched(height):
     assert np.abs(np.diff(mask, axis=0)).max() < 0.3 and np.abs(np.diff(mask, axis=1)).max() < 0.25
 
 
+def test_frame_levels_follow_the_frame_rate():
+    from ppgan.utils.silence import FLOOR_DB, frame_levels
+
+    wav = np.concatenate([np.full(8000, 0.1, np.float32), np.zeros(8000, np.float32)])
+    for fps, loud in ((25, 12), (10, 5)):
+        levels = frame_levels(wav, 16000, fps, count=2 * loud + 2)
+        np.testing.assert_allclose(levels[:loud], -20, atol=1e-4)
+        assert (levels[loud + 1:] == FLOOR_DB).all()  # the silence, then past the audio's end
+
+
+def test_silent_spans_need_the_minimum_length_and_fade_at_their_edges():
+    from ppgan.utils.silence import silent_frames, source_shares
+
+    levels = np.full(40, -20.0)
+    levels[5:8] = -70  # 3 frames: too short
+    levels[15:30] = -70
+    silent = silent_frames(levels, below_speech_db=30, min_frames=10)
+    assert np.flatnonzero(silent).tolist() == list(range(15, 30))
+    assert not silent_frames(levels, below_speech_db=60, min_frames=10).any()
+    shares = source_shares(silent, fade_frames=3)
+    np.testing.assert_allclose(shares[13:20], [0, 0, 0.25, 0.5, 0.75, 1, 1])
+    np.testing.assert_allclose(shares[26:31], [1, 0.75, 0.5, 0.25, 0])
+
+
 class FakeAligner:
     """Stands in for FaceAlignment: each frame carries its index in pixel (0, 0); the box of
     frame i is `track[i]`. Records which frames it was asked about."""
@@ -193,3 +217,20 @@ def test_strict_retries_a_miss_up_to_the_full_frame():
     assert detector.widths == [20, 20, 40, 40, 60, 60]
     with pytest.raises(MissingFaceError, match="frame 0"):
         BoxDetector(SmallFacesMissed(min_width=61), max_size=20, strict=True).detect(frames_for(2))
+
+
+def test_predictor_blend_and_silence_arguments():
+    from ppgan.apps import Wav2LipPredictor
+    from ppgan.utils.video import InputError
+
+    assert Wav2LipPredictor().blend == "mouth" and Wav2LipPredictor().silence is None
+    assert Wav2LipPredictor(feather=False).blend == "hard"  # the earlier switch still works
+    assert Wav2LipPredictor(blend="face").blend == "face"
+    with pytest.raises(InputError, match="contradicts blend='face'"):
+        Wav2LipPredictor(feather=False, blend="face")
+    with pytest.raises(InputError, match="blend: must be one of mouth, face, hard"):
+        Wav2LipPredictor(blend="soft")
+    with pytest.raises(InputError, match=r"silence_threshold: must be a number in \(0, 100\]"):
+        Wav2LipPredictor(silence_passthrough=True, silence_threshold=-3)
+    with pytest.raises(InputError, match="silence_min_span: must be a number > 0"):
+        Wav2LipPredictor(silence_min_span=0)

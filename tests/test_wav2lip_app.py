@@ -25,6 +25,9 @@ SHIFT = 2  # pixels the face moves right per frame, so that frames are distingui
 BOX = (15, 105, 110, 190)  # --box top, bottom, left, right around the face
 # Mean absolute difference one H.264 pass (crf 18, 4:2:0) leaves on this detailed photo.
 CODEC_TOLERANCE = 2.5
+# The same on the mouth crop, the photo's most detailed part (measured 2.8-3.2 there on frames
+# passed through unchanged; a generated mouth differs by 20 to 70).
+MOUTH_CODEC_TOLERANCE = 4.0
 
 
 def moving_frames(count, blank=()):
@@ -99,6 +102,34 @@ def test_mouth_blend_keeps_the_upper_half_of_the_face_box(media):
         assert box_region_difference(mouth[i], source[i], upper, cols) < CODEC_TOLERANCE
         assert box_region_difference(mouth[i], source[i], lower, slice(left + 10, right - 10)) > 10
         assert box_region_difference(face[i], source[i], upper, cols) > 3 * CODEC_TOLERANCE
+
+
+def test_silence_passthrough_shows_the_source_frames_in_long_silences(media):
+    """Speech, a 0.2 s pause (under --silence_min_span 0.4), speech, 1 s of silence, speech: the
+    frames inside the long silence are the source's (through one H.264 pass), mouth included;
+    the pause and the speech keep the generated mouth."""
+    from ppgan.apps.wav2lip_predictor import pingpong_index
+
+    pause, gap = np.zeros(int(0.2 * 16000), np.float32), np.zeros(16000, np.float32)
+    speech = [speech_like(0.6, seed) for seed in range(3)]
+    audio = write_wav(media["root"] / "gaps.wav",
+                      np.concatenate([speech[0], pause, speech[1], gap, speech[2][:6400]]))
+    _, out = run_cli(media, "--face", media["video"], "--audio", str(audio), "--box", *map(str, BOX),
+                     "--silence_passthrough")
+    frames, source = read_frames(out), read_frames(media["video"])
+    assert len(frames) == 70  # frames 15-19: the pause; 35-59: the silence, faded over 3 frames
+    top, bottom, left, right = BOX
+    mouth = (slice((top + 3 * bottom) // 4, bottom - 5), slice(left + 10, right - 10))
+
+    def mouth_difference(i):
+        return np.abs(frames[i][mouth].astype(float) - source[pingpong_index(i, 20)][mouth]).mean()
+
+    for i in range(38, 57, 3):
+        assert mouth_difference(i) < MOUTH_CODEC_TOLERANCE
+        assert np.abs(frames[i].astype(float) - source[pingpong_index(i, 20)]).mean() < CODEC_TOLERANCE
+    for i in (5, 17, 30, 65):
+        assert mouth_difference(i) > 10
+    assert MOUTH_CODEC_TOLERANCE < mouth_difference(36) < mouth_difference(33)  # the fade in
 
 
 def test_photo_input(media):
