@@ -238,8 +238,8 @@ class Wav2LipPredictor:
         if self.silence is None:
             return np.zeros(total, np.float32)
         shares = passthrough_shares(wav, DEFAULT_MEL.sample_rate, fps, total, **self.silence)
-        logger.info("silence: %d of %d frames show the source frame", np.count_nonzero(shares),
-                    total)
+        logger.info("silence: %d of %d frames show the source frame (fully or fading)",
+                    np.count_nonzero(shares), total)
         return shares
 
     def _lip_sync(self, generator: GeneratorRunner, frames: "_Frames", mel: np.ndarray,
