@@ -311,9 +311,11 @@ def test_a_full_disk_says_so_and_leaves_nothing(media, tmp_path, capsys, free_kb
         outfile = disk / "out.mp4"
         filler = disk / "filler"
         filler.write_bytes(b"\0" * ((256 - free_kb) << 10))
-        long_audio = write_wav(tmp_path / "long.wav", speech_like(4.0))  # about 150 kB of video
+        # About 150 kB of video with the whole box's noise pasted (the mouth blend's is smaller).
+        long_audio = write_wav(tmp_path / "long.wav", speech_like(4.0))
         code, _ = run_cli(media, "--face", media["video"], "--audio", str(long_audio),
-                          "--box", *map(str, BOX), outfile=str(outfile), check=False)
+                          "--box", *map(str, BOX), "--blend", "face", outfile=str(outfile),
+                          check=False)
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 1, err
         assert err[-1] == f"wav2lip.py: error: no space left on device: {outfile}"
