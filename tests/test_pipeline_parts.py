@@ -5,7 +5,7 @@ import pytest
 from ppgan.apps.wav2lip_predictor import _runs, mel_window, pingpong_index
 from ppgan.faceutils.face_boxes import (BoxDetector, MissingFaceError, NoFaceError, fill_missing,
                                       pad_boxes, smooth_boxes)
-from ppgan.utils.blend import feather_mask, paste_face
+from ppgan.utils.blend import feather_mask, mouth_mask, paste_face
 from ppgan.utils.boxes import XYXYBox
 
 
@@ -73,8 +73,8 @@ def test_feathered_paste_changes_only_the_box_and_has_no_hard_edge():
     frame = np.full((60, 80, 3), 100, np.uint8)
     face = np.full((96, 96, 3), 200, np.uint8)
     hard, soft = frame.copy(), frame.copy()
-    paste_face(hard, face, XYXYBox(x1=20, y1=10, x2=70, y2=50), feather=False)
-    paste_face(soft, face, XYXYBox(x1=20, y1=10, x2=70, y2=50), feather=True)
+    paste_face(hard, face, XYXYBox(x1=20, y1=10, x2=70, y2=50), blend="hard")
+    paste_face(soft, face, XYXYBox(x1=20, y1=10, x2=70, y2=50), blend="face")
     outside = np.ones((60, 80), bool)
     outside[10:50, 20:70] = False
     assert (soft[outside] == 100).all() and (hard[outside] == 100).all()
@@ -83,6 +83,45 @@ def test_feathered_paste_changes_only_the_box_and_has_no_hard_edge():
     assert soft[10, 45, 0] < 110 and soft[30, 20, 0] < 110  # the border eases into the frame
     mask = feather_mask(40, 50)[..., 0]
     assert np.abs(np.diff(mask, axis=0)).max() < 0.25 and np.abs(np.diff(mask, axis=1)).max() < 0.25
+
+
+@pytest.mark.parametrize("height", [40, 41, 96])
+def test_mouth_paste_leaves_the_upper_half_of_the_box_untouched(height):
+    frame = np.full((120, 80, 3), 100, np.uint8)
+    face = np.full((96, 96, 3), 200, np.uint8)
+    box = XYXYBox(x1=20, y1=10, x2=70, y2=10 + height)
+    paste_face(frame, face, box, blend="mouth")
+    outside = np.ones(frame.shape[:2], bool)
+    outside[box.y1 + height // 2:box.y2, box.x1:box.x2] = False
+    assert (frame[outside] == 100).all()  # the rows above the middle, and all outside the box
+    assert frame[box.y1 + int(0.75 * height), 45, 0] == 200  # the mouth is the generated one
+    mask = mouth_mask(height, 50)[..., 0]
+    assert (mask[:(height + 1) // 2] == 0).all()
+    assert np.abs(np.diff(mask, axis=0)).max() < 0.3 and np.abs(np.diff(mask, axis=1)).max() < 0.25
+
+
+def test_frame_levels_follow_the_frame_rate():
+    from ppgan.utils.silence import FLOOR_DB, frame_levels
+
+    wav = np.concatenate([np.full(8000, 0.1, np.float32), np.zeros(8000, np.float32)])
+    for fps, loud in ((25, 12), (10, 5)):
+        levels = frame_levels(wav, 16000, fps, count=2 * loud + 2)
+        np.testing.assert_allclose(levels[:loud], -20, atol=1e-4)
+        assert (levels[loud + 1:] == FLOOR_DB).all()  # the silence, then past the audio's end
+
+
+def test_silent_spans_need_the_minimum_length_and_fade_at_their_edges():
+    from ppgan.utils.silence import silent_frames, source_shares
+
+    levels = np.full(40, -20.0)
+    levels[5:8] = -70  # 3 frames: too short
+    levels[15:30] = -70
+    silent = silent_frames(levels, below_speech_db=30, min_frames=10)
+    assert np.flatnonzero(silent).tolist() == list(range(15, 30))
+    assert not silent_frames(levels, below_speech_db=60, min_frames=10).any()
+    shares = source_shares(silent, fade_frames=3)
+    np.testing.assert_allclose(shares[13:20], [0, 0, 0.25, 0.5, 0.75, 1, 1])
+    np.testing.assert_allclose(shares[26:31], [1, 0.75, 0.5, 0.25, 0])
 
 
 class FakeAligner:
@@ -178,3 +217,20 @@ def test_strict_retries_a_miss_up_to_the_full_frame():
     assert detector.widths == [20, 20, 40, 40, 60, 60]
     with pytest.raises(MissingFaceError, match="frame 0"):
         BoxDetector(SmallFacesMissed(min_width=61), max_size=20, strict=True).detect(frames_for(2))
+
+
+def test_predictor_blend_and_silence_arguments():
+    from ppgan.apps import Wav2LipPredictor
+    from ppgan.utils.video import InputError
+
+    assert Wav2LipPredictor().blend == "mouth" and Wav2LipPredictor().silence is None
+    assert Wav2LipPredictor(feather=False).blend == "hard"  # the earlier switch still works
+    assert Wav2LipPredictor(blend="face").blend == "face"
+    with pytest.raises(InputError, match="contradicts blend='face'"):
+        Wav2LipPredictor(feather=False, blend="face")
+    with pytest.raises(InputError, match="blend: must be one of mouth, face, hard"):
+        Wav2LipPredictor(blend="soft")
+    with pytest.raises(InputError, match=r"silence_threshold: must be a number in \(0, 100\]"):
+        Wav2LipPredictor(silence_passthrough=True, silence_threshold=-3)
+    with pytest.raises(InputError, match="silence_min_span: must be a number > 0"):
+        Wav2LipPredictor(silence_min_span=0)

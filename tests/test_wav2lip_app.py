@@ -25,6 +25,9 @@ SHIFT = 2  # pixels the face moves right per frame, so that frames are distingui
 BOX = (15, 105, 110, 190)  # --box top, bottom, left, right around the face
 # Mean absolute difference one H.264 pass (crf 18, 4:2:0) leaves on this detailed photo.
 CODEC_TOLERANCE = 2.5
+# The same on the mouth crop, the photo's most detailed part (measured 2.8-3.2 there on frames
+# passed through unchanged; a generated mouth differs by 20 to 70).
+MOUTH_CODEC_TOLERANCE = 4.0
 
 
 def moving_frames(count, blank=()):
@@ -78,6 +81,55 @@ def test_video_with_box_gives_a_full_length_pingpong_video(media):
     top, bottom, left, right = BOX
     inside = np.abs(frames[5][top:bottom, left:right].astype(float) - source[5][top:bottom, left:right]).mean()
     assert inside > 10  # the random generator's mouth really was pasted
+
+
+def box_region_difference(out_frame, in_frame, rows, cols):
+    return np.abs(out_frame[rows, cols].astype(float) - in_frame[rows, cols]).mean()
+
+
+def test_mouth_blend_keeps_the_upper_half_of_the_face_box(media):
+    """The default blend changes only the lower half of the box, which the generator redraws:
+    above it the frames are the input's through one H.264 pass; --blend face changes it all."""
+    top, bottom, left, right = BOX
+    upper, lower = slice(top, (top + bottom) // 2), slice((top + 3 * bottom) // 4, bottom - 5)
+    cols = slice(left, right)
+    source = read_frames(media["video"])
+    _, mouth = run_cli(media, "--face", media["video"], "--audio", media["audio"], "--box", *map(str, BOX))
+    _, face = run_cli(media, "--face", media["video"], "--audio", media["audio"], "--box", *map(str, BOX),
+                      "--blend", "face")
+    mouth, face = read_frames(mouth), read_frames(face)
+    for i in (0, 7, 19):
+        assert box_region_difference(mouth[i], source[i], upper, cols) < CODEC_TOLERANCE
+        assert box_region_difference(mouth[i], source[i], lower, slice(left + 10, right - 10)) > 10
+        assert box_region_difference(face[i], source[i], upper, cols) > 3 * CODEC_TOLERANCE
+
+
+def test_silence_passthrough_shows_the_source_frames_in_long_silences(media):
+    """Speech, a 0.2 s pause (under --silence_min_span 0.4), speech, 1 s of silence, speech: the
+    frames inside the long silence are the source's (through one H.264 pass), mouth included;
+    the pause and the speech keep the generated mouth."""
+    from ppgan.apps.wav2lip_predictor import pingpong_index
+
+    pause, gap = np.zeros(int(0.2 * 16000), np.float32), np.zeros(16000, np.float32)
+    speech = [speech_like(0.6, seed) for seed in range(3)]
+    audio = write_wav(media["root"] / "gaps.wav",
+                      np.concatenate([speech[0], pause, speech[1], gap, speech[2][:6400]]))
+    _, out = run_cli(media, "--face", media["video"], "--audio", str(audio), "--box", *map(str, BOX),
+                     "--silence_passthrough")
+    frames, source = read_frames(out), read_frames(media["video"])
+    assert len(frames) == 70  # frames 15-19: the pause; 35-59: the silence, faded over 3 frames
+    top, bottom, left, right = BOX
+    mouth = (slice((top + 3 * bottom) // 4, bottom - 5), slice(left + 10, right - 10))
+
+    def mouth_difference(i):
+        return np.abs(frames[i][mouth].astype(float) - source[pingpong_index(i, 20)][mouth]).mean()
+
+    for i in range(38, 57, 3):
+        assert mouth_difference(i) < MOUTH_CODEC_TOLERANCE
+        assert np.abs(frames[i].astype(float) - source[pingpong_index(i, 20)]).mean() < CODEC_TOLERANCE
+    for i in (5, 17, 30, 65):
+        assert mouth_difference(i) > 10
+    assert MOUTH_CODEC_TOLERANCE < mouth_difference(36) < mouth_difference(33)  # the fade in
 
 
 def test_photo_input(media):
@@ -259,9 +311,11 @@ def test_a_full_disk_says_so_and_leaves_nothing(media, tmp_path, capsys, free_kb
         outfile = disk / "out.mp4"
         filler = disk / "filler"
         filler.write_bytes(b"\0" * ((256 - free_kb) << 10))
-        long_audio = write_wav(tmp_path / "long.wav", speech_like(4.0))  # about 150 kB of video
+        # About 150 kB of video with the whole box's noise pasted (the mouth blend's is smaller).
+        long_audio = write_wav(tmp_path / "long.wav", speech_like(4.0))
         code, _ = run_cli(media, "--face", media["video"], "--audio", str(long_audio),
-                          "--box", *map(str, BOX), outfile=str(outfile), check=False)
+                          "--box", *map(str, BOX), "--blend", "face", outfile=str(outfile),
+                          check=False)
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 1, err
         assert err[-1] == f"wav2lip.py: error: no space left on device: {outfile}"

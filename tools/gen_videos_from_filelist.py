@@ -116,7 +116,7 @@ def generate(args: argparse.Namespace) -> Tuple[int, List[Tuple[int, str]]]:
         checkpoint_path=args.checkpoint_path, fps=FPS, pads=args.pads,
         face_det_batch_size=args.face_det_batch_size, wav2lip_batch_size=args.wav2lip_batch_size,
         face_detector=args.face_detector, detector_path=args.detector_path,
-        strict_face=True, feather=False, reference_detection=True, cpu=args.cpu)
+        strict_face=True, blend="hard", reference_detection=True, cpu=args.cpu)
     done, skipped = 0, []
     for pair in pairs:
         out = os.path.join(args.results_dir, f"{pair.idx}.mp4")

@@ -10,7 +10,7 @@ from typing import Any, Callable
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
 from ppgan.faceutils.detectors import DETECTORS  # noqa: E402
-from ppgan.utils.checks import MIN_DETECTION_SIZE, PREDICTOR_ARGS  # noqa: E402
+from ppgan.utils.checks import BLENDS, MIN_DETECTION_SIZE, PREDICTOR_ARGS  # noqa: E402
 from ppgan.utils.cli import (OneLineParser, arg_type, check_flags, report, run_main,  # noqa: E402
                              setup_logging)
 
@@ -78,9 +78,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--strict_face", action="store_true",
                         help="stop with an error if any frame has no face (the original "
                              "behaviour); by default such frames reuse the nearest face box")
+    parser.add_argument("--blend", choices=BLENDS, default=None,
+                        help="how the generated face goes back into the frame: mouth (default: "
+                             "only the lower half of the face box, which the generator redraws, "
+                             "feathered), face (the whole box, feathered), hard (the original's "
+                             "hard-edged box)")
     parser.add_argument("--hard_paste", action="store_true",
-                        help="paste the generated face as a hard-edged box, as the original; "
-                             "by default it is feathered into the frame")
+                        help="the same as --blend hard")
+    parser.add_argument("--silence_passthrough", action="store_true",
+                        help="on silent spans of the audio show the source frames (cross-faded "
+                             "at the edges) instead of a generated mouth; for photos, --static "
+                             "or clips whose speaker is silent, not for dubbing")
+    parser.add_argument("--silence_threshold", type=_checked("silence_threshold"), default=30.0,
+                        help="with --silence_passthrough: a frame is silent when its audio is "
+                             "this many dB under the clip's speech level")
+    parser.add_argument("--silence_min_span", type=_checked("silence_min_span"), default=0.4,
+                        help="with --silence_passthrough: silences shorter than this many "
+                             "seconds keep the generated mouth")
     parser.add_argument("--det_max_size", type=_checked("det_max_size"), default=360,
                         help="detect faces on a copy whose longest side is at most this many "
                              "pixels (frames without a face there are retried on a copy twice "
@@ -105,6 +119,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "ignored on a CPU)")
     args = parser.parse_args(argv)
     check_flags(parser, args, {name: PREDICTOR_ARGS[name] for name in ("pads", "crop", "box")})
+    if args.hard_paste and args.blend not in (None, "hard"):
+        parser.error(f"argument --hard_paste: is --blend hard; it contradicts --blend {args.blend}")
+    args.blend = "hard" if args.hard_paste else args.blend or "mouth"
     return args
 
 
@@ -125,10 +142,12 @@ def main(argv=None) -> int:
             resize_factor=args.resize_factor, crop=args.crop, box=args.box, rotate=args.rotate,
             nosmooth=args.nosmooth, face_detector=args.face_detector,
             face_enhancement=args.face_enhancement, strict_face=args.strict_face,
-            feather=not args.hard_paste, det_max_size=args.det_max_size, det_every=args.det_every,
+            blend=args.blend, det_max_size=args.det_max_size, det_every=args.det_every,
             det_cache=not args.no_det_cache, reference_detection=args.reference_detection,
             engine=args.engine, cpu=args.cpu, detector_path=args.detector_path, fp16=args.fp16,
-            enhancer=args.enhancer, enhancer_path=args.enhancer_path, enhance_at=args.enhance_at)
+            enhancer=args.enhancer, enhancer_path=args.enhancer_path, enhance_at=args.enhance_at,
+            silence_passthrough=args.silence_passthrough,
+            silence_threshold=args.silence_threshold, silence_min_span=args.silence_min_span)
         report(f"wrote {predictor.run(args.face, args.audio, args.outfile)}")
         return 0
 

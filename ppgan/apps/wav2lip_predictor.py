@@ -16,11 +16,12 @@ from tqdm import tqdm
 from ..faceutils.detectors import DETECTORS
 from ..models.generators.wav2lip import MEL_STEP_SIZE, face_input, face_pixels
 from ..utils.audio import DEFAULT_MEL, AudioError, load_wav, melspectrogram
-from ..utils.blend import paste_face
+from ..utils.blend import cross_fade, paste_face
 from ..utils.boxes import XYXYBox
 from ..utils.checks import PREDICTOR_ARGS, CheckError, check_named, one_of
 from ..utils.device import default_device
 from ..utils.download import resolve_weights
+from ..utils.silence import passthrough_shares
 from ..utils.stopping import block_stop_signals, stop_deferred
 from ..utils.video import FrameSource, InputError, VideoWriter, check_output_path
 from ..faceutils.face_enhancement import ENHANCERS, Enhancer
@@ -62,8 +63,8 @@ def _runs(indices: Sequence[int]) -> Iterator[List[int]]:
     yield run
 
 
-def _load_mel(audio_path: str) -> Tuple[np.ndarray, float]:
-    """(mel, seconds of audio)."""
+def _load_audio(audio_path: str) -> Tuple[np.ndarray, np.ndarray]:
+    """(samples at the mel's sample rate, mel)."""
     wav = load_wav(audio_path)
     mel = melspectrogram(wav)
     if np.isnan(mel).any():
@@ -72,7 +73,16 @@ def _load_mel(audio_path: str) -> Tuple[np.ndarray, float]:
     if mel.shape[1] < MEL_STEP_SIZE:  # under 0.2 s: pad with silence to one window
         mel = np.pad(mel, ((0, 0), (0, MEL_STEP_SIZE - mel.shape[1])),
                      constant_values=-DEFAULT_MEL.max_abs_value)
-    return mel, wav.size / DEFAULT_MEL.sample_rate
+    return wav, mel
+
+
+def _blend_mode(blend: Optional[str], feather: bool) -> str:
+    """`blend`, or from the older `feather` switch: False is the hard paste."""
+    if feather:
+        return blend or "mouth"
+    if blend not in (None, "hard"):
+        raise InputError(f"feather=False is blend='hard'; it contradicts blend='{blend}'")
+    return "hard"
 
 
 def _checked_arguments(arguments: dict) -> dict:
@@ -105,7 +115,12 @@ class Wav2LipPredictor:
 
     Extra arguments: `strict_face` (any frame without a face is an error, as in the
     references, whatever the other detection settings; by default such frames take the nearest
-    detected box), `feather` (blend the mouth in softly; False: the references' hard paste),
+    detected box), `blend` ("mouth", the default: blend in only the lower half of the face
+    box, which the generator redraws; "face": the whole box, feathered; "hard": the references'
+    hard paste), `feather` (False: the same as blend="hard"), `silence_passthrough` (on silent
+    spans of the audio show the source frames, cross-faded at the edges; a span is silent where
+    each frame's audio is `silence_threshold` dB or more under the clip's speech level for at
+    least `silence_min_span` seconds),
     `det_max_size` (detect on a copy whose longest side is at most this; 0: full resolution, as
     the references), `det_every` (detect every k-th frame and interpolate between, re-detecting
     where the face moved; 1: every frame), `det_cache` (reuse the detections of an earlier run
@@ -133,8 +148,10 @@ class Wav2LipPredictor:
                  reference_detection: bool = False, engine: str = "static", cpu: bool = False,
                  detector_path: Optional[str] = None, cpu_threads: int = 0, fp16: bool = False,
                  enhancer: str = "gpen", enhancer_path: Optional[str] = None,
-                 enhance_at: str = "frame"):
-        checked = _checked_arguments(locals())  # all arguments, by name
+                 enhance_at: str = "frame", blend: Optional[str] = None,
+                 silence_passthrough: bool = False, silence_threshold: float = 30.0,
+                 silence_min_span: float = 0.4):
+        checked = _checked_arguments({**locals(), "blend": _blend_mode(blend, feather)})
         for name, value, allowed in (("enhancer", enhancer, ENHANCERS),
                                      ("enhance_at", enhance_at, PLACEMENTS)):
             if value not in allowed:
@@ -154,7 +171,10 @@ class Wav2LipPredictor:
             strict=strict_face, max_size=0 if reference_detection else checked["det_max_size"],
             every=1 if reference_detection else checked["det_every"],
             cache=det_cache and not reference_detection, reference=reference_detection)
-        self.feather = feather
+        self.blend = checked["blend"]
+        self.silence = (dict(below_speech_db=checked["silence_threshold"],
+                             min_seconds=checked["silence_min_span"])
+                        if silence_passthrough else None)
         self.engine = engine
         self.device = default_device(cpu)
         self.cpu_threads = checked["cpu_threads"]
@@ -188,21 +208,33 @@ class Wav2LipPredictor:
         return min(step, CPU_CHUNK) if self.device == "cpu" else step
 
     def _paste_and_write(self, writer: VideoWriter, frames: List[np.ndarray], generated: np.ndarray,
-                         boxes: np.ndarray, shared_frames: bool) -> None:
+                         boxes: np.ndarray, shared_frames: bool, source_shares: np.ndarray) -> None:
         """Paste the generated faces into their frames and write them; `shared_frames`: the
-        frames are one still, copied before each paste."""
+        frames are one still, copied before each paste; `source_shares`: how much of the
+        source frame each output frame shows instead (silence)."""
         faces = (generated.transpose(0, 2, 3, 1) * 255.0).astype(np.uint8)
         enhancer = self.enhancer()
         at = self.enhancement[2] if enhancer is not None else None
         if enhancer is not None and at == "generated":
             faces = enhance_generated(enhancer, faces)
-        frames = [frame.copy() for frame in frames] if shared_frames else frames
-        for frame, face, box in zip(frames, faces, boxes):
-            paste_face(frame, face, XYXYBox(*map(int, box)), feather=self.feather)
+        pasted_frames: List[Optional[np.ndarray]] = []
+        for frame, face, box, share in zip(frames, faces, boxes, source_shares):
+            if share >= 1:  # silence: the source frame alone
+                pasted_frames.append(None)
+                continue
+            pasted = frame.copy() if shared_frames or share > 0 else frame
+            paste_face(pasted, face, XYXYBox(*map(int, box)), blend=self.blend)
+            pasted_frames.append(pasted)
         if enhancer is not None and at == "frame":
-            enhance_frames(enhancer, frames, boxes)
-        for frame in frames:
-            writer.write(frame)
+            used = [index for index, pasted in enumerate(pasted_frames) if pasted is not None]
+            if used:
+                enhance_frames(enhancer, [pasted_frames[index] for index in used],
+                               np.asarray(boxes)[used])
+        for frame, pasted, share in zip(frames, pasted_frames, source_shares):
+            if pasted is None:
+                writer.write(frame)
+            else:
+                writer.write(cross_fade(pasted, frame, share) if share > 0 else pasted)
 
     # ---- the pipeline -------------------------------------------------------------------
     def run(self, face: str, audio_seq: str, outfile: str) -> str:
@@ -218,11 +250,12 @@ class Wav2LipPredictor:
             source.close()
 
     def _run(self, source: FrameSource, audio_path: str, outfile: str) -> str:
-        mel, seconds = _load_mel(audio_path)
+        wav, mel = _load_audio(audio_path)
         generator = self.generator()  # load (or download) the weights before minutes of detection
         self.enhancer()
         # As many frames as the audio lasts (the references stop up to 0.2 s short).
-        total = max(1, round(seconds * source.fps))
+        total = max(1, round(wav.size / DEFAULT_MEL.sample_rate * source.fps))
+        shares = self._source_shares(wav, source.fps, total)
         is_still = source.is_image or self.static
         boxes = face_boxes(source, 1 if is_still else total, self.detection, self.device,
                            self.transform)
@@ -230,12 +263,24 @@ class Wav2LipPredictor:
         logger.info("%d output frames at %.2f fps from %d source frame(s)", total, source.fps,
                     len(boxes))
         with VideoWriter(outfile, source.width, source.height, source.fps, audio_path) as writer:
-            self._lip_sync(generator, _Frames(source, still, boxes), mel, total, writer)
+            self._lip_sync(generator, _Frames(source, still, boxes), mel, shares, writer)
         return outfile
 
+    def _source_shares(self, wav: np.ndarray, fps: float, total: int) -> np.ndarray:
+        """Per output frame, the share of the source frame it shows (0 without
+        silence_passthrough)."""
+        if self.silence is None:
+            return np.zeros(total, np.float32)
+        shares = passthrough_shares(wav, DEFAULT_MEL.sample_rate, fps, total, **self.silence)
+        logger.info("silence: %d of %d frames show the source frame (fully or fading)",
+                    np.count_nonzero(shares), total)
+        return shares
+
     def _lip_sync(self, generator: GeneratorRunner, frames: "_Frames", mel: np.ndarray,
-                  total: int, writer: VideoWriter) -> None:
-        """Generate, paste and write `total` frames, in steps of a few frames."""
+                  source_shares: np.ndarray, writer: VideoWriter) -> None:
+        """Generate, paste and write one frame per entry of `source_shares`, in steps of a few
+        frames."""
+        total = source_shares.size
         source, still = frames.source, frames.still
         # A still's face features are the same for every frame: encode them once.
         still_skips = (None if still is None
@@ -261,7 +306,8 @@ class Wav2LipPredictor:
                     last_write.result()
                     progress.update(step)
                 last_write = _submit(paster, self._paste_and_write, writer, images, generated,
-                                     frames.boxes[indices], still is not None)
+                                     frames.boxes[indices], still is not None,
+                                     source_shares[frames_out.start:frames_out.stop])
             last_write.result()
             progress.update(len(steps[-1]))
 

@@ -20,6 +20,9 @@ MIN_DETECTION_SIZE = 64
 IMG_SIZE, MEL_STEP_SIZE, SYNCNET_T = 96, 16, 5
 # The shortest synthetic clip: one mel window (5 frames at 25 fps).
 MIN_CLIP_SECONDS = 0.2
+# How a generated face is pasted back (ppgan/utils/blend.py): the mouth region, the whole face
+# box feathered, or the references' hard box.
+BLENDS = ("mouth", "face", "hard")
 
 
 def shown(value: Any) -> str:
@@ -232,6 +235,10 @@ PREDICTOR_ARGS: Dict[str, Check] = {
     "fps": photo_fps, "pads": pads, "face_det_batch_size": positive_int,
     "wav2lip_batch_size": positive_int, "resize_factor": positive_int, "crop": crop, "box": box,
     "det_max_size": detection_size, "det_every": positive_int, "cpu_threads": non_negative_int,
+    "blend": one_of(BLENDS),
+    # dB under the clip's speech level; past 100 dB every frame of 16-bit audio is "speech".
+    "silence_threshold": number(0, 100, open_low=True),
+    "silence_min_span": positive_number,  # seconds
 }
 
 
