@@ -67,11 +67,15 @@ FFMPEG_BUILDS = _ffmpeg_builds()
 def pytest_configure(config):
     config.addinivalue_line("markers", "ffmpeg: run once per ffmpeg build on the machine "
                                        "(PPGAN_FFMPEG set to each; media made with it too)")
+    config.addinivalue_line("markers", "one_build: in an `ffmpeg` module, run with the bundled "
+                                       "build only (what it checks never goes through the binary)")
 
 
 def pytest_generate_tests(metafunc):
     if metafunc.definition.get_closest_marker("ffmpeg"):
-        metafunc.parametrize("ffmpeg_build", list(FFMPEG_BUILDS), indirect=True, scope="module")
+        builds = ["bundled"] if metafunc.definition.get_closest_marker("one_build") \
+            else list(FFMPEG_BUILDS)
+        metafunc.parametrize("ffmpeg_build", builds, indirect=True, scope="module")
 
 
 @pytest.fixture(scope="module", autouse=True)
