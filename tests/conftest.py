@@ -68,7 +68,7 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "ffmpeg: run once per ffmpeg build on the machine "
                                        "(PPGAN_FFMPEG set to each; media made with it too)")
     config.addinivalue_line("markers", "one_build: in an `ffmpeg` module, run with the bundled "
-                                       "build only (what it checks never goes through the binary)")
+                                       "build only (what it checks does not depend on the build)")
 
 
 def pytest_generate_tests(metafunc):

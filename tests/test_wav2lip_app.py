@@ -87,7 +87,7 @@ def box_region_difference(out_frame, in_frame, rows, cols):
     return np.abs(out_frame[rows, cols].astype(float) - in_frame[rows, cols]).mean()
 
 
-@pytest.mark.one_build  # decoding by OpenCV/PyAV, or stops before ffmpeg runs
+@pytest.mark.one_build  # geometry, boxes or decoding: the same with any encoder build
 def test_mouth_blend_keeps_the_upper_half_of_the_face_box(media):
     """The default blend changes only the lower half of the box, which the generator redraws:
     above it the frames are the input's through one H.264 pass; --blend face changes it all."""
@@ -105,7 +105,7 @@ def test_mouth_blend_keeps_the_upper_half_of_the_face_box(media):
         assert box_region_difference(face[i], source[i], upper, cols) > 3 * CODEC_TOLERANCE
 
 
-@pytest.mark.one_build  # decoding by OpenCV/PyAV, or stops before ffmpeg runs
+@pytest.mark.one_build  # geometry, boxes or decoding: the same with any encoder build
 def test_silence_passthrough_shows_the_source_frames_in_long_silences(media):
     """Speech, a 0.2 s pause (under --silence_min_span 0.4), speech, 1 s of silence, speech: the
     frames inside the long silence are the source's (through one H.264 pass), mouth included;
@@ -169,7 +169,7 @@ def test_a_photo_is_encoded_once_and_matches_the_per_frame_path(media, monkeypat
         assert np.abs(a[top:bottom, left:right].astype(float) - photo[top:bottom, left:right]).mean() > 10
 
 
-@pytest.mark.one_build  # decoding by OpenCV/PyAV, or stops before ffmpeg runs
+@pytest.mark.one_build  # geometry, boxes or decoding: the same with any encoder build
 def test_static_uses_the_first_frame_only(media):
     _, out = run_cli(media, "--face", media["video"], "--audio", media["audio"], "--box", *map(str, BOX),
                      "--static")
@@ -178,7 +178,7 @@ def test_static_uses_the_first_frame_only(media):
     assert max(outside_box_difference(f, first, BOX) for f in frames[::7]) < CODEC_TOLERANCE
 
 
-@pytest.mark.one_build  # decoding by OpenCV/PyAV, or stops before ffmpeg runs
+@pytest.mark.one_build  # geometry, boxes or decoding: the same with any encoder build
 def test_resize_rotate_and_crop_change_the_frame_geometry(media):
     _, out = run_cli(media, "--face", media["video"], "--audio", media["audio"], "--box", "5", "50", "10", "60",
                      "--resize_factor", "2")
@@ -196,7 +196,7 @@ def test_resize_rotate_and_crop_change_the_frame_geometry(media):
     assert outside_box_difference(frame, source, (0, 80, 40, 120)) < CODEC_TOLERANCE
 
 
-@pytest.mark.one_build  # decoding by OpenCV/PyAV, or stops before ffmpeg runs
+@pytest.mark.one_build  # geometry, boxes or decoding: the same with any encoder build
 def test_detected_faces_with_smoothing_and_nosmooth(media, caplog):
     for extra in ((), ("--nosmooth",)):
         _, out = run_cli(media, "--face", media["video"], "--audio", media["audio"], "--face_detector", "mtcnn",
@@ -210,7 +210,7 @@ def test_detected_faces_with_smoothing_and_nosmooth(media, caplog):
         assert np.abs(frames[4][mouth].astype(float) - source[4][mouth]).mean() > 10
 
 
-@pytest.mark.one_build  # decoding by OpenCV/PyAV, or stops before ffmpeg runs
+@pytest.mark.one_build  # geometry, boxes or decoding: the same with any encoder build
 def test_middle_frames_without_a_face_are_filled(media, caplog):
     video = write_video(media["root"] / "gap.mp4", moving_frames(20, blank=range(8, 12)))
     with caplog.at_level("INFO"):
@@ -238,7 +238,7 @@ def bad_inputs(media):
     return root
 
 
-@pytest.mark.one_build  # refused before ffmpeg runs (or by PyAV's decoder)
+@pytest.mark.one_build  # refused before anything is encoded
 @pytest.mark.parametrize("case,message", [
     ({"face": "missing.mp4"}, "face file not found"),
     ({"face": "notes.txt"}, "cannot read"),
@@ -270,7 +270,7 @@ def test_bad_input_is_one_line_and_leaves_no_output(media, bad_inputs, capsys, c
     assert not leftovers(root)
 
 
-@pytest.mark.one_build  # decoding by OpenCV/PyAV, or stops before ffmpeg runs
+@pytest.mark.one_build  # geometry, boxes or decoding: the same with any encoder build
 def test_unwritable_output_folder(media, capsys):
     # /proc refuses new files even to root, for whom permission bits would not.
     code, _ = run_cli(media, "--face", media["video"], "--audio", media["audio"], "--box", *map(str, BOX),
@@ -330,7 +330,7 @@ def test_a_full_disk_says_so_and_leaves_nothing(media, tmp_path, capsys, free_kb
         assert sorted(os.listdir(disk)) == ["filler"]
 
 
-@pytest.mark.one_build  # decoding by OpenCV/PyAV, or stops before ffmpeg runs
+@pytest.mark.one_build  # geometry, boxes or decoding: the same with any encoder build
 def test_detection_cache_is_reused_and_invalidated(media, caplog):
     video = str(write_video(media["root"] / "cached.mp4", moving_frames(21)[1:]))  # new content
     args = ("--face", video, "--audio", media["audio"], "--face_detector", "mtcnn")
@@ -350,7 +350,7 @@ def test_detection_cache_is_reused_and_invalidated(media, caplog):
     assert reused()
 
 
-@pytest.mark.one_build  # decoding by OpenCV/PyAV, or stops before ffmpeg runs
+@pytest.mark.one_build  # geometry, boxes or decoding: the same with any encoder build
 def test_without_weights_and_offline_the_error_says_where_to_put_them(media, capsys, monkeypatch, tmp_path):
     import ppgan.apps.wav2lip_predictor as predictor
 
@@ -385,7 +385,7 @@ def test_frame_source_reads_every_frame_after_a_seek_back(media, name, count):
     source.close()
 
 
-@pytest.mark.one_build  # decoding by OpenCV/PyAV, or stops before ffmpeg runs
+@pytest.mark.one_build  # geometry, boxes or decoding: the same with any encoder build
 def test_an_av1_video_is_decoded_by_pyav(media):
     """OpenCV's FFmpeg has no AV1 software decoder; such a video is read through PyAV."""
     av1 = media["root"] / "face_av1.webm"
