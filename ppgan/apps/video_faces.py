@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any, List, Mapping, Optional, Tuple
 
 import numpy as np
-from tqdm import tqdm
 
 from ..faceutils.detection_cache import detection_key, load_detections, save_detections
 from ..faceutils.face_boxes import (BoxDetector, MissingFaceError, NoFaceError, fill_missing,
@@ -16,6 +15,7 @@ from ..faceutils.face_boxes import (BoxDetector, MissingFaceError, NoFaceError, 
 from ..faceutils.face_detection import FaceAlignment
 from ..utils.boxes import XYXYBox
 from ..utils.checks import shown
+from ..utils.progress import ProgressHook, ReportedBar
 from ..utils.video import FrameSource, InputError
 
 
@@ -42,14 +42,17 @@ class DetectionOptions:
 
 
 def face_boxes(source: FrameSource, count: int, options: DetectionOptions, device: str,
-               preprocessing: Mapping[str, Any]) -> np.ndarray:
+               preprocessing: Mapping[str, Any],
+               progress: Optional[ProgressHook] = None) -> np.ndarray:
     """(N, 4) int boxes (XYXYBox's columns) for the first `count` frames (N < count if the
     video ends sooner): the only per-frame state the pipeline keeps. `preprocessing` says how the
-    source's frames were resized, cropped and rotated (part of the detection cache's key)."""
+    source's frames were resized, cropped and rotated (part of the detection cache's key);
+    `progress` is told the frames read for detection (not called for a fixed box or cached
+    detections)."""
     if options.box is not None:
         return _fixed_boxes(source, count, options.box)
     try:
-        detections = _detections(source, count, options, device, preprocessing)
+        detections = _detections(source, count, options, device, preprocessing, progress)
     except MissingFaceError as err:
         raise NoFaceError(f"{err} of {source.path} (ensure every frame shows a face, or drop "
                           "--strict_face)") from None
@@ -86,7 +89,8 @@ def _file_identity(path: Optional[str]) -> Optional[list]:
 
 
 def _detections(source: FrameSource, count: int, options: DetectionOptions, device: str,
-                preprocessing: Mapping[str, Any]) -> List[Optional[XYXYBox]]:
+                preprocessing: Mapping[str, Any],
+                progress: Optional[ProgressHook]) -> List[Optional[XYXYBox]]:
     """The detector's box of each frame, None where it found no face."""
     settings = dict(detector=options.detector, weights=_file_identity(options.detector_path),
                     max_size=options.max_size, every=options.every, frames=count,
@@ -99,8 +103,8 @@ def _detections(source: FrameSource, count: int, options: DetectionOptions, devi
                             reference=options.reference, device=device)
     detector = BoxDetector(aligner, options.batch_size, options.max_size, options.every,
                            strict=options.strict)
-    frames = tqdm(source.frames(0, count), total=count, desc="face detection", unit="frame",
-                  disable=count < 2)
+    frames = ReportedBar(source.frames(0, count), hook=progress, total=count,
+                         desc="face detection", unit="frame", disable=count < 2)
     detections = detector.detect(frames)
     if key:
         save_detections(key, detections)

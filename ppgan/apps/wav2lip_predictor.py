@@ -8,10 +8,9 @@ import logging
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
-from tqdm import tqdm
 
 from ..faceutils.detectors import DETECTORS
 from ..models.generators.wav2lip import MEL_STEP_SIZE, face_input, face_pixels
@@ -21,6 +20,7 @@ from ..utils.boxes import XYXYBox
 from ..utils.checks import PREDICTOR_ARGS, CheckError, check_named, one_of
 from ..utils.device import default_device
 from ..utils.download import resolve_weights
+from ..utils.progress import ProgressHook, ReportedBar
 from ..utils.silence import passthrough_shares
 from ..utils.stopping import block_stop_signals, stop_deferred
 from ..utils.video import FrameSource, InputError, VideoWriter, check_output_path
@@ -151,6 +151,7 @@ class Wav2LipPredictor:
                  enhance_at: str = "frame", blend: Optional[str] = None,
                  silence_passthrough: bool = False, silence_threshold: float = 30.0,
                  silence_min_span: float = 0.4):
+        self._settings = {name: value for name, value in locals().items() if name != "self"}
         checked = _checked_arguments({**locals(), "blend": _blend_mode(blend, feather)})
         for name, value, allowed in (("enhancer", enhancer, ENHANCERS),
                                      ("enhance_at", enhance_at, PLACEMENTS)):
@@ -179,26 +180,41 @@ class Wav2LipPredictor:
         self.device = default_device(cpu)
         self.cpu_threads = checked["cpu_threads"]
         self.fp16 = fp16
-        self._generator: Optional[GeneratorRunner] = None  # loaded on first use, kept for later runs
-        self._enhancer: Optional[Enhancer] = None  # likewise, with face_enhancement
+        # The networks loaded so far, by what they are loaded from (see `generator`, `enhancer`):
+        # kept for later runs, and shared with the predictors `with_settings` makes.
+        self._networks: Dict[tuple, Any] = {}
+
+    def with_settings(self, **changes: Any) -> "Wav2LipPredictor":
+        """A predictor with these constructor arguments changed that shares this one's loaded
+        networks: a server whose every run chooses its own settings loads the generator (and each
+        enhancer) once. The new settings are checked as on construction."""
+        predictor = type(self)(**{**self._settings, **changes})
+        predictor._networks = self._networks
+        return predictor
 
     # ---- generation ---------------------------------------------------------------------
     def generator(self) -> GeneratorRunner:
         """The generator these settings run: loaded (or downloaded) on the first call and kept,
         so a predictor that runs many clips loads it once."""
-        if self._generator is None:
+        key = ("generator", self.checkpoint_path, self.engine, self.device, self.cpu_threads,
+               self.fp16)
+        if key not in self._networks:
             weights = resolve_weights(self.checkpoint_path, WAV2LIP_URL)
-            self._generator = load_generator(weights, self.engine, self.device, self.cpu_threads,
-                                             self.fp16)
-        return self._generator
+            self._networks[key] = load_generator(weights, self.engine, self.device,
+                                                 self.cpu_threads, self.fp16)
+        return self._networks[key]
 
     def enhancer(self) -> Optional[Enhancer]:
         """The face enhancer, loaded (or downloaded) on the first call; None without
         face_enhancement."""
-        if self.enhancement is not None and self._enhancer is None:
-            name, path, _ = self.enhancement
-            self._enhancer = load_enhancer(name, path, self.engine, self.device, self.cpu_threads)
-        return self._enhancer
+        if self.enhancement is None:
+            return None
+        name, path, _ = self.enhancement
+        key = ("enhancer", name, path, self.engine, self.device, self.cpu_threads)
+        if key not in self._networks:
+            self._networks[key] = load_enhancer(name, path, self.engine, self.device,
+                                                self.cpu_threads)
+        return self._networks[key]
 
     def _step_size(self, frame_bytes: int) -> int:
         """Frames per generator call. Three steps are in flight (read, generated, written), so
@@ -237,19 +253,23 @@ class Wav2LipPredictor:
                 writer.write(cross_fade(pasted, frame, share) if share > 0 else pasted)
 
     # ---- the pipeline -------------------------------------------------------------------
-    def run(self, face: str, audio_seq: str, outfile: str) -> str:
-        """Write `outfile`: `face` (video or photo) lip-synced to `audio_seq`; returns its path."""
+    def run(self, face: str, audio_seq: str, outfile: str,
+            progress: Optional[ProgressHook] = None) -> str:
+        """Write `outfile`: `face` (video or photo) lip-synced to `audio_seq`; returns its path.
+        `progress` is told the stages' progress as the tqdm bars show it: ("face detection",
+        frames done, frames to detect), then ("lip sync", frames written, output frames)."""
         outfile = check_output_path(outfile)
         for name, path in (("face", face), ("audio", audio_seq)):
             if os.path.exists(path) and os.path.exists(outfile) and os.path.samefile(path, outfile):
                 raise InputError(f"the output would overwrite the {name} input: {outfile}")
         source = FrameSource(face, self.fps, **self.transform)
         try:
-            return self._run(source, audio_seq, outfile)
+            return self._run(source, audio_seq, outfile, progress)
         finally:
             source.close()
 
-    def _run(self, source: FrameSource, audio_path: str, outfile: str) -> str:
+    def _run(self, source: FrameSource, audio_path: str, outfile: str,
+             progress: Optional[ProgressHook]) -> str:
         wav, mel = _load_audio(audio_path)
         generator = self.generator()  # load (or download) the weights before minutes of detection
         self.enhancer()
@@ -258,12 +278,13 @@ class Wav2LipPredictor:
         shares = self._source_shares(wav, source.fps, total)
         is_still = source.is_image or self.static
         boxes = face_boxes(source, 1 if is_still else total, self.detection, self.device,
-                           self.transform)
+                           self.transform, progress)
         still = source.read_frame(0) if is_still else None
         logger.info("%d output frames at %.2f fps from %d source frame(s)", total, source.fps,
                     len(boxes))
         with VideoWriter(outfile, source.width, source.height, source.fps, audio_path) as writer:
-            self._lip_sync(generator, _Frames(source, still, boxes), mel, shares, writer)
+            self._lip_sync(generator, _Frames(source, still, boxes), mel, shares, writer,
+                           progress)
         return outfile
 
     def _source_shares(self, wav: np.ndarray, fps: float, total: int) -> np.ndarray:
@@ -277,9 +298,10 @@ class Wav2LipPredictor:
         return shares
 
     def _lip_sync(self, generator: GeneratorRunner, frames: "_Frames", mel: np.ndarray,
-                  source_shares: np.ndarray, writer: VideoWriter) -> None:
+                  source_shares: np.ndarray, writer: VideoWriter,
+                  hook: Optional[ProgressHook]) -> None:
         """Generate, paste and write one frame per entry of `source_shares`, in steps of a few
-        frames."""
+        frames; the bar (and `hook`) count the frames written."""
         total = source_shares.size
         source, still = frames.source, frames.still
         # A still's face features are the same for every frame: encode them once.
@@ -290,7 +312,7 @@ class Wav2LipPredictor:
         # Reading (decode, crop, resize) runs one step ahead on a thread, pasting and piping to
         # ffmpeg one step behind on another: cv2, NumPy, pipes and Paddle release the GIL.
         # Leaving the block waits for both, so the source and the writer outlive their work.
-        with tqdm(total=total, desc="lip sync", unit="frame") as progress, \
+        with ReportedBar(hook=hook, total=total, desc="lip sync", unit="frame") as progress, \
                 ThreadPoolExecutor(1, "wav2lip-read", block_stop_signals) as reader, \
                 ThreadPoolExecutor(1, "wav2lip-write", block_stop_signals) as paster:
             next_read, last_write = _submit(reader, frames.read_step, steps[0]), None

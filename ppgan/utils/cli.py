@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 import warnings
-from typing import Any, Callable, Mapping, NoReturn, Tuple, Type
+from typing import Any, Callable, Mapping, NoReturn, Optional, Tuple, Type
 
 from . import checks
 from .atomic import DISK_FULL_ERRNOS, discard_unfinished
@@ -91,24 +91,33 @@ def run_main(prog: str, body: Callable[[], int],
         sys.stderr.write(f"{prog}: {interrupted}\n")
         return interrupted_status(interrupt)
     except BaseException as err:
-        if isinstance(err, OSError) and err.errno in DISK_FULL_ERRNOS:
-            where = f": {err.filename}" if err.filename else ""
-            sys.stderr.write(f"{prog}: error: {err.strerror.lower()}{where}\n")
-            return 1
-        if os.environ.get("PPGAN_DEBUG"):
+        ending = error_ending(err, also_user_errors)
+        full_disk = isinstance(err, OSError) and err.errno in DISK_FULL_ERRNOS
+        if ending is None or (os.environ.get("PPGAN_DEBUG") and not full_disk):
             raise
-        if isinstance(err, (UserError, FileNotFoundError, *also_user_errors)):
-            sys.stderr.write(f"{prog}: error: {describe(err)}\n")
-            return 2
-        if isinstance(err, OSError) and err.errno in PATH_ERRNOS and err.filename:
-            # A folder the machine will not let us use (a read-only cache, a missing mount).
-            sys.stderr.write(f"{prog}: error: {describe(err)}\n")
-            return 1
-        raise
+        status, message = ending
+        sys.stderr.write(f"{prog}: error: {message}\n")
+        return status
     finally:
         # A stop can strike between creating a temporary (or starting ffmpeg) and guarding it.
         kill_unfinished()
         discard_unfinished()
+
+
+def error_ending(err: BaseException,
+                 also_user_errors: Tuple[Type[BaseException], ...] = ()) -> Optional[Tuple[int, str]]:
+    """The exit status and the one-line message (after "tool: error: ") a tool ends with on
+    `err` (see `run_main`); None for an error that is no user's to fix (a bug: its traceback
+    is shown)."""
+    if isinstance(err, OSError) and err.errno in DISK_FULL_ERRNOS:
+        where = f": {err.filename}" if err.filename else ""
+        return 1, f"{err.strerror.lower()}{where}"
+    if isinstance(err, (UserError, FileNotFoundError, *also_user_errors)):
+        return 2, describe(err)
+    if isinstance(err, OSError) and err.errno in PATH_ERRNOS and err.filename:
+        # A folder the machine will not let us use (a read-only cache, a missing mount).
+        return 1, describe(err)
+    return None
 
 
 def report(*lines: str) -> None:
