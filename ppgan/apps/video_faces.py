@@ -103,8 +103,10 @@ def _detections(source: FrameSource, count: int, options: DetectionOptions, devi
                             reference=options.reference, device=device)
     detector = BoxDetector(aligner, options.batch_size, options.max_size, options.every,
                            strict=options.strict)
-    frames = ReportedBar(source.frames(0, count), hook=progress, total=count,
-                         desc="face detection", unit="frame", disable=count < 2)
+    # A video shorter than the audio is read to its end (its frame count, as its container says).
+    frames = ReportedBar(source.frames(0, count), hook=progress,
+                         total=min(count, source.num_frames), desc="face detection",
+                         unit="frame", disable=count < 2)
     detections = detector.detect(frames)
     if key:
         save_detections(key, detections)
