@@ -13,6 +13,7 @@ import inspect
 import logging
 import os
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -22,6 +23,7 @@ from ..faceutils.detectors import DETECTORS
 from ..faceutils.face_enhancement import ENHANCERS
 from ..utils.checks import BLENDS
 from ..utils.cli import error_ending
+from ..utils.errors import UserError
 from ..utils.progress import ProgressHook
 from ..utils.video import InputError
 from .wav2lip_predictor import Wav2LipPredictor
@@ -36,6 +38,10 @@ PredictorFactory = Callable[..., Wav2LipPredictor]
 TAKES_FACE_SELECT = "face_select" in inspect.signature(Wav2LipPredictor).parameters
 # A stop waits this long for the run in progress to reach its next progress report and unwind.
 STOP_WAIT_SECONDS = 60
+
+
+class AddressError(UserError):
+    """The app cannot listen on the address asked for."""
 
 
 class AppStopping(Exception):
@@ -167,10 +173,24 @@ def _settings_controls(gr, default_detector: str) -> list:
     return [detector, face_select, *pads, blend, enhance, enhancer, static]
 
 
+def check_address(host: str, port: int) -> None:
+    """Refuse an address the app cannot listen on, before minutes of loading (Gradio would
+    only say so with a traceback after)."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as listener:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Gradio binds
+            listener.bind((host, port))
+    except OSError as err:  # socket.gaierror too: a host name that does not resolve
+        raise AddressError(f"cannot listen on {host} port {port}: {err.strerror or err}; "
+                           "choose another --port (or --host)") from None
+
+
 def serve(host: str = "127.0.0.1", port: int = 7860, default_detector: str = "sfd",
           **predictor_settings: Any) -> None:
     """Load the generator, then serve the page at http://host:port until a stop signal
     (Ctrl-C, SIGTERM, SIGHUP: raised as KeyboardInterrupt inside `run_main`)."""
+    check_address(host, port)
     with private_folder() as folder:
         logger.info("working folder (removed at exit): %s", folder)
         logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's calls to itself
