@@ -144,10 +144,17 @@ def _open_page(browser, app):
         }).observe(document.body, {subtree: true, childList: true, characterData: true});""")
 
 
-def _lip_sync(browser, face, audio):
-    """Upload `face` and `audio`, press the button; the result's <video> or the error toast."""
+def _lip_sync(browser, face, audio, fields=()):
+    """Upload `face` and `audio`, type into the number `fields` ({element id: text}), press
+    the button; the result's <video> or the error toast."""
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
+
+    for element, text in dict(fields).items():
+        field = browser.find_element(By.CSS_SELECTOR, f"#{element} input")
+        field.send_keys(Keys.CONTROL, "a")
+        field.send_keys(text, Keys.TAB)  # Gradio takes a number's value when it loses focus
 
     browser.find_element(By.CSS_SELECTOR, "#face input[type=file]").send_keys(face)
     browser.find_element(By.CSS_SELECTOR, "#audio input[type=file]").send_keys(audio)
@@ -198,6 +205,10 @@ def test_the_page_lip_syncs_a_photo_with_progress_and_a_playable_download(app, b
         download.write_bytes(response.read())
     videos, audios, seconds = probe(download)
     assert (videos, audios) == (1, 1) and abs(seconds - AUDIO_SECONDS) <= 2 / FPS + 0.03
+    # Everything the page loaded came from the app: no fonts, scripts or analytics from outside.
+    loaded = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(entry => entry.name)")
+    assert loaded and [url for url in loaded if not url.startswith(app["url"])] == []
     _save_screenshot(browser, SCREENSHOT or str(tmp_path / "webui.png"))
 
 
@@ -211,28 +222,38 @@ def _save_screenshot(browser, path):
     page.quantize(128, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
 
 
-def _cli_error(media, face, tmp_path, capsys):
+def _cli_error(media, face, tmp_path, capsys, *flags):
     """The one line wav2lip.py prints for these inputs (run in-process)."""
     from applications_cli import main  # noqa: imported through the path set in conftest
 
     code = main(["--face", face, "--audio", media["audio"], "--outfile", str(tmp_path / "out.mp4"),
                  "--checkpoint_path", media["weights"], "--engine", "eager",
-                 "--face_detector", "mtcnn"])
+                 "--face_detector", "mtcnn", *flags])
     assert code == 2
     return capsys.readouterr().err.strip().splitlines()[-1].removeprefix("wav2lip.py: error: ")
 
 
-@pytest.mark.parametrize("bad", ["text", "blank"])
-def test_a_bad_upload_shows_the_command_lines_one_line_message(app, browser, media, bad, tmp_path,
-                                                               capsys):
-    """A text file as the face, a photo without a face: the page shows the line wav2lip.py
-    prints (with the upload's path in the app's folder), no traceback, and the app goes on."""
+BAD_RUNS = {  # face, the page's number fields, the same settings as flags
+    "a text file as the face": ("text", {}, ()),
+    "a photo without a face": ("blank", {}, ()),
+    "pads that leave no face box": ("photo", {"pad_left": "-200", "pad_right": "-200"},
+                                    ("--pads", "0", "10", "-200", "-200")),
+}
+
+
+@pytest.mark.parametrize("case", BAD_RUNS)
+def test_bad_input_shows_the_command_lines_one_line_message(app, browser, media, case, tmp_path,
+                                                            capsys):
+    """The page shows the line wav2lip.py prints for the same input and settings (with the
+    upload's path in the app's folder), no traceback, and the app goes on."""
+    face, fields, flags = BAD_RUNS[case]
     _open_page(browser, app)
-    video, error = _lip_sync(browser, media[bad], media["audio"])
+    video, error = _lip_sync(browser, media[face], media["audio"], fields)
     assert video is None
-    uploaded = re.search(r"\S*" + re.escape(os.path.basename(media[bad])), error).group(0)
+    uploaded = re.search(r"\S*" + re.escape(os.path.basename(media[face])), error).group(0)
     assert uploaded.startswith(str(app["tmp"])) and os.path.basename(uploaded) != uploaded
-    assert error == _cli_error(media, media[bad], tmp_path, capsys).replace(media[bad], uploaded)
+    expected = _cli_error(media, media[face], tmp_path, capsys, *flags)
+    assert error == expected.replace(media[face], uploaded)
     assert "Traceback" not in _log(app["log"])
 
 
@@ -304,3 +325,14 @@ def test_an_address_in_use_is_refused_in_one_line_before_loading():
                                                "Address already in use; choose another --port"):
             check_address("127.0.0.1", port)
     check_address("127.0.0.1", port)  # free again
+
+
+@pytest.mark.parametrize("takes_face_select", [False, True])
+def test_the_target_face_goes_to_the_predictor_only_when_it_takes_one(monkeypatch, takes_face_select):
+    from ppgan.apps import webui
+
+    monkeypatch.setattr(webui, "TAKES_FACE_SELECT", takes_face_select)
+    settings = webui.run_settings("mtcnn", " 1 ", 0, 20, -5, 5, "hard", True, "gfpgan", False)
+    assert settings == dict(face_detector="mtcnn", pads=(0, 20, -5, 5), blend="hard",
+                            face_enhancement=True, enhancer="gfpgan", static=False,
+                            **({"face_select": "1"} if takes_face_select else {}))
