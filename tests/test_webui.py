@@ -161,7 +161,8 @@ def _lip_sync(browser, face, audio, fields=()):
     WebDriverWait(browser, 60).until(lambda page: page.find_elements(  # both uploaded
         By.CSS_SELECTOR, "#audio [data-testid^=waveform]")
         # The file's name shows, its suffix on a line of its own.
-        and os.path.basename(face) in page.find_element(By.CSS_SELECTOR, "#face").text.replace("\n", ""))
+        and os.path.basename(face) in page.find_element(By.CSS_SELECTOR, "#face").text
+        .replace("\n", ""))
     browser.find_element(By.CSS_SELECTOR, "#run").click()
     WebDriverWait(browser, RUN_SECONDS).until(lambda page: page.find_elements(
         By.CSS_SELECTOR, "#result video[src], [data-testid=toast-text]"))
@@ -182,7 +183,8 @@ def _video_state(browser):
         else { video.addEventListener('loadeddata', report); video.addEventListener('error', report); }""")
 
 
-def test_the_page_lip_syncs_a_photo_with_progress_and_a_playable_download(app, browser, media, tmp_path):
+def test_the_page_lip_syncs_a_photo_with_progress_and_a_playable_download(app, browser, media,
+                                                                          tmp_path):
     from selenium.webdriver.common.by import By
 
     _open_page(browser, app)
@@ -194,7 +196,8 @@ def test_the_page_lip_syncs_a_photo_with_progress_and_a_playable_download(app, b
     assert abs(state["duration"] - AUDIO_SECONDS) <= 2 / FPS  # the audio's length, to 2 frames
     seen = browser.execute_script("return [...window.progressSeen]")
     assert any(text.startswith("lip sync") for text in seen), seen
-    assert browser.find_elements(By.CSS_SELECTOR, "#result [aria-label=Download], #result a[download]")
+    assert browser.find_elements(By.CSS_SELECTOR,
+                                 "#result [aria-label=Download], #result a[download]")
     # The file the page serves (and downloads) is the result, inside the app's working folder.
     folders = os.listdir(app["tmp"])
     assert len(folders) == 1 and folders[0].startswith("ppgan-webui-")
@@ -328,7 +331,8 @@ def test_an_address_in_use_is_refused_in_one_line_before_loading():
 
 
 @pytest.mark.parametrize("takes_face_select", [False, True])
-def test_the_target_face_goes_to_the_predictor_only_when_it_takes_one(monkeypatch, takes_face_select):
+def test_the_target_face_goes_to_the_predictor_only_when_it_takes_one(monkeypatch,
+                                                                       takes_face_select):
     from ppgan.apps import webui
 
     monkeypatch.setattr(webui, "TAKES_FACE_SELECT", takes_face_select)

@@ -66,8 +66,8 @@ def private_folder() -> Iterator[str]:
 
 
 class Runs:
-    """The page's runs: each makes its predictor, writes into its own folder under `folder`,
-    reports progress and turns user errors into the command line's one-line messages."""
+    """The page's runs, one at a time: each makes its predictor, writes into a folder of its own
+    under `folder` and reports progress; `stop` ends the one in progress."""
 
     def __init__(self, make_predictor: PredictorFactory, folder: str):
         self.make_predictor = make_predictor
@@ -78,7 +78,8 @@ class Runs:
     def run(self, face: Optional[str], audio: Optional[str], settings: dict,
             progress: Callable[..., Any]) -> str:
         """The result video of `face` lip-synced to `audio` with these predictor settings;
-        `progress` is a `gr.Progress`. A user error raises `InputError` with its message."""
+        `progress` is a `gr.Progress`. Errors are the predictor's (a missing upload: an
+        `InputError`)."""
         if not face or not audio:
             raise InputError("upload a face video or photo and an audio file first")
         with self.idle:
@@ -100,12 +101,12 @@ class Runs:
     def stop(self) -> None:
         """Stop the run in progress at its next progress report and wait for it to unwind."""
         self.stopping.set()
-        if not self.idle.acquire(timeout=STOP_WAIT_SECONDS):
+        if not self.idle.acquire(timeout=STOP_WAIT_SECONDS):  # kept: no run starts after
             logger.warning("the run in progress did not stop within %d s", STOP_WAIT_SECONDS)
 
 
-def run_settings(detector: str, face_select: str, top: float, bottom: float, left: float,
-                 right: float, blend: str, enhance: bool, enhancer: str, static: bool) -> dict:
+def run_settings(detector: str, face_select: str, top: int, bottom: int, left: int, right: int,
+                 blend: str, enhance: bool, enhancer: str, static: bool) -> dict:
     """The predictor arguments of the page's controls."""
     settings = dict(face_detector=detector, pads=(top, bottom, left, right), blend=blend,
                     face_enhancement=enhance, enhancer=enhancer, static=static)

@@ -104,8 +104,8 @@ def run_main(prog: str, body: Callable[[], int],
         discard_unfinished()
 
 
-def error_ending(err: BaseException,
-                 also_user_errors: Tuple[Type[BaseException], ...] = ()) -> Optional[Tuple[int, str]]:
+def error_ending(err: BaseException, also_user_errors: Tuple[Type[BaseException], ...] = ()
+                 ) -> Optional[Tuple[int, str]]:
     """The exit status and the one-line message (after "tool: error: ") a tool ends with on
     `err` (see `run_main`); None for an error that is no user's to fix (a bug: its traceback
     is shown)."""
