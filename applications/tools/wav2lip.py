@@ -85,6 +85,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "hard-edged box)")
     parser.add_argument("--hard_paste", action="store_true",
                         help="the same as --blend hard")
+    parser.add_argument("--color_match", action="store_true",
+                        help="shift the generated face's colours to the frame's where the "
+                             "blend's soft rim shows both (mouth and face blends)")
     parser.add_argument("--silence_passthrough", action="store_true",
                         help="on silent spans of the audio show the source frames (cross-faded "
                              "at the edges) instead of a generated mouth; for photos, --static "
@@ -122,6 +125,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.hard_paste and args.blend not in (None, "hard"):
         parser.error(f"argument --hard_paste: is --blend hard; it contradicts --blend {args.blend}")
     args.blend = "hard" if args.hard_paste else args.blend or "mouth"
+    if args.color_match and args.blend == "hard":
+        parser.error("argument --color_match: needs a feathered blend (--blend mouth or face)")
     return args
 
 
@@ -147,7 +152,8 @@ def main(argv=None) -> int:
             engine=args.engine, cpu=args.cpu, detector_path=args.detector_path, fp16=args.fp16,
             enhancer=args.enhancer, enhancer_path=args.enhancer_path, enhance_at=args.enhance_at,
             silence_passthrough=args.silence_passthrough,
-            silence_threshold=args.silence_threshold, silence_min_span=args.silence_min_span)
+            silence_threshold=args.silence_threshold, silence_min_span=args.silence_min_span,
+            color_match=args.color_match)
         report(f"wrote {predictor.run(args.face, args.audio, args.outfile)}")
         return 0
 

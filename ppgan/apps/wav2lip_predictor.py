@@ -117,7 +117,9 @@ class Wav2LipPredictor:
     references, whatever the other detection settings; by default such frames take the nearest
     detected box), `blend` ("mouth", the default: blend in only the lower half of the face
     box, which the generator redraws; "face": the whole box, feathered; "hard": the references'
-    hard paste), `feather` (False: the same as blend="hard"), `silence_passthrough` (on silent
+    hard paste), `feather` (False: the same as blend="hard"), `color_match` (shift the
+    generated face's colours to the frame's where the blend's soft rim shows both; feathered
+    blends only), `silence_passthrough` (on silent
     spans of the audio show the source frames, cross-faded at the edges; a span is silent where
     each frame's audio is `silence_threshold` dB or more under the clip's speech level for at
     least `silence_min_span` seconds),
@@ -150,8 +152,10 @@ class Wav2LipPredictor:
                  enhancer: str = "gpen", enhancer_path: Optional[str] = None,
                  enhance_at: str = "frame", blend: Optional[str] = None,
                  silence_passthrough: bool = False, silence_threshold: float = 30.0,
-                 silence_min_span: float = 0.4):
+                 silence_min_span: float = 0.4, color_match: bool = False):
         checked = _checked_arguments({**locals(), "blend": _blend_mode(blend, feather)})
+        if color_match and checked["blend"] == "hard":
+            raise InputError("color_match needs a feathered blend (mouth or face), not 'hard'")
         for name, value, allowed in (("enhancer", enhancer, ENHANCERS),
                                      ("enhance_at", enhance_at, PLACEMENTS)):
             if value not in allowed:
@@ -172,6 +176,7 @@ class Wav2LipPredictor:
             every=1 if reference_detection else checked["det_every"],
             cache=det_cache and not reference_detection, reference=reference_detection)
         self.blend = checked["blend"]
+        self.color_match = color_match
         self.silence = (dict(below_speech_db=checked["silence_threshold"],
                              min_seconds=checked["silence_min_span"])
                         if silence_passthrough else None)
@@ -223,7 +228,8 @@ class Wav2LipPredictor:
                 pasted_frames.append(None)
                 continue
             pasted = frame.copy() if shared_frames or share > 0 else frame
-            paste_face(pasted, face, XYXYBox(*map(int, box)), blend=self.blend)
+            paste_face(pasted, face, XYXYBox(*map(int, box)), blend=self.blend,
+                       color_match=self.color_match)
             pasted_frames.append(pasted)
         if enhancer is not None and at == "frame":
             used = [index for index, pasted in enumerate(pasted_frames) if pasted is not None]
