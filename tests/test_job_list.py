@@ -244,6 +244,45 @@ def test_cells_read_as_their_flags_over_the_command_line(tmp_path, command_line,
     assert {name: getattr(args, name) for name in expected} == expected
 
 
+def test_a_video_is_detected_once_for_any_request_past_its_end(media, monkeypatch, tmp_path):
+    """Detection reuse, on disk and in memory: the boxes of a pass that reached the video's end
+    serve any longer request (audio of another length); a shorter one is detected anew (its
+    last frame is a key frame); without the disk cache a predictor's memory still serves."""
+    from ppgan.apps.video_faces import DetectionMemory, DetectionOptions, face_boxes
+    from ppgan.utils.boxes import XYXYBox
+    from ppgan.utils.video import FrameSource
+
+    monkeypatch.setenv("PPGAN_HOME", str(tmp_path))  # an empty disk cache
+    detected_frames = []
+
+    class CountingDetector:
+        def get_detections_for_batch(self, images):
+            detected_frames.append(len(images))
+            return [XYXYBox(130, 30, 180, 90)] * len(images)
+
+    def boxes_and_detections(count, cache, memory=None):
+        memory = memory or DetectionMemory()
+        memory.detectors[("sfd", None, False, "cpu")] = CountingDetector()  # as if loaded
+        before, source = sum(detected_frames), FrameSource(media["video"])
+        try:
+            boxes = face_boxes(source, count, DetectionOptions(every=1, cache=cache), "cpu", {},
+                               memory)
+        finally:
+            source.close()
+        return len(boxes), sum(detected_frames) - before
+
+    assert boxes_and_detections(12, cache=True) == (FRAMES, FRAMES)
+    assert boxes_and_detections(30, cache=True) == (FRAMES, 0)  # from disk
+    assert boxes_and_detections(FRAMES, cache=True) == (FRAMES, 0)
+    assert boxes_and_detections(5, cache=True) == (5, 5)
+    assert boxes_and_detections(5, cache=True) == (5, 0)
+    entries = sorted(os.listdir(tmp_path / "detections"))
+    memory = DetectionMemory()
+    assert boxes_and_detections(12, cache=False, memory=memory) == (FRAMES, FRAMES)
+    assert boxes_and_detections(30, cache=False, memory=memory) == (FRAMES, 0)
+    assert sorted(os.listdir(tmp_path / "detections")) == entries  # nothing stored on disk
+
+
 def test_with_options_shares_the_networks_and_keeps_them(media):
     from ppgan.apps import Wav2LipPredictor
 

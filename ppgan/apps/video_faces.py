@@ -23,6 +23,7 @@ from ..utils.video import FrameSource, InputError
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class DetectionOptions:
     """How the face boxes are found: the predictor's detection arguments, checked.
