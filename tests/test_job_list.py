@@ -190,6 +190,17 @@ def test_a_malformed_list_is_one_line_and_runs_nothing(tmp_path, capsys, monkeyp
     assert message in err and "Traceback" not in err
 
 
+def test_weights_that_do_not_load_end_the_list_before_any_job(tmp_path, capsys, monkeypatch):
+    from applications_cli import main
+    from ppgan.apps import Wav2LipPredictor
+
+    monkeypatch.setattr(Wav2LipPredictor, "run", lambda *_: pytest.fail("a job ran"))
+    jobs_csv = write_list(tmp_path, "face,audio,outfile\nf.mp4,a.wav,o.mp4\ng.mp4,a.wav,p.mp4\n")
+    assert main(["--jobs", jobs_csv, "--checkpoint_path", str(tmp_path / "none.pdparams")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("wav2lip.py: error: ") and "none.pdparams" in err[0]
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--jobs", "j.csv", "--face", "f.mp4"], "argument --jobs: not allowed with --face"),
     (["--jobs", "j.csv", "--outfile", "o.mp4"], "argument --jobs: not allowed with --outfile"),

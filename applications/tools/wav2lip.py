@@ -186,6 +186,9 @@ def lip_sync_jobs(args: argparse.Namespace) -> int:
     flags = JobFlags(build_parser(), args, fixed=(*NETWORK_ARGUMENTS, "jobs"))
     jobs = read_job_list(args.jobs, flags)
     predictor = Wav2LipPredictor(**predictor_options(args))
+    # Weights that do not load end the list now, rather than failing every job in turn.
+    predictor.generator()
+    predictor.enhancer()
 
     def run(job: argparse.Namespace) -> str:
         return predictor.with_options(**predictor_options(job)).run(job.face, job.audio,
