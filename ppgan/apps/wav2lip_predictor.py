@@ -7,8 +7,8 @@ and pipes the frames to ffmpeg. Memory does not grow with the video's length.
 import logging
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Iterator, List, Optional, Sequence, Tuple
+from dataclasses import dataclass, field
+from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 from tqdm import tqdm
@@ -27,12 +27,15 @@ from ..utils.video import FrameSource, InputError, VideoWriter, check_output_pat
 from ..faceutils.face_enhancement import ENHANCERS, Enhancer
 from .face_enhancer import PLACEMENTS, enhance_frames, enhance_generated, load_enhancer
 from .generator_runner import CPU_CHUNK, GeneratorRunner, load_generator
-from .video_faces import DetectionOptions, face_boxes
+from .video_faces import DetectionMemory, DetectionOptions, face_boxes
 
 logger = logging.getLogger(__name__)
 
 WAV2LIP_URL = "https://paddlegan.bj.bcebos.com/models/wav2lip_hq.pdparams"
 STEP_BYTES = 256 << 20  # 10 frames of 4K, 43 of 1080p
+# The arguments that choose the networks a predictor loads: `with_options` keeps them.
+NETWORK_ARGUMENTS = ("checkpoint_path", "engine", "cpu", "cpu_threads", "fp16", "face_detector",
+                     "detector_path", "face_enhancement", "enhancer", "enhancer_path")
 
 
 def pingpong_index(i: int, count: int) -> int:
@@ -102,6 +105,15 @@ def _submit(pool: ThreadPoolExecutor, fn, *args) -> Future:
         return pool.submit(fn, *args)
 
 
+@dataclass
+class _Kept:
+    """What a predictor keeps between runs, shared with its `with_options` siblings: the networks
+    once loaded and the face detections made."""
+    generator: Optional[GeneratorRunner] = None
+    enhancer: Optional[Enhancer] = None
+    detection: DetectionMemory = field(default_factory=DetectionMemory)
+
+
 def frame_faces(frames: Sequence[np.ndarray], boxes: np.ndarray) -> np.ndarray:
     """The generator's face input (B,6,96,96) for the faces in `boxes`: each face is its own
     reference, as at inference the mouth is all that changes."""
@@ -138,6 +150,11 @@ class Wav2LipPredictor:
     The numeric arguments and `face_detector` are checked on construction as the command line
     checks its flags (`ppgan.utils.checks.PREDICTOR_ARGS`, `ppgan.faceutils.detectors`): a
     value they do not allow is an InputError naming it.
+
+    A predictor loads its networks on first use and keeps them for later runs, with the face
+    boxes it found: a later run on the same video and detection settings reuses them, in memory,
+    whatever `det_cache` says (which is about the disk). `with_options` makes a predictor with
+    other settings that shares both.
     """
 
     def __init__(self, checkpoint_path: Optional[str] = None, static: bool = False, fps: float = 25.0,
@@ -153,6 +170,7 @@ class Wav2LipPredictor:
                  enhance_at: str = "frame", blend: Optional[str] = None,
                  silence_passthrough: bool = False, silence_threshold: float = 30.0,
                  silence_min_span: float = 0.4, color_match: bool = False):
+        self._arguments = {name: value for name, value in locals().items() if name != "self"}
         checked = _checked_arguments({**locals(), "blend": _blend_mode(blend, feather)})
         if color_match and checked["blend"] == "hard":
             raise InputError("color_match needs a feathered blend (mouth or face), not 'hard'")
@@ -184,26 +202,39 @@ class Wav2LipPredictor:
         self.device = default_device(cpu)
         self.cpu_threads = checked["cpu_threads"]
         self.fp16 = fp16
-        self._generator: Optional[GeneratorRunner] = None  # loaded on first use, kept for later runs
-        self._enhancer: Optional[Enhancer] = None  # likewise, with face_enhancement
+        self._kept = _Kept()
+
+    def with_options(self, **changes: Any) -> "Wav2LipPredictor":
+        """A predictor whose runs take other settings (`pads`, `static`, `box`, `blend`...) and
+        share this one's loaded networks and detections, so many clips load the weights once.
+        The `NETWORK_ARGUMENTS` cannot change: they choose the networks."""
+        fixed = [name for name in NETWORK_ARGUMENTS
+                 if name in changes and changes[name] != self._arguments[name]]
+        if fixed:
+            raise ValueError(f"with_options cannot change {', '.join(fixed)}: they choose the "
+                             "loaded networks (make another Wav2LipPredictor)")
+        sibling = Wav2LipPredictor(**{**self._arguments, **changes})
+        sibling._kept = self._kept
+        return sibling
 
     # ---- generation ---------------------------------------------------------------------
     def generator(self) -> GeneratorRunner:
         """The generator these settings run: loaded (or downloaded) on the first call and kept,
         so a predictor that runs many clips loads it once."""
-        if self._generator is None:
+        if self._kept.generator is None:
             weights = resolve_weights(self.checkpoint_path, WAV2LIP_URL)
-            self._generator = load_generator(weights, self.engine, self.device, self.cpu_threads,
-                                             self.fp16)
-        return self._generator
+            self._kept.generator = load_generator(weights, self.engine, self.device,
+                                                  self.cpu_threads, self.fp16)
+        return self._kept.generator
 
     def enhancer(self) -> Optional[Enhancer]:
         """The face enhancer, loaded (or downloaded) on the first call; None without
         face_enhancement."""
-        if self.enhancement is not None and self._enhancer is None:
+        if self.enhancement is not None and self._kept.enhancer is None:
             name, path, _ = self.enhancement
-            self._enhancer = load_enhancer(name, path, self.engine, self.device, self.cpu_threads)
-        return self._enhancer
+            self._kept.enhancer = load_enhancer(name, path, self.engine, self.device,
+                                                self.cpu_threads)
+        return self._kept.enhancer
 
     def _step_size(self, frame_bytes: int) -> int:
         """Frames per generator call. Three steps are in flight (read, generated, written), so
@@ -264,7 +295,7 @@ class Wav2LipPredictor:
         shares = self._source_shares(wav, source.fps, total)
         is_still = source.is_image or self.static
         boxes = face_boxes(source, 1 if is_still else total, self.detection, self.device,
-                           self.transform)
+                           self.transform, self._kept.detection)
         still = source.read_frame(0) if is_still else None
         logger.info("%d output frames at %.2f fps from %d source frame(s)", total, source.fps,
                     len(boxes))
@@ -296,7 +327,7 @@ class Wav2LipPredictor:
         # Reading (decode, crop, resize) runs one step ahead on a thread, pasting and piping to
         # ffmpeg one step behind on another: cv2, NumPy, pipes and Paddle release the GIL.
         # Leaving the block waits for both, so the source and the writer outlive their work.
-        with tqdm(total=total, desc="lip sync", unit="frame") as progress, \
+        with tqdm(total=total, desc="lip sync", unit="frame", leave=None) as progress, \
                 ThreadPoolExecutor(1, "wav2lip-read", block_stop_signals) as reader, \
                 ThreadPoolExecutor(1, "wav2lip-write", block_stop_signals) as paster:
             next_read, last_write = _submit(reader, frames.read_step, steps[0]), None
