@@ -20,18 +20,21 @@ from .generator_styleganv2 import StyleGANv2Generator, stylegan2_channels
 
 @GENERATORS.register()
 class GPEN(nn.Layer):
-    """Restores a face (B, 3, size, size) in [-1, 1], RGB; returns (image, latents or None)."""
+    """Restores a face (B, 3, size, size) in [-1, 1], RGB; returns (image, latents or None).
+
+    `narrow` scales every layer's channels, as in the original GPEN (its GPEN-BFR-256: 0.5;
+    PaddleGAN's class has no such argument, i.e. 1)."""
 
     def __init__(self, size: int, style_dim: int, n_mlp: int, channel_multiplier: int = 2,
                  blur_kernel: Sequence[float] = (1, 3, 3, 1), lr_mlp: float = 0.01,
-                 is_concat: bool = True):
+                 is_concat: bool = True, narrow: float = 1.0):
         super().__init__()
-        channels = stylegan2_channels(channel_multiplier)
+        channels = stylegan2_channels(channel_multiplier, narrow)
         self.log_size = int(math.log(size, 2))
         self.generator = StyleGANv2Generator(size, style_dim, n_mlp,
                                              channel_multiplier=channel_multiplier,
                                              blur_kernel=blur_kernel, lr_mlp=lr_mlp,
-                                             is_concat=is_concat)
+                                             is_concat=is_concat, narrow=narrow)
         # Encoder ecd0 (1x1 conv at full size) .. ecd{log_size-2} (4x4), each a one-layer
         # Sequential as in PaddleGAN (hence the keys ecdN.0.*).
         self.names = [f"ecd{i}" for i in range(self.log_size - 1)]
