@@ -25,6 +25,14 @@ def stylegan2_channels(channel_multiplier: int, narrow: float = 1.0) -> dict:
     return {res: int(c * narrow) for res, c in wide.items()}
 
 
+def channel_multiplier_of(size: int, channels: int, narrow: float, default: int) -> int:
+    """The channel_multiplier that gives `channels` at resolution `size`; below 64x64, where it
+    changes no layer, `default`."""
+    if size < 64:
+        return default
+    return round(channels / (stylegan2_channels(1)[size] * narrow))
+
+
 class StyledConv(nn.Layer):
     """Modulated conv -> noise (or GPEN's concatenated features) -> biased leaky ReLU."""
 

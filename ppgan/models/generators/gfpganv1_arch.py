@@ -13,8 +13,10 @@ names differ from PaddleGAN's StyleGANv2Generator: `style_mlp`, `constant_input`
 `modulated_conv`, noise strength `weight`).
 """
 import math
-from typing import List, Optional, Sequence, Tuple
+import re
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
+import numpy as np
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
@@ -27,7 +29,7 @@ from ...modules.stylegan2 import (ConstantInput, ConvLayer, ModulatedConv2D, Res
 from ...modules.upfirdn2d import Upsample
 from ...utils.download import resolve_weights
 from .builder import GENERATORS
-from .generator_styleganv2 import stylegan2_channels
+from .generator_styleganv2 import channel_multiplier_of, stylegan2_channels
 
 
 class StyleConv(nn.Layer):
@@ -191,6 +193,24 @@ class SFTRestorer(nn.Layer):
     `conv_body_down`, `final_conv`, `final_linear`, `conv_body_up`, `condition_scale`,
     `condition_shift`, `toRGB` and `stylegan_decoder`, and set `different_w`,
     `num_style_feat` and `input_is_latent`."""
+
+    @staticmethod
+    def config_from_weights(state: Mapping[str, Any]) -> dict:
+        """The constructor's arguments that shape a GFPGAN with the state dict `state` (keys as
+        here, linear weights [in, out]); raises KeyError without one of GFPGAN's keys."""
+        d = "stylegan_decoder"
+        log_size = len({key.split(".")[1] for key in state
+                        if key.startswith("conv_body_down.")}) + 2
+        narrow = np.shape(state[f"{d}.constant_input.weight"])[1] / 512
+        style_dim = np.shape(state[f"{d}.to_rgb1.modulated_conv.modulation.weight"])[0]
+        full_width = np.shape(state[f"{d}.to_rgbs.{log_size - 3}.modulated_conv.weight"])[2]
+        sft_in, sft_out = np.shape(state["condition_scale.0.2.weight"])[1::-1]
+        num_mlp = sum(re.fullmatch(rf"{d}\.style_mlp\.\d+\.weight", key) is not None
+                      for key in state)
+        return dict(out_size=2 ** log_size, num_style_feat=style_dim, num_mlp=num_mlp,
+                    narrow=narrow, sft_half=sft_out == sft_in,
+                    different_w=np.shape(state["final_linear.weight"])[1] != style_dim,
+                    channel_multiplier=channel_multiplier_of(2 ** log_size, full_width, narrow, 1))
 
     def first_features(self, x: paddle.Tensor) -> paddle.Tensor:
         return self.conv_body_first(x)
