@@ -1,5 +1,5 @@
-"""What PaddleGAN's two face enhancers (GPEN and GFPGAN) share: the weights, the network run
-on batches (dygraph, or Paddle Inference), and PaddleGAN's pre- and post-processing.
+"""What the face enhancers (GPEN, GFPGANv1 and GFPGANv1Clean) share: the weights, the network
+run on batches (dygraph, or Paddle Inference), and PaddleGAN's pre- and post-processing.
 
 PaddleGAN's processing, kept exactly so that the same input and weights give its result:
 - `resize_and_crop`: the shorter side resized to the network's size (cv2 INTER_AREA), the
@@ -10,9 +10,11 @@ PaddleGAN's processing, kept exactly so that the same input and weights give its
 - the restored face is blended into the resized input with a rectangle inset 26 px and blurred
   twice (101 px Gaussian, sigma 11); the result is float32, as PaddleGAN returns it.
 
-Both networks were trained on RGB faces (PaddleGAN's GPEN dataset and predictor flip cv2's BGR
-to RGB; GFPGAN's training reads RGB), so callers holding BGR frames convert first; the
-Wav2Lip pipeline does (`ppgan.apps.face_enhancer`).
+The networks were trained on RGB faces in [-1, 1]: PaddleGAN's GPEN dataset and predictor,
+GPEN's own `FaceGAN.img2tensor` (GPEN-BFR-512) and GFPGAN's `GFPGANer` all flip cv2's BGR to RGB
+and map x to (x / 255 - 0.5) / 0.5, so callers holding BGR frames convert first; the Wav2Lip
+pipeline does (`ppgan.apps.face_enhancer`). (GFPGANer rounds the output to uint8 where PaddleGAN
+truncates: one level at most.)
 """
 import functools
 import logging
@@ -24,10 +26,11 @@ import paddle
 import paddle.nn as nn
 from paddle.static import InputSpec
 
+from ...models.generators import GENERATORS
 from ...utils.device import place_network, place_of, resolve_device
 from ...utils.download import resolve_weights
 from ...utils.static_graph import StaticModel, cached_export, export_layer
-from ...utils.weights import load_state_dict, read_state_dict
+from ...utils.weights import WeightsError, load_state_dict, read_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +69,16 @@ def network_size(state_dict: dict, default: int) -> int:
     return max(sides) if sides else default
 
 
+def network_widths(state_dict: dict, network: str) -> dict:
+    """The channel_multiplier and narrow the weights of `network` (a GENERATORS name) were made
+    with; {} when they lack a key that tells, for the loader to name what is missing."""
+    try:
+        config = GENERATORS.get(network).config_from_weights(state_dict)
+    except KeyError:
+        return {}
+    return {key: config[key] for key in ("channel_multiplier", "narrow")}
+
+
 class _ImageOnly(nn.Layer):
     """The network's restored image alone (both also return latents or side images), for export."""
 
@@ -80,8 +93,9 @@ class _ImageOnly(nn.Layer):
 class Enhancer:
     """A face restoration network at `size` px with PaddleGAN's face-enhancement interface.
 
-    Subclasses name the network (`NETWORK`), its default weights (`URL`) and how to build it
-    (`build`). `path_to_enhance`: a local weights file or URL (None: download the default);
+    Subclasses name the network (`NETWORK`), its default weights (`URL`, "" for none) and how to
+    build it (`build`, whose channel_multiplier and narrow are taken from the weights).
+    `path_to_enhance`: a local weights file or URL (None: download the default);
     `size`: the face size of the network (None: the size the weights were made for);
     `batch_size`: faces per network call. Keyword-only: `engine` ("eager": dygraph, as PaddleGAN;
     "static": Paddle Inference, exported once per weights file), `device`, `cpu_threads`.
@@ -95,18 +109,21 @@ class Enhancer:
                  cpu_threads: int = 0):
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, got '{engine}'")
+        if path_to_enhance is None and not self.URL:
+            raise WeightsError(f"{self.NETWORK} has no default weights to download: give a "
+                               "weights file (a PyTorch one converted by tools/convert_weights.py)")
         path = resolve_weights(path_to_enhance, self.URL)
         state = read_state_dict(path, self.NETWORK)
         self.size = size or network_size(state, PADDLEGAN_SIZE)
         self.batch_size = max(1, batch_size)
         self.mask = blend_mask(self.size)
-        net = self.build(self.size)
+        net = self.build(self.size, **network_widths(state, self.NETWORK))
         load_state_dict(net, state, path)
         net.eval()
         self._forward = self._runner(net, path, engine, resolve_device(device), cpu_threads)
 
     @staticmethod
-    def build(size: int) -> nn.Layer:
+    def build(size: int, channel_multiplier: int, narrow: float) -> nn.Layer:
         raise NotImplementedError
 
     def _runner(self, net: nn.Layer, path: str, engine: str, device: str,
