@@ -63,20 +63,14 @@ def blend_mask(size: int) -> np.ndarray:
     return mask[..., None]
 
 
-def network_size(state_dict: dict, default: int) -> int:
-    """The face size a GPEN or GFPGAN state dict was made for: its largest noise map's side."""
-    sides = [np.shape(value)[-1] for key, value in state_dict.items() if ".noises." in key]
-    return max(sides) if sides else default
-
-
-def network_widths(state_dict: dict, network: str) -> dict:
-    """The channel_multiplier and narrow the weights of `network` (a GENERATORS name) were made
-    with; {} when they lack a key that tells, for the loader to name what is missing."""
+def weights_shape(state_dict: dict, network: str) -> dict:
+    """The constructor arguments that shape `network` (a GENERATORS name) as the weights
+    `state_dict` are (face size, widths, style size, ...); {} when they lack a key that tells,
+    for the loader to name what is missing."""
     try:
-        config = GENERATORS.get(network).config_from_weights(state_dict)
+        return GENERATORS.get(network).config_from_weights(state_dict)
     except KeyError:
         return {}
-    return {key: config[key] for key in ("channel_multiplier", "narrow")}
 
 
 class _ImageOnly(nn.Layer):
@@ -93,8 +87,9 @@ class _ImageOnly(nn.Layer):
 class Enhancer:
     """A face restoration network at `size` px with PaddleGAN's face-enhancement interface.
 
-    Subclasses name the network (`NETWORK`), its default weights (`URL`, "" for none) and how to
-    build it (`build`, whose channel_multiplier and narrow are taken from the weights).
+    Subclasses name the network (`NETWORK`), its default weights (`URL`, "" for none), its
+    constructor's name for the face size (`SIZE_ARG`) and how to build it (`build`, whose shape
+    arguments are taken from the weights; the defaults are the released weights').
     `path_to_enhance`: a local weights file or URL (None: download the default);
     `size`: the face size of the network (None: the size the weights were made for);
     `batch_size`: faces per network call. Keyword-only: `engine` ("eager": dygraph, as PaddleGAN;
@@ -103,6 +98,7 @@ class Enhancer:
 
     NETWORK = ""
     URL = ""
+    SIZE_ARG = "size"
 
     def __init__(self, path_to_enhance: Optional[str] = None, size: Optional[int] = 512,
                  batch_size: int = 1, *, engine: str = "eager", device: str = "cpu",
@@ -114,16 +110,18 @@ class Enhancer:
                                "weights file (a PyTorch one converted by tools/convert_weights.py)")
         path = resolve_weights(path_to_enhance, self.URL)
         state = read_state_dict(path, self.NETWORK)
-        self.size = size or network_size(state, PADDLEGAN_SIZE)
+        shape = weights_shape(state, self.NETWORK)
+        self.size = size or shape.get(self.SIZE_ARG, PADDLEGAN_SIZE)
+        shape.pop(self.SIZE_ARG, None)
         self.batch_size = max(1, batch_size)
         self.mask = blend_mask(self.size)
-        net = self.build(self.size, **network_widths(state, self.NETWORK))
+        net = self.build(self.size, **shape)
         load_state_dict(net, state, path)
         net.eval()
         self._forward = self._runner(net, path, engine, resolve_device(device), cpu_threads)
 
     @staticmethod
-    def build(size: int, channel_multiplier: int, narrow: float) -> nn.Layer:
+    def build(size: int, **shape) -> nn.Layer:
         raise NotImplementedError
 
     def _runner(self, net: nn.Layer, path: str, engine: str, device: str,

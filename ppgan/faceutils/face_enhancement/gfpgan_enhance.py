@@ -8,9 +8,9 @@ from .base import Enhancer
 
 GFPGAN_URL = "https://paddlegan.bj.bcebos.com/models/GFPGAN.pdparams"  # the net under net_g_ema
 
-# GFPGAN's inference configuration of both architectures (its GFPGANer).
-GFPGAN_CONFIG = dict(num_style_feat=512, num_mlp=8, input_is_latent=True, different_w=True,
-                     sft_half=True)
+# GFPGAN's inference configuration of both architectures (its GFPGANer), beside the shapes.
+RELEASED_SHAPE = dict(num_style_feat=512, num_mlp=8, narrow=1.0, different_w=True,
+                      sft_half=True)
 
 
 class GFPGANEnhancement(Enhancer):
@@ -19,12 +19,13 @@ class GFPGANEnhancement(Enhancer):
 
     NETWORK = "GFPGANv1"
     URL = GFPGAN_URL
+    SIZE_ARG = "out_size"
 
     @staticmethod
-    def build(size: int, channel_multiplier: int = 1, narrow: float = 1.0) -> nn.Layer:
-        return GFPGANv1(out_size=size, channel_multiplier=channel_multiplier, narrow=narrow,
-                        resample_kernel=[1, 3, 3, 1], fix_decoder=True, lr_mlp=0.01,
-                        **GFPGAN_CONFIG)
+    def build(size: int, **shape) -> nn.Layer:
+        shape = {**RELEASED_SHAPE, "channel_multiplier": 1, **shape}
+        return GFPGANv1(out_size=size, resample_kernel=[1, 3, 3, 1], fix_decoder=True,
+                        lr_mlp=0.01, input_is_latent=True, **shape)
 
 
 class GFPGANCleanEnhancement(Enhancer):
@@ -33,11 +34,12 @@ class GFPGANCleanEnhancement(Enhancer):
     `Enhancer`."""
 
     NETWORK = "GFPGANv1Clean"
+    SIZE_ARG = "out_size"
 
     @staticmethod
-    def build(size: int, channel_multiplier: int = 2, narrow: float = 1.0) -> nn.Layer:
-        return GFPGANv1Clean(out_size=size, channel_multiplier=channel_multiplier,
-                             narrow=narrow, fix_decoder=True, **GFPGAN_CONFIG)
+    def build(size: int, **shape) -> nn.Layer:
+        shape = {**RELEASED_SHAPE, "channel_multiplier": 2, **shape}
+        return GFPGANv1Clean(out_size=size, fix_decoder=True, input_is_latent=True, **shape)
 
 
 def gfp_FaceEnhancement(size: int = 512, batch_size: int = 1) -> GFPGANEnhancement:  # noqa: N802
