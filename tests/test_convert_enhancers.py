@@ -125,7 +125,10 @@ def test_gpen_kernels_are_left_out_and_its_unused_noise_is_zero(cases, tmp_path)
     torch_state = case.net.state_dict()
     kernels = [key for key in torch_state if key.endswith(".kernel")]
     assert "ecd1.0.0.kernel" in kernels and "generator.convs.0.conv.blur.kernel" in kernels
-    state = paddle.load(convert_checkpoint(case.path, tmp_path / "g.pdparams").output)
+    # A GPEN training checkpoint (train_simple.py): the averaged generator is the one taken.
+    trained = {k: v + 1 for k, v in torch_state.items()}
+    torch.save({"g": trained, "d": {}, "g_ema": torch_state, "g_optim": {}}, tmp_path / "t.pth")
+    state = paddle.load(convert_checkpoint(tmp_path / "t.pth", tmp_path / "g.pdparams").output)
     # The blur kernels are constants the Paddle net computes; the ToRGB upsampling kernels are
     # saved by PaddleGAN's GPEN too.
     assert {k for k in kernels if k in state} == {k for k in kernels if ".upsample." in k}
