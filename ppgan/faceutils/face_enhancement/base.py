@@ -111,8 +111,8 @@ class Enhancer:
         path = resolve_weights(path_to_enhance, self.URL)
         state = read_state_dict(path, self.NETWORK)
         shape = weights_shape(state, self.NETWORK)
-        self.size = size or shape.get(self.SIZE_ARG, PADDLEGAN_SIZE)
-        shape.pop(self.SIZE_ARG, None)
+        self.size = size or shape.pop(self.SIZE_ARG, PADDLEGAN_SIZE)
+        shape.pop(self.SIZE_ARG, None)  # `size` given: the loader then checks that it fits
         self.batch_size = max(1, batch_size)
         self.mask = blend_mask(self.size)
         net = self.build(self.size, **shape)

@@ -8,7 +8,8 @@ from .base import Enhancer
 
 GFPGAN_URL = "https://paddlegan.bj.bcebos.com/models/GFPGAN.pdparams"  # the net under net_g_ema
 
-# GFPGAN's inference configuration of both architectures (its GFPGANer), beside the shapes.
+# The shape of GFPGAN's released weights (both architectures, but for the channel multiplier),
+# for a network built without weights; the weights' own shape overrides it.
 RELEASED_SHAPE = dict(num_style_feat=512, num_mlp=8, narrow=1.0, different_w=True,
                       sft_half=True)
 
