@@ -81,11 +81,12 @@ def build_parser() -> OneLineParser:
     parser.add_argument("--face_enhancement", action="store_true",
                         help="restore the face with a face-enhancement network (--enhancer); "
                              "slow: see README.md")
-    parser.add_argument("--enhancer", choices=["gpen", "gfpgan"], default="gpen",
-                        help="the --face_enhancement network: gpen (GPEN-512, PaddleGAN's) or "
-                             "gfpgan (GFPGANv1)")
+    parser.add_argument("--enhancer", choices=["gpen", "gfpgan", "gfpgan_clean"], default="gpen",
+                        help="the --face_enhancement network: gpen (GPEN-512, PaddleGAN's), "
+                             "gfpgan (GFPGANv1) or gfpgan_clean (GFPGAN v1.2-v1.4)")
     parser.add_argument("--enhancer_path", type=str, default=None,
-                        help="--enhancer weights (.pdparams); default: download PaddleGAN's")
+                        help="--enhancer weights (.pdparams); default: download PaddleGAN's "
+                             "(gfpgan_clean has none)")
     parser.add_argument("--enhance_at", choices=["frame", "generated"], default="frame",
                         help="frame: enhance the face crop of the frame after the new mouth is "
                              "in; generated: the 96-px generated face before pasting, as "

@@ -142,8 +142,9 @@ class Wav2LipPredictor:
     frame at full resolution, no cache, and PaddleGAN's BlazeFace crop and face order; it
     overrides the three `det_*` settings), `engine` ("static": Paddle Inference, "eager":
     dygraph), `detector_path` (local detector weights), `cpu_threads`, `fp16` (half precision
-    for the generator on a GPU), `enhancer` ("gpen", PaddleGAN's, or "gfpgan": the network
-    `face_enhancement` runs), `enhancer_path` (its weights; default: download PaddleGAN's),
+    for the generator on a GPU), `enhancer` ("gpen", PaddleGAN's, "gfpgan" or "gfpgan_clean":
+    the network `face_enhancement` runs), `enhancer_path` (its weights; default: download
+    PaddleGAN's; gfpgan_clean has none),
     `enhance_at` ("frame": the face crop of the frame after the paste; "generated": the 96-px
     generated face before it, as PaddleGAN; see `ppgan.apps.face_enhancer`).
 
