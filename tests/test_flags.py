@@ -123,6 +123,7 @@ BAD_FLAGS = [
     ("benchmark_wav2lip", ["--clips", "ten"], "--clips", "(got ten)"),
     ("benchmark_wav2lip", ["--clip_1080p", "-10"], "--clip_1080p", "an integer >= 0 (got -10)"),
     ("benchmark_wav2lip", ["--det_max_size", "1"], "--det_max_size", "an integer >= 64 (got 1)"),
+    ("wav2lip", ["--color_match", "--hard_paste"], "--color_match", "needs a feathered blend"),
 ]
 
 
@@ -181,6 +182,7 @@ def test_defaults_are_unchanged():
     ({"box": (-1, 5, 0, 5)}, "box: must be -1 -1 -1 -1 (off)"),
     ({"pads": (0, 10, 0)}, "pads: must be four integers"),
     ({"face_detector": "s3fd"}, "face_detector: must be one of sfd, blazeface, mtcnn (got s3fd)"),
+    ({"color_match": True, "blend": "hard"}, "color_match needs a feathered blend"),
 ])
 def test_predictor_arguments_are_checked_on_construction(kwargs, message):
     from ppgan.apps import Wav2LipPredictor

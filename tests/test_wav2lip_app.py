@@ -425,14 +425,14 @@ def test_progress_hook_follows_detection_then_lip_sync(media):
 
 @pytest.mark.one_build  # geometry, boxes or decoding: the same with any encoder build
 def test_detection_progress_of_a_video_shorter_than_the_audio_ends_at_its_last_frame(media):
-    from ppgan.apps.video_faces import DetectionOptions, face_boxes
+    from ppgan.apps.video_faces import DetectionMemory, DetectionOptions, face_boxes
     from ppgan.utils.video import FrameSource
 
     reports = []
     source = FrameSource(media["video"])
     try:
         boxes = face_boxes(source, 30, DetectionOptions(detector="mtcnn", cache=False), "cpu", {},
-                           progress=lambda *report: reports.append(report))
+                           DetectionMemory(), progress=lambda *report: reports.append(report))
     finally:
         source.close()
     assert len(boxes) == 20
@@ -441,16 +441,29 @@ def test_detection_progress_of_a_video_shorter_than_the_audio_ends_at_its_last_f
 
 
 @pytest.mark.one_build  # geometry, boxes or decoding: the same with any encoder build
-def test_with_settings_shares_the_loaded_generator_and_checks_the_new_settings(media, tmp_path):
+def test_siblings_choose_their_detector_and_enhancer_and_share_each_one_loaded(media, tmp_path):
+    """What the web app's runs do: `with_options` siblings with another face detector or
+    enhancer share the generator, and each enhancer (by name and weights) is loaded once."""
+    import paddle
+
     from ppgan.apps import Wav2LipPredictor
+    from ppgan.faceutils.face_enhancement import FaceEnhancement
     from ppgan.utils.video import InputError
 
+    gpen_weights = []
+    for seed in (1, 2):  # GPEN at 16 px: the enhancer takes the size its weights were made for
+        paddle.seed(seed)
+        gpen_weights.append(str(tmp_path / f"gpen16_{seed}.pdparams"))
+        paddle.save(FaceEnhancement.build(16).state_dict(), gpen_weights[-1])
     base = Wav2LipPredictor(checkpoint_path=media["weights"], engine="eager")
-    face_blend = base.with_settings(blend="face", pads=(0, 20, 0, 0))
-    assert (face_blend.blend, face_blend.detection.pads) == ("face", (0, 20, 0, 0))
-    assert (base.blend, base.detection.pads) == ("mouth", (0, 10, 0, 0))  # unchanged
-    assert face_blend.generator() is base.generator()
-    other_weights = save_random_generator(str(tmp_path / "other.pdparams"), seed=1)
-    assert base.with_settings(checkpoint_path=other_weights).generator() is not base.generator()
+    enhanced = [base.with_options(face_detector="mtcnn", face_enhancement=True,
+                                  enhancer_path=gpen_weights[0], blend=blend)
+                for blend in ("mouth", "face")]
+    other = base.with_options(face_enhancement=True, enhancer_path=gpen_weights[1])
+    assert enhanced[0].detection.detector == "mtcnn" and enhanced[1].blend == "face"
+    assert (enhanced[0].generator() is enhanced[1].generator() is other.generator()
+            is base.generator())
+    assert enhanced[0].enhancer() is enhanced[1].enhancer()
+    assert other.enhancer() is not enhanced[0].enhancer() and base.enhancer() is None
     with pytest.raises(InputError, match="face_detector"):
-        base.with_settings(face_detector="yolo")
+        base.with_options(face_detector="yolo")

@@ -283,7 +283,7 @@ def test_a_stop_ends_the_run_in_progress_which_leaves_no_output(media, tmp_path)
     from ppgan.apps.webui import STOP_WAIT_SECONDS, AppStopping, Runs
 
     base = Wav2LipPredictor(checkpoint_path=media["weights"], det_cache=False)
-    runs = Runs(base.with_settings, str(tmp_path))
+    runs = Runs(base.with_options, str(tmp_path))
     long_audio = str(write_wav(tmp_path / "long.wav", speech_like(2.0)))  # 50 frames
     reports, outcome = [], {}
 

@@ -197,7 +197,7 @@ def serve(host: str = "127.0.0.1", port: int = 7860, default_detector: str = "sf
         logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's calls to itself
         base = Wav2LipPredictor(det_cache=False, **predictor_settings)  # uploads are one-offs
         base.generator()
-        runs = Runs(base.with_settings, folder)
+        runs = Runs(base.with_options, folder)
         page = build_page(runs, default_detector)
         page.queue(default_concurrency_limit=1, api_open=False)
         page.launch(server_name=host, server_port=port, share=False, prevent_thread_lock=True,
