@@ -6,6 +6,7 @@ with a run in progress when it stops, and an address it cannot listen on.
 Off CI, a machine without Chromium, chromedriver, Gradio or Selenium skips the browser tests
 (README: Run the tests); on CI (CI set) they fail instead.
 """
+import importlib.util
 import io
 import os
 import re
@@ -37,11 +38,8 @@ RUN_SECONDS = 180
 
 def _require_browser():
     missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not os.path.exists(path)]
-    for module in ("gradio", "selenium"):
-        try:
-            __import__(module)
-        except ImportError:
-            missing.append(f"the {module} package")
+    missing += [f"the {module} package" for module in ("gradio", "selenium")
+                if importlib.util.find_spec(module) is None]  # found, not imported: Gradio is slow
     if missing:
         message = f"the browser tests need {', '.join(missing)} (see README.md, Run the tests)"
         if os.environ.get("CI"):
