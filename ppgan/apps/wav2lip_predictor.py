@@ -113,7 +113,8 @@ class _Kept:
     """What a predictor keeps between runs, shared with its `with_options` siblings: the networks
     once loaded and the face detections made."""
     generator: Optional[GeneratorRunner] = None
-    enhancers: Dict[Tuple[str, Optional[str]], Enhancer] = field(default_factory=dict)  # name, path
+    # By name and weights path: siblings may choose other enhancers.
+    enhancers: Dict[Tuple[str, Optional[str]], Enhancer] = field(default_factory=dict)
     detection: DetectionMemory = field(default_factory=DetectionMemory)
 
 
