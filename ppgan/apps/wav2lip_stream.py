@@ -12,6 +12,8 @@ The face (a photo, or a video played forward then backward) has its boxes found 
 the stream starts (the predictor's detection, and its cache).
 """
 import logging
+import queue
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO, Callable, Dict, Iterable, Iterator, List, Optional
@@ -67,6 +69,36 @@ def pcm_chunks(stream: BinaryIO, chunk_bytes: int = 2 * 640) -> Iterator[np.ndar
             data, carry = data[:-1], data[-1:]
         if data:
             yield np.frombuffer(data, "<i2").astype(np.float32) / 32768
+
+
+def _taken_in(chunks: Iterator[np.ndarray], writer: Optional[StreamWriter]) -> Iterator[np.ndarray]:
+    """`chunks`, read on a thread of their own as they come, each sent to the writer's audio
+    pipe at once: the audio must reach ffmpeg whatever the frames are doing (ffmpeg holds back
+    frames ahead of its audio), and a live source (stdin) is read without pause."""
+    arrived: "queue.Queue" = queue.Queue()
+
+    def take_in() -> None:
+        block_stop_signals()
+        try:
+            for chunk in chunks:
+                if writer is not None:
+                    writer.add_audio(chunk)
+                arrived.put(chunk)
+        except BaseException as err:  # a bad stream ends the run in the main thread
+            arrived.put(err)
+        finally:
+            if writer is not None:
+                writer.end_audio()
+            arrived.put(None)
+
+    threading.Thread(target=take_in, name="wav2lip-audio-in", daemon=True).start()
+    while True:
+        chunk = arrived.get()
+        if chunk is None:
+            return
+        if isinstance(chunk, BaseException):
+            raise chunk
+        yield chunk
 
 
 class _MelWindows:
@@ -191,9 +223,7 @@ class Wav2LipStream:
         with ThreadPoolExecutor(1, "wav2lip-stream-read", block_stop_signals) as reader, \
                 ThreadPoolExecutor(1, "wav2lip-stream-write", block_stop_signals) as paster:
             ahead = _ReadAhead(frames, most, reader)
-            for chunk in chunks:
-                if take_audio:
-                    writer.add_audio(chunk)
+            for chunk in _taken_in(chunks, writer if take_audio else None):
                 windows.add(mel.feed(chunk))
                 while windows.ready(next_frame):
                     count = 1

@@ -404,7 +404,10 @@ class StreamWriter(VideoWriter):
                         audio_fd: Optional[int], crf: int, preset: str) -> List[str]:
         frames = _piped_frames(width, height, fps)
         audio = (ffmpeg.input(audio_path) if audio_path is not None
-                 else ffmpeg.input(f"pipe:{audio_fd}", format="s16le", ar=PCM_RATE, ac=1))["a:0"]
+                 # Probed from its first bytes: ffmpeg probes an input before reading the next,
+                 # and the audio would come only as the frames it holds up go through.
+                 else ffmpeg.input(f"pipe:{audio_fd}", format="s16le", ar=PCM_RATE, ac=1,
+                                   probesize=32, analyzeduration=0))["a:0"]
         options = dict(vcodec="libx264", pix_fmt="yuv420p", crf=crf, preset=preset,
                        tune="zerolatency", g=max(1, round(fps)), acodec="aac", shortest=None)
         scheme = self.outfile.split("://", 1)[0].lower() if "://" in self.outfile else ""
@@ -423,6 +426,13 @@ class StreamWriter(VideoWriter):
         """Send received samples (float in [-1, 1] at 16 kHz) down the audio pipe."""
         pcm = np.clip(np.round(np.asarray(samples) * 32768), -32768, 32767).astype("<i2")
         self._audio.put(pcm.tobytes())
+
+    def end_audio(self) -> None:
+        """No more samples will come: close the audio pipe now, not at `close()`. ffmpeg
+        holds back frames that are ahead of the audio it has, and until the pipe closes it
+        cannot know that the audio is complete."""
+        if self._audio is not None:
+            self._audio.end()
 
     def write(self, frame: np.ndarray) -> None:
         super().write(frame)
@@ -464,12 +474,15 @@ class _AudioFeeder:
     def __init__(self, fd: int):
         self._pipe = os.fdopen(fd, "wb", buffering=0)
         self._queue: "queue.Queue[Optional[bytes]]" = queue.Queue()
+        self._ended = False
         self._thread = threading.Thread(target=self._feed, name="ffmpeg-audio", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
     def put(self, data: bytes) -> None:
+        if self._ended:
+            raise ValueError("audio added after its end")
         self._queue.put(data)
 
     def _feed(self) -> None:
@@ -484,7 +497,9 @@ class _AudioFeeder:
 
     def end(self) -> None:
         """Close the pipe (ffmpeg's end of the audio) once what is queued is sent."""
-        self._queue.put(None)
+        if not self._ended:
+            self._queue.put(None)
+            self._ended = True
 
     def finish(self) -> None:
         """`end`, and wait until the pipe is closed."""
