@@ -373,9 +373,9 @@ class Wav2LipPredictor:
                 if last_write is not None:
                     last_write.result()
                     progress.update(step)
-                last_write = submit_unsplit(paster, self.paste_and_write, writer, images, generated,
-                                     frames.boxes[indices], still is not None,
-                                     source_shares[frames_out.start:frames_out.stop])
+                last_write = submit_unsplit(paster, self.paste_and_write, writer, images,
+                                            generated, frames.boxes[indices], still is not None,
+                                            source_shares[frames_out.start:frames_out.stop])
             last_write.result()
             progress.update(len(steps[-1]))
 

@@ -177,7 +177,8 @@ class StreamingMel:
         self.samples = 0  # received so far
         self.columns = 0  # mel columns returned so far
         self._previous = 0.0  # the last raw sample: the pre-emphasis filter's state
-        self._emphasized: Optional[np.ndarray] = np.zeros(0)  # all of it, until the left pad is known
+        # All of the emphasized signal, until the left padding can be made from it.
+        self._emphasized: Optional[np.ndarray] = np.zeros(0)
         self._padded = np.zeros(0)  # the padded signal from column `columns`'s frame onwards
 
     @property
