@@ -115,18 +115,18 @@ def test_frames_leave_once_their_window_is_in(media):
     assert counted == [8] and sent == list(range(30))
 
 
-def cli(media, *args, **popen):
+def cli(media, *args, stdout=subprocess.PIPE, text=True, **popen):
     env = dict(os.environ, PYTHONPATH=ROOT)
     return subprocess.Popen([sys.executable, CLI, "--checkpoint_path", media["weights"],
                              "--box", *map(str, BOX), *args], env=env, stderr=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, **popen)
+                            stdout=stdout, text=text, **popen)
 
 
 def test_pcm_on_stdin_streams_video_with_that_audio(media):
     pcm = to_pcm16(speech_like(1.0, seed=3)).tobytes()
     out = media["root"] / "pcm.mkv"
     proc = cli(media, "--face", media["photo"], "--audio", "-", "--output", str(out),
-               stdin=subprocess.PIPE)
+               stdin=subprocess.PIPE, text=False)
     stdout, stderr = _feed(proc, pcm)
     assert proc.returncode == 0, stderr
     assert stdout.strip() == f"wrote {out}"
@@ -144,7 +144,7 @@ def _feed(proc, pcm, pieces=7):
     proc.stdin.close()
     stdout, stderr = proc.stdout.read(), proc.stderr.read()
     proc.wait(timeout=300)
-    return stdout, stderr
+    return stdout.decode(), stderr.decode()
 
 
 def test_a_stopped_stream_keeps_a_playable_file_to_that_point(media):
@@ -153,17 +153,17 @@ def test_a_stopped_stream_keeps_a_playable_file_to_that_point(media):
     out = media["root"] / "stopped.mp4"
     pcm = to_pcm16(speech_like(2.0, seed=4)).tobytes()
     proc = cli(media, "--face", media["video"], "--audio", "-", "--output", str(out),
-               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, text=False)
     proc.stdin.write(pcm)  # 2 s in, no end of file: about 1.8 s of frames can go out
     proc.stdin.flush()
     seen = ""
     while "streaming at" not in seen:
-        line = proc.stderr.readline()
+        line = proc.stderr.readline().decode()
         assert line, seen
         seen += line
     time.sleep(4.0)
     proc.send_signal(signal.SIGTERM)
-    rest = proc.communicate(timeout=180)[1]
+    rest = proc.communicate(timeout=180)[1].decode()
     assert proc.returncode == 128 + signal.SIGTERM, rest
     assert rest.strip().splitlines()[-1].startswith("wav2lip_stream.py: stopped")
     frames = read_frames(out)
