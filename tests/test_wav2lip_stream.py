@@ -157,11 +157,11 @@ def test_a_stopped_stream_keeps_a_playable_file_to_that_point(media):
     proc.stdin.write(pcm)  # 2 s in, no end of file: about 1.8 s of frames can go out
     proc.stdin.flush()
     seen = ""
-    while "streaming at" not in seen:
+    while "the first frame is out" not in seen:
         line = proc.stderr.readline().decode()
         assert line, seen
         seen += line
-    time.sleep(4.0)
+    time.sleep(1.0)
     proc.send_signal(signal.SIGTERM)
     rest = proc.communicate(timeout=180)[1].decode()
     assert proc.returncode == 128 + signal.SIGTERM, rest

@@ -229,6 +229,9 @@ class Wav2LipStream:
                     count = 1
                     while count < most and windows.ready(next_frame + count):
                         count += 1
+                    # Steps of a few sizes only: Paddle Inference prepares its kernels once
+                    # per batch shape, slowly, and a stream that falls behind takes any count.
+                    count = 1 << (count.bit_length() - 1)
                     last_write = self._step(generator, ahead, frames, windows, range(next_frame,
                                             next_frame + count), still_skips, writer, paster,
                                             last_write)

@@ -436,6 +436,8 @@ class StreamWriter(VideoWriter):
 
     def write(self, frame: np.ndarray) -> None:
         super().write(frame)
+        if self.frames_written == 1:
+            logger.info("the first frame is out to %s", self.outfile)
         if self.on_frame is not None:
             self.on_frame(self.frames_written - 1, frame)
 
