@@ -82,6 +82,7 @@ def test_chunked_audio_gives_the_offline_frames(media, monkeypatch, face):
     assert len(read_frames(out)) == 30 and probe(out)[:2] == (1, 1)
 
 
+@pytest.mark.one_build
 def test_frames_leave_once_their_window_is_in(media):
     """Fed 0.5 s of audio and nothing more yet, the stream has sent exactly the frames whose
     0.2 s window those samples complete (frame i needs samples up to 200 (int(3.2 i) + 15) +
