@@ -145,3 +145,26 @@ def test_nan_samples_are_a_clear_error(tmp_path):
     wavfile.write(tmp_path / "nan.wav", SR, samples)
     with pytest.raises(AudioError, match="not numbers"):
         load_wav(str(tmp_path / "nan.wav"))
+
+
+@pytest.mark.one_build  # no ffmpeg involved
+@pytest.mark.parametrize("length", [100, 401, 799, 16000, 19237])
+def test_streaming_mel_equals_the_offline_mel_for_any_chunking(length):
+    """Chunks of 1 to 2999 samples: the columns streamed while the audio comes, then those of
+    the end, are melspectrogram's, to the bit (short clips are done whole at the end)."""
+    from ppgan.data_preparation.samples import speech_like
+    from ppgan.utils.audio import StreamingMel, melspectrogram
+
+    wav = speech_like(1.3)[:length].astype(np.float32)
+    rng = np.random.default_rng(length)
+    mel, parts, begin = StreamingMel(), [], 0
+    while begin < wav.size:
+        size = int(rng.integers(1, 3000))
+        parts.append(mel.feed(wav[begin:begin + size]))
+        begin += size
+    streamed = sum(part.shape[1] for part in parts)
+    parts.append(mel.finish())
+    offline = melspectrogram(wav)
+    np.testing.assert_array_equal(np.concatenate(parts, axis=1), offline)
+    # Before the end, every column whose 800-sample frame lay inside the audio had come.
+    assert streamed == (max(0, (length - 400) // 200 + 1) if length > 400 else 0)

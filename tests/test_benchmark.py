@@ -24,7 +24,7 @@ def test_benchmark_reports_generator_detectors_and_end_to_end(tmp_path, monkeypa
     monkeypatch.setattr("sys.argv", ["benchmark_wav2lip.py", "--workdir", str(tmp_path), "--clips", "1",
                                      "--clip_1080p", "0", "--batch", "16", "--detectors", "mtcnn",
                                      "--enhancers", "", "--e2e_enhanced_seconds", "0",
-                                     "--json", str(report)])
+                                     "--stream_seconds", "1", "--json", str(report)])
     assert benchmark.main() == 0
     results = json.loads(report.read_text())
     speeds = results["frames_per_second"]
@@ -38,6 +38,12 @@ def test_benchmark_reports_generator_detectors_and_end_to_end(tmp_path, monkeypa
     assert end_to_end["wall_seconds"] > 0 and end_to_end["peak_rss_mb"] > 100
     assert end_to_end["ffmpeg_peak_rss_mb"] > 0  # the writer process was sampled too
     assert os.path.isfile(tmp_path / "out_face_720p_1s.mp4")
+    for face in ("photo", "video"):
+        stream = results[f"stream_720p_{face}_1s"]
+        latency = stream["paced: latency, audio to frame, s (median, 95th percentile, max)"]
+        assert 0.2 < latency[0] <= latency[1] <= latency[2]  # a frame waits for its 0.2 s window
+        assert stream["paced: frames/s over the stream"] > 0
+        assert stream["unpaced: sustained frames/s"] > 0
 
 
 def test_sigterm_stops_the_benchmark_and_its_run(tmp_path):
@@ -49,7 +55,7 @@ def test_sigterm_stops_the_benchmark_and_its_run(tmp_path):
     code, err = stop_when([sys.executable, os.path.join(ROOT, "tools", "benchmark_wav2lip.py"),
                            "--workdir", str(tmp_path), "--clips", "2", "--clip_1080p", "0",
                            "--skip-generator", "--skip-detectors", "--enhancers", "",
-                           "--e2e_enhanced_seconds", "0"], writing_output)
+                           "--e2e_enhanced_seconds", "0", "--stream_seconds", "0"], writing_output)
     assert code == 128 + signal.SIGTERM, err
     assert err.strip().splitlines()[-1] == "benchmark_wav2lip: interrupted: no results written"
     assert not [name for name in os.listdir(tmp_path) if ".part" in name]

@@ -244,6 +244,43 @@ def bench_end_to_end(video: str, audio: str, weights: str, seconds: int, extra) 
             "ffmpeg_peak_rss_mb": max([v for k, v in peaks.items() if k != process.pid], default=0.0)}
 
 
+def bench_stream(face: str, audio: str, weights: str, detector: str) -> dict:
+    """The live stream (Wav2LipStream) on `face` and `audio`, in this process: paced at the
+    speed of speech, the latency from a frame's audio to the frame (from the moment its first
+    sample arrives until the frame goes to ffmpeg; it includes the 0.21 s the frame's mel
+    window takes to arrive), and unpaced, the frames/s it sustains."""
+    from ppgan.apps import Wav2LipStream
+    from ppgan.apps.wav2lip_stream import file_chunks
+    streamer = Wav2LipStream(checkpoint_path=weights, face_detector=detector, det_cache=False)
+    results = {}
+    for realtime in (True, False):
+        sent = {}
+        started = []
+
+        def chunks():
+            for chunk in file_chunks(audio, realtime=realtime):
+                started.append(started[0] if started else time.perf_counter())
+                yield chunk
+
+        out = os.path.join(os.path.dirname(face), "stream_" + os.path.basename(face) + ".mp4")
+        streamer.run(face, chunks(), out, audio,
+                     on_frame=lambda i, _f: sent.setdefault(i, time.perf_counter()))
+        times = np.array([sent[i] for i in sorted(sent)])
+        if realtime:
+            # The first chunk arrives one chunk after the paced clock starts.
+            clock = started[0] - 0.04
+            fps = len(times) / (times[-1] - clock)
+            latency = times - (clock + np.arange(len(times)) / 25.0)
+            results["paced: latency, audio to frame, s (median, 95th percentile, max)"] = [
+                round(float(np.median(latency)), 3), round(float(np.percentile(latency, 95)), 3),
+                round(float(latency.max()), 3)]
+            results["paced: frames/s over the stream"] = round(float(fps), 2)
+        else:
+            results["unpaced: sustained frames/s"] = round(float(
+                (len(times) - 1) / (times[-1] - times[0])), 2)
+    return results
+
+
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = OneLineParser(prog=PROG, description=__doc__.strip().splitlines()[0])
     parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "wav2lip_bench"))
@@ -266,6 +303,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--e2e_enhanced_seconds", type=NON_NEGATIVE_INT, default=4,
                         help="length of a 720p clip run end to end with --face_enhancement "
                              "(GPEN, random weights) and without it (0: none)")
+    parser.add_argument("--stream_seconds", type=NON_NEGATIVE_INT, default=10,
+                        help="length of the audio of the live-stream runs (a 720p photo and the "
+                             "720p clip; 0: none)")
+    parser.add_argument("--skip-end-to-end", action="store_true")
     parser.add_argument("--skip-generator", action="store_true")
     parser.add_argument("--skip-detectors", action="store_true")
     parser.add_argument("--json", help="also write the results here")
@@ -301,8 +342,17 @@ def benchmark(args: argparse.Namespace) -> int:
     enhancers = [name for name in args.enhancers.split(",") if name]
     if enhancers:
         results.setdefault("faces_per_second", {}).update(bench_enhancers(args.workdir, enhancers))
-    clips = [(seconds, 1280, 720) for seconds in args.clips]
-    clips += [(args.clip_1080p, 1920, 1080)] if args.clip_1080p else []
+    if args.stream_seconds:
+        import cv2
+
+        video, audio = make_clip(args.workdir, args.stream_seconds)
+        photo = os.path.join(args.workdir, "face_720p.png")
+        cv2.imwrite(photo, face_frame(0))
+        for name, face in (("photo", photo), ("video", video)):
+            results[f"stream_720p_{name}_{args.stream_seconds}s"] = bench_stream(
+                face, audio, weights, args.e2e_detector)
+    clips = [] if args.skip_end_to_end else [(seconds, 1280, 720) for seconds in args.clips]
+    clips += [(args.clip_1080p, 1920, 1080)] if args.clip_1080p and not args.skip_end_to_end else []
     for seconds, width, height in clips:
         video, audio = make_clip(args.workdir, seconds, width, height)
         results[f"end_to_end_{height}p_{seconds}s"] = bench_end_to_end(

@@ -50,9 +50,15 @@ def pingpong_index(i: int, count: int) -> int:
     return r if r < count else period - r
 
 
+def mel_window_start(frame: int, fps: float, columns: int) -> int:
+    """The first mel column of output frame `frame`'s 16-step window in a mel of `columns`
+    columns: windows past the end repeat the last one."""
+    return min(int(frame * DEFAULT_MEL.frames_per_second / fps), columns - MEL_STEP_SIZE)
+
+
 def mel_window(mel: np.ndarray, frame: int, fps: float) -> np.ndarray:
     """The 16-step mel window of output frame `frame`; windows past the end repeat the last one."""
-    start = min(int(frame * DEFAULT_MEL.frames_per_second / fps), mel.shape[1] - MEL_STEP_SIZE)
+    start = mel_window_start(frame, fps, mel.shape[1])
     return mel[:, start:start + MEL_STEP_SIZE]
 
 
@@ -69,17 +75,30 @@ def _runs(indices: Sequence[int]) -> Iterator[List[int]]:
     yield run
 
 
+def checked_mel(mel: np.ndarray, audio_name: str) -> np.ndarray:
+    if np.isnan(mel).any():
+        raise AudioError(f"the mel-spectrogram of {audio_name} contains NaN (a TTS voice? "
+                         "add a little noise to the audio)")
+    return mel
+
+
+def padded_to_one_window(mel: np.ndarray) -> np.ndarray:
+    """A whole clip's mel, padded with silence to one window if under 0.2 s."""
+    if mel.shape[1] >= MEL_STEP_SIZE:
+        return mel
+    return np.pad(mel, ((0, 0), (0, MEL_STEP_SIZE - mel.shape[1])),
+                  constant_values=-DEFAULT_MEL.max_abs_value)
+
+
+def output_frames(samples: int, fps: float) -> int:
+    """As many frames as the audio lasts (the references stop up to 0.2 s short)."""
+    return max(1, round(samples / DEFAULT_MEL.sample_rate * fps))
+
+
 def _load_audio(audio_path: str) -> Tuple[np.ndarray, np.ndarray]:
     """(samples at the mel's sample rate, mel)."""
     wav = load_wav(audio_path)
-    mel = melspectrogram(wav)
-    if np.isnan(mel).any():
-        raise AudioError(f"the mel-spectrogram of {audio_path} contains NaN (a TTS voice? "
-                         "add a little noise to the audio)")
-    if mel.shape[1] < MEL_STEP_SIZE:  # under 0.2 s: pad with silence to one window
-        mel = np.pad(mel, ((0, 0), (0, MEL_STEP_SIZE - mel.shape[1])),
-                     constant_values=-DEFAULT_MEL.max_abs_value)
-    return wav, mel
+    return wav, padded_to_one_window(checked_mel(melspectrogram(wav), audio_path))
 
 
 def _blend_mode(blend: Optional[str], feather: bool) -> str:
@@ -100,7 +119,7 @@ def _checked_arguments(arguments: dict) -> dict:
         raise InputError(str(err)) from None
 
 
-def _submit(pool: ThreadPoolExecutor, fn, *args) -> Future:
+def submit_unsplit(pool: ThreadPoolExecutor, fn, *args) -> Future:
     """`pool.submit`, as one step a stop cannot split: the pool starts its worker thread inside
     and tracks it only afterwards, so a stop in between left an untracked thread decoding frames
     while the cleanup closed the video under it (FFmpeg then aborts the process)."""
@@ -116,6 +135,15 @@ class _Kept:
     # By name and weights path: siblings may choose other enhancers.
     enhancers: Dict[Tuple[str, Optional[str]], Enhancer] = field(default_factory=dict)
     detection: DetectionMemory = field(default_factory=DetectionMemory)
+
+
+def generate(generator: GeneratorRunner, mels: np.ndarray, faces: Optional[np.ndarray],
+             still_skips: Optional[List[np.ndarray]]) -> np.ndarray:
+    """One step's generated faces (B,3,96,96) for its mel windows (B,80,16), from its face input
+    or, for a still, the face features encoded once."""
+    skips = (generator.encode_face(faces) if still_skips is None
+             else [np.repeat(s, len(mels), axis=0) for s in still_skips])
+    return generator.decode(mels[:, None].astype(np.float32), skips)
 
 
 def frame_faces(frames: Sequence[np.ndarray], boxes: np.ndarray) -> np.ndarray:
@@ -244,14 +272,14 @@ class Wav2LipPredictor:
                                                              self.cpu_threads)
         return self._kept.enhancers[name, path]
 
-    def _step_size(self, frame_bytes: int) -> int:
+    def step_size(self, frame_bytes: int) -> int:
         """Frames per generator call. Three steps are in flight (read, generated, written), so
         the frames held stay under 3 x STEP_BYTES whatever the resolution; on a CPU the
         generator is also fastest on small batches."""
         step = min(self.batch_size, max(1, STEP_BYTES // frame_bytes))
         return min(step, CPU_CHUNK) if self.device == "cpu" else step
 
-    def _paste_and_write(self, writer: VideoWriter, frames: List[np.ndarray], generated: np.ndarray,
+    def paste_and_write(self, writer: VideoWriter, frames: List[np.ndarray], generated: np.ndarray,
                          boxes: np.ndarray, shared_frames: bool, source_shares: np.ndarray) -> None:
         """Paste the generated faces into their frames and write them; `shared_frames`: the
         frames are one still, copied before each paste; `source_shares`: how much of the
@@ -302,19 +330,24 @@ class Wav2LipPredictor:
         wav, mel = _load_audio(audio_path)
         generator = self.generator()  # load (or download) the weights before minutes of detection
         self.enhancer()
-        # As many frames as the audio lasts (the references stop up to 0.2 s short).
-        total = max(1, round(wav.size / DEFAULT_MEL.sample_rate * source.fps))
+        total = output_frames(wav.size, source.fps)
         shares = self._source_shares(wav, source.fps, total)
-        is_still = source.is_image or self.static
-        boxes = face_boxes(source, 1 if is_still else total, self.detection, self.device,
-                           self.transform, self._kept.detection, progress)
-        still = source.read_frame(0) if is_still else None
+        frames = self.frames_to_sync(source, total, progress)
         logger.info("%d output frames at %.2f fps from %d source frame(s)", total, source.fps,
-                    len(boxes))
+                    len(frames.boxes))
         with VideoWriter(outfile, source.width, source.height, source.fps, audio_path) as writer:
-            self._lip_sync(generator, _Frames(source, still, boxes), mel, shares, writer,
-                           progress)
+            self._lip_sync(generator, frames, mel, shares, writer, progress)
         return outfile
+
+    def frames_to_sync(self, source: FrameSource, count: int,
+                       progress: Optional[ProgressHook] = None) -> "SourceFrames":
+        """The source's frames for `count` output frames and their face boxes: a photo's or
+        --static's one still, or the video's first `count` frames (all of them if it is
+        shorter), found once before the first frame is generated."""
+        is_still = source.is_image or self.static
+        boxes = face_boxes(source, 1 if is_still else count, self.detection, self.device,
+                           self.transform, self._kept.detection, progress)
+        return SourceFrames(source, source.read_frame(0) if is_still else None, boxes)
 
     def _source_shares(self, wav: np.ndarray, fps: float, total: int) -> np.ndarray:
         """Per output frame, the share of the source frame it shows (0 without
@@ -326,7 +359,7 @@ class Wav2LipPredictor:
                     np.count_nonzero(shares), total)
         return shares
 
-    def _lip_sync(self, generator: GeneratorRunner, frames: "_Frames", mel: np.ndarray,
+    def _lip_sync(self, generator: GeneratorRunner, frames: "SourceFrames", mel: np.ndarray,
                   source_shares: np.ndarray, writer: VideoWriter,
                   hook: Optional[ProgressHook]) -> None:
         """Generate, paste and write one frame per entry of `source_shares`, in steps of a few
@@ -334,9 +367,8 @@ class Wav2LipPredictor:
         total = source_shares.size
         source, still = frames.source, frames.still
         # A still's face features are the same for every frame: encode them once.
-        still_skips = (None if still is None
-                       else generator.encode_face(frame_faces([still], frames.boxes[:1])))
-        step = self._step_size(source.height * source.width * 3)
+        still_skips = frames.still_features(generator)
+        step = self.step_size(source.height * source.width * 3)
         steps = [range(s, min(s + step, total)) for s in range(0, total, step)]
         # Reading (decode, crop, resize) runs one step ahead on a thread, pasting and piping to
         # ffmpeg one step behind on another: cv2, NumPy, pipes and Paddle release the GIL.
@@ -345,31 +377,35 @@ class Wav2LipPredictor:
                          leave=None) as progress, \
                 ThreadPoolExecutor(1, "wav2lip-read", block_stop_signals) as reader, \
                 ThreadPoolExecutor(1, "wav2lip-write", block_stop_signals) as paster:
-            next_read, last_write = _submit(reader, frames.read_step, steps[0]), None
+            next_read, last_write = submit_unsplit(reader, frames.read_step, steps[0]), None
             for n, frames_out in enumerate(steps):
                 indices, images, faces = next_read.result()
                 if n + 1 < len(steps):
-                    next_read = _submit(reader, frames.read_step, steps[n + 1])
-                mels = np.stack([mel_window(mel, i, source.fps) for i in frames_out])[:, None]
-                skips = (generator.encode_face(faces) if still_skips is None
-                         else [np.repeat(s, len(frames_out), axis=0) for s in still_skips])
-                generated = generator.decode(mels.astype(np.float32), skips)
+                    next_read = submit_unsplit(reader, frames.read_step, steps[n + 1])
+                mels = np.stack([mel_window(mel, i, source.fps) for i in frames_out])
+                generated = generate(generator, mels, faces, still_skips)
                 if last_write is not None:
                     last_write.result()
                     progress.update(step)
-                last_write = _submit(paster, self._paste_and_write, writer, images, generated,
-                                     frames.boxes[indices], still is not None,
-                                     source_shares[frames_out.start:frames_out.stop])
+                last_write = submit_unsplit(paster, self.paste_and_write, writer, images,
+                                            generated, frames.boxes[indices], still is not None,
+                                            source_shares[frames_out.start:frames_out.stop])
             last_write.result()
             progress.update(len(steps[-1]))
 
 
 @dataclass(frozen=True)
-class _Frames:
+class SourceFrames:
     """One run's frames to lip-sync and their face boxes: a video's, or one still's."""
     source: FrameSource
     still: Optional[np.ndarray]  # the one frame of a photo or --static run; None: the video's
     boxes: np.ndarray  # per source frame, XYXYBox's columns
+
+    def still_features(self, generator: GeneratorRunner) -> Optional[List[np.ndarray]]:
+        """A still's face features, the same for every frame, encoded once; None for a video."""
+        if self.still is None:
+            return None
+        return generator.encode_face(frame_faces([self.still], self.boxes[:1]))
 
     def read(self, indices: Sequence[int]) -> List[np.ndarray]:
         """The source frames at `indices`, read in runs of consecutive frames."""

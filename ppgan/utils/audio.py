@@ -142,10 +142,92 @@ def melspectrogram(wav: np.ndarray, cfg: MelConfig = DEFAULT_MEL) -> np.ndarray:
     """The normalised log-mel spectrogram, shape (num_mels, 1 + len(wav) // hop_size), in [-4, 4]."""
     emphasized = signal.lfilter([1, -cfg.preemphasis], [1], wav)
     # pad_mode must be given: librosa >= 0.9 pads with zeros by default, 0.7 reflected.
-    spec = librosa.stft(y=emphasized, n_fft=cfg.n_fft, hop_length=cfg.hop_size,
-                        win_length=cfg.win_size, center=True, pad_mode="reflect")
+    return _normalised_mel(_stft(emphasized, cfg, center=True), cfg)
+
+
+def _stft(emphasized: np.ndarray, cfg: MelConfig, center: bool) -> np.ndarray:
+    return librosa.stft(y=emphasized, n_fft=cfg.n_fft, hop_length=cfg.hop_size,
+                        win_length=cfg.win_size, center=center, pad_mode="reflect")
+
+
+def _normalised_mel(spec: np.ndarray, cfg: MelConfig) -> np.ndarray:
+    """STFT columns to mel columns: dB, then scaled by fixed constants (no clip statistics, so
+    each column depends on its own STFT frame alone)."""
     mel = np.dot(mel_basis(cfg), np.abs(spec))
     min_level = 10 ** (cfg.min_level_db / 20)
     db = 20 * np.log10(np.maximum(min_level, mel)) - cfg.ref_level_db
     scaled = 2 * cfg.max_abs_value * (db - cfg.min_level_db) / -cfg.min_level_db - cfg.max_abs_value
     return np.clip(scaled, -cfg.max_abs_value, cfg.max_abs_value).astype(np.float32)
+
+
+class StreamingMel:
+    """`melspectrogram` of audio arriving in chunks, each column computed once its STFT frame's
+    samples have all arrived.
+
+    Column c's frame covers the emphasized samples c*hop - n_fft/2 .. c*hop + n_fft/2 of the
+    signal reflect-padded by n_fft/2 at both ends. The pre-emphasis filter is causal and the
+    scaling uses fixed constants, so a column whose frame lies before the right padding has its
+    offline value as soon as its samples are in (`feed`); the last columns, whose frames reach
+    into the reflection of the end, are computed by `finish` as the offline call computes them.
+    Only the samples the columns still to come need are kept.
+    """
+
+    def __init__(self, cfg: MelConfig = DEFAULT_MEL):
+        self.cfg = cfg
+        self.samples = 0  # received so far
+        self.columns = 0  # mel columns returned so far
+        self._previous = 0.0  # the last raw sample: the pre-emphasis filter's state
+        # All of the emphasized signal, until the left padding can be made from it.
+        self._emphasized: Optional[np.ndarray] = np.zeros(0)
+        self._padded = np.zeros(0)  # the padded signal from column `columns`'s frame onwards
+
+    @property
+    def _half(self) -> int:
+        return self.cfg.n_fft // 2
+
+    def feed(self, chunk: np.ndarray) -> np.ndarray:
+        """Take the next samples; returns the mel columns (num_mels, k) they complete."""
+        chunk = np.asarray(chunk, np.float32).astype(np.float64)
+        if chunk.size == 0:
+            return self._no_columns()
+        # lfilter([1, -a], [1], x): y[n] = x[n] + (-a * x[n-1]), with x[-1] = 0.
+        shifted = np.concatenate([[self._previous], chunk[:-1]])
+        emphasized = chunk + -self.cfg.preemphasis * shifted
+        self._previous = float(chunk[-1])
+        self.samples += chunk.size
+        if self._emphasized is not None:
+            self._emphasized = np.concatenate([self._emphasized, emphasized])
+            if self._emphasized.size <= self._half:
+                return self._no_columns()
+            # The left reflection (librosa's centre padding) needs samples 1..n_fft/2.
+            head = self._emphasized[self._half:0:-1]
+            self._padded, self._emphasized = np.concatenate([head, self._emphasized]), None
+        else:
+            self._padded = np.concatenate([self._padded, emphasized])
+        hop = self.cfg.hop_size
+        complete = (self.samples - self._half) // hop + 1  # frames inside the known samples
+        return self._columns_until(complete, self._padded[:(complete - 1) * hop + self.cfg.n_fft])
+
+    def finish(self) -> np.ndarray:
+        """The remaining columns, up to `melspectrogram`'s 1 + samples // hop_size."""
+        if self._emphasized is not None:  # too short for the streaming path: the offline call
+            if self._emphasized.size == 0:
+                return self._no_columns()
+            self.columns = 1 + self.samples // self.cfg.hop_size
+            return _normalised_mel(_stft(self._emphasized, self.cfg, center=True), self.cfg)
+        # The right reflection: emphasized samples N-2 down to N-1-n_fft/2.
+        tail = self._padded[-2:-2 - self._half:-1]
+        total = 1 + self.samples // self.cfg.hop_size
+        return self._columns_until(total, np.concatenate([self._padded, tail]))
+
+    def _columns_until(self, stop: int, padded: np.ndarray) -> np.ndarray:
+        """Columns `columns`..stop-1 from `padded` (which starts at column `columns`'s frame)."""
+        if stop <= self.columns:
+            return self._no_columns()
+        mel = _normalised_mel(_stft(padded, self.cfg, center=False), self.cfg)
+        self._padded = self._padded[(stop - self.columns) * self.cfg.hop_size:]
+        self.columns = stop
+        return mel
+
+    def _no_columns(self) -> np.ndarray:
+        return np.zeros((self.cfg.num_mels, 0), np.float32)

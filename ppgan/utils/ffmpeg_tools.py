@@ -122,9 +122,11 @@ class FFmpegPipe:
     disk, which is exactly when its message matters, and an undrained pipe could block ffmpeg.
     """
 
-    def __init__(self, args: Sequence[object], output: Optional[str] = None):
+    def __init__(self, args: Sequence[object], output: Optional[str] = None,
+                 pass_fds: Sequence[int] = ()):
         """Start ffmpeg. Interrupted while starting it, the process is killed: callers take
-        charge of a pipe only once it is returned."""
+        charge of a pipe only once it is returned. `pass_fds`: more pipes ffmpeg reads (as
+        `pipe:<fd>` inputs), open in it under the same numbers."""
         self.output = output
         self._stderr = bytearray()
         self._process = None
@@ -132,7 +134,8 @@ class FFmpegPipe:
         try:
             with stop_deferred():
                 self._process = subprocess.Popen(command(args), stdin=subprocess.PIPE,
-                                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                                 pass_fds=tuple(pass_fds))
                 _RUNNING.add(self)
                 self._drain.start()
         except BaseException:

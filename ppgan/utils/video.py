@@ -6,8 +6,10 @@ import contextlib
 import logging
 import os
 import sys
+import queue
 import tempfile
-from typing import Iterator, List, Optional, Sequence, Tuple
+import threading
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import av
 import cv2
@@ -16,7 +18,7 @@ import numpy as np
 
 from .atomic import DISK_FULL_ERRNOS, AtomicPath
 from .ffmpeg_tools import FFmpegPipe
-from .stopping import stop_deferred
+from .stopping import block_stop_signals, stop_deferred
 from .errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -252,6 +254,17 @@ def check_output_path(outfile: str) -> str:
     return outfile
 
 
+def _piped_frames(width: int, height: int, fps: float):
+    """ffmpeg's input of raw BGR frames on stdin, as yuv420p."""
+    frames = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="bgr24", s=f"{width}x{height}",
+                          framerate=fps)
+    # yuv420p (what players accept) needs even sizes: pad by one pixel rather than rescale.
+    frames = frames.filter("pad", "ceil(iw/2)*2", "ceil(ih/2)*2")
+    # Convert BGR -> YUV with exact rounding: the default shifts untouched colours by a few
+    # levels (a gray of 109 came back as 105/108/106).
+    return frames.filter("scale", flags="accurate_rnd+full_chroma_int").filter("format", "yuv420p")
+
+
 class VideoWriter:
     """Pipes BGR frames to ffmpeg (H.264 + AAC) and muxes in the audio of `audio_path`.
 
@@ -276,13 +289,7 @@ class VideoWriter:
 
     def _command(self, width: int, height: int, fps: float, audio_path: str, crf: int,
                  preset: str) -> List[str]:
-        frames = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="bgr24", s=f"{width}x{height}",
-                              framerate=fps)
-        # yuv420p (what players accept) needs even sizes: pad by one pixel rather than rescale.
-        frames = frames.filter("pad", "ceil(iw/2)*2", "ceil(ih/2)*2")
-        # Convert BGR -> YUV with exact rounding: the default shifts untouched colours by a few
-        # levels (a gray of 109 came back as 105/108/106).
-        frames = frames.filter("scale", flags="accurate_rnd+full_chroma_int").filter("format", "yuv420p")
+        frames = _piped_frames(width, height, fps)
         audio = ffmpeg.input(audio_path)["a:0"]
         return ffmpeg.output(frames, audio, self._target.temp, vcodec="libx264", pix_fmt="yuv420p",
                              crf=crf, preset=preset, acodec="aac", movflags="+faststart"
@@ -316,3 +323,190 @@ class VideoWriter:
             self.close()
         else:
             self.abort()
+
+
+# Live outputs by URL scheme, and the container each is sent in.
+STREAM_PROTOCOLS = {"udp": "mpegts", "rtmp": "flv", "rtmps": "flv"}
+HLS_SUFFIX = ".m3u8"
+PCM_RATE = 16000  # the audio pipe of StreamWriter: 16 kHz mono s16le, the mel's rate
+
+
+def check_stream_output(output: str) -> str:
+    """`output` as StreamWriter takes it: a udp:// or rtmp:// URL, an HLS playlist (.m3u8) in
+    an existing folder, or a video file (check_output_path)."""
+    scheme = output.split("://", 1)[0].lower() if "://" in output else ""
+    if scheme:
+        if scheme not in STREAM_PROTOCOLS:
+            raise InputError(f"cannot stream to {scheme}:// (use udp://, rtmp://, an .m3u8 "
+                             f"playlist or a video file): {output}")
+        return output
+    if output.lower().endswith(HLS_SUFFIX):
+        folder = os.path.dirname(os.path.abspath(output))
+        if not os.path.isdir(folder):
+            raise InputError(f"HLS output folder does not exist: {folder}")
+        if not os.access(folder, os.W_OK):
+            raise InputError(f"HLS output folder is not writable: {folder}")
+        return os.path.abspath(output)
+    return check_output_path(output)
+
+
+class StreamWriter(VideoWriter):
+    """A VideoWriter for a live stream: H.264 without look-ahead (each frame leaves the encoder
+    at once), 1 s between key frames (HLS segments and late viewers start at one), sent to a
+    file, a udp:// or rtmp:// URL, or an HLS playlist with its segments beside it.
+
+    The audio is a file's (`audio_path`), or the 16 kHz PCM given to `add_audio`, which a
+    thread sends to ffmpeg through a second pipe as it comes (the frames are written by
+    another thread: neither waits on the other). The audio ends with the last frame.
+
+    A stopped stream keeps what it showed: leaving the block with a KeyboardInterrupt (Ctrl-C,
+    SIGTERM) after frames were written ends the output cleanly there. A file appears under its
+    name only once closed (a playable file, never a half-written one); an error discards it. A
+    URL or an HLS folder shows the frames as they are written, and keeps what it published.
+    """
+
+    def __init__(self, output: str, width: int, height: int, fps: float,
+                 audio_path: Optional[str] = None,
+                 on_frame: Optional[Callable[[int, np.ndarray], None]] = None,
+                 crf: int = 18, preset: str = "veryfast"):
+        self.outfile = check_stream_output(output)
+        self.on_frame = on_frame
+        self.frames_written = 0
+        self._target: Optional[AtomicPath] = None
+        self._ffmpeg: Optional[FFmpegPipe] = None
+        self._audio: Optional[_AudioFeeder] = None
+        read_end = None
+        try:
+            with stop_deferred():
+                if self._is_file:
+                    self._target = AtomicPath(self.outfile)
+                if audio_path is None:
+                    read_end, write_end = os.pipe()
+                    self._audio = _AudioFeeder(write_end)
+                command = self._stream_command(width, height, fps, audio_path, read_end, crf,
+                                               preset)
+                self._ffmpeg = FFmpegPipe(command, output=self.outfile,
+                                          pass_fds=() if read_end is None else (read_end,))
+                if self._audio is not None:
+                    self._audio.start()
+        except BaseException:
+            self.abort()
+            raise
+        finally:
+            if read_end is not None:
+                os.close(read_end)
+
+    @property
+    def _is_file(self) -> bool:
+        return "://" not in self.outfile and not self.outfile.lower().endswith(HLS_SUFFIX)
+
+    def _stream_command(self, width: int, height: int, fps: float, audio_path: Optional[str],
+                        audio_fd: Optional[int], crf: int, preset: str) -> List[str]:
+        frames = _piped_frames(width, height, fps)
+        audio = (ffmpeg.input(audio_path) if audio_path is not None
+                 # Probed from its first bytes: ffmpeg probes an input before reading the next,
+                 # and the audio would come only as the frames it holds up go through.
+                 else ffmpeg.input(f"pipe:{audio_fd}", format="s16le", ar=PCM_RATE, ac=1,
+                                   probesize=32, analyzeduration=0))["a:0"]
+        options = dict(vcodec="libx264", pix_fmt="yuv420p", crf=crf, preset=preset,
+                       tune="zerolatency", g=max(1, round(fps)), acodec="aac", shortest=None)
+        scheme = self.outfile.split("://", 1)[0].lower() if "://" in self.outfile else ""
+        target = self.outfile
+        if scheme:
+            options["format"] = STREAM_PROTOCOLS[scheme]
+        elif not self._is_file:
+            options.update(format="hls", hls_time=1, hls_list_size=0,
+                           hls_segment_filename=os.path.splitext(self.outfile)[0] + "_%05d.ts")
+        else:
+            options["movflags"] = "+faststart"
+            target = self._target.temp
+        return ffmpeg.output(frames, audio, target, **options).overwrite_output().get_args()
+
+    def add_audio(self, samples: np.ndarray) -> None:
+        """Send received samples (float in [-1, 1] at 16 kHz) down the audio pipe."""
+        pcm = np.clip(np.round(np.asarray(samples) * 32768), -32768, 32767).astype("<i2")
+        self._audio.put(pcm.tobytes())
+
+    def end_audio(self) -> None:
+        """No more samples will come: close the audio pipe now, not at `close()`. ffmpeg
+        holds back frames that are ahead of the audio it has, and until the pipe closes it
+        cannot know that the audio is complete."""
+        if self._audio is not None:
+            self._audio.end()
+
+    def write(self, frame: np.ndarray) -> None:
+        super().write(frame)
+        if self.frames_written == 1:
+            logger.info("the first frame is out to %s", self.outfile)
+        if self.on_frame is not None:
+            self.on_frame(self.frames_written - 1, frame)
+
+    def close(self) -> str:
+        """Finish the stream; returns the output."""
+        try:
+            if self._audio is not None:
+                self._audio.end()
+            # Video's end first: ffmpeg pauses reading an input that is far ahead of the
+            # others (the audio of a stream stopped while behind) until they catch up or end.
+            self._ffmpeg.finish()
+            if self._audio is not None:
+                self._audio.finish()
+        except BaseException:
+            self.abort()
+            raise
+        return self._target.commit() if self._target is not None else self.outfile
+
+    def abort(self) -> None:
+        if self._ffmpeg is not None:
+            self._ffmpeg.kill()  # first: a feeder blocked on the pipe then fails and ends
+        if self._audio is not None:
+            self._audio.finish()
+        super().abort()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None or (issubclass(exc_type, KeyboardInterrupt) and self.frames_written):
+            self.close()  # a stopped stream keeps what it showed
+        else:
+            self.abort()
+
+
+class _AudioFeeder:
+    """Writes queued bytes into a pipe on its own thread, until `finish()`."""
+
+    def __init__(self, fd: int):
+        self._pipe = os.fdopen(fd, "wb", buffering=0)
+        self._queue: "queue.Queue[Optional[bytes]]" = queue.Queue()
+        self._ended = False
+        self._thread = threading.Thread(target=self._feed, name="ffmpeg-audio", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def put(self, data: bytes) -> None:
+        if self._ended:
+            raise ValueError("audio added after its end")
+        self._queue.put(data)
+
+    def _feed(self) -> None:
+        block_stop_signals()
+        try:
+            for data in iter(self._queue.get, None):
+                self._pipe.write(data)
+        except OSError:  # ffmpeg has gone: its own error (or the stop) is what gets reported
+            pass
+        finally:
+            self._pipe.close()
+
+    def end(self) -> None:
+        """Close the pipe (ffmpeg's end of the audio) once what is queued is sent."""
+        if not self._ended:
+            self._queue.put(None)
+            self._ended = True
+
+    def finish(self) -> None:
+        """`end`, and wait until the pipe is closed."""
+        if self._thread.ident is None:  # never started
+            self._pipe.close()
+            return
+        self.end()
+        self._thread.join()
