@@ -106,9 +106,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--no_det_cache", action="store_true",
                         help="do not reuse (or store) the face boxes of earlier runs on the "
                              "same video with the same settings")
+    parser.add_argument("--face_select", type=_checked("face_select"), default=None,
+                        help="the person to lip-sync when several faces show: largest (the "
+                             "default: the largest face where one first appears), N (the N-th "
+                             "face from the left, 0 first, on the first frame showing that many), "
+                             "or X,Y (the face at that point: pixels of the input video as a "
+                             "player shows it, before --resize_factor, --rotate and --crop); "
+                             "that person is followed from frame to frame and chosen again by "
+                             "the same rule after a cut or a long absence")
     parser.add_argument("--reference_detection", action="store_true",
                         help="detect exactly as the original: every frame, full resolution, "
-                             "no cache (slow)")
+                             "no cache, each frame's top-ranked face (slow)")
     parser.add_argument("--detector_path", type=str, default=None,
                         help="local face detector weights (default: download)")
     parser.add_argument("--engine", choices=["static", "eager"], default="static",
@@ -119,6 +127,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "ignored on a CPU)")
     args = parser.parse_args(argv)
     check_flags(parser, args, {name: PREDICTOR_ARGS[name] for name in ("pads", "crop", "box")})
+    if args.face_select is not None and (args.reference_detection or args.box[0] != -1):
+        other = ("--reference_detection (each frame's top-ranked face, as the original)"
+                 if args.reference_detection else "--box (one fixed box, no detection)")
+        parser.error(f"argument --face_select: contradicts {other}; give one of them")
     if args.hard_paste and args.blend not in (None, "hard"):
         parser.error(f"argument --hard_paste: is --blend hard; it contradicts --blend {args.blend}")
     args.blend = "hard" if args.hard_paste else args.blend or "mouth"
@@ -147,7 +159,8 @@ def main(argv=None) -> int:
             engine=args.engine, cpu=args.cpu, detector_path=args.detector_path, fp16=args.fp16,
             enhancer=args.enhancer, enhancer_path=args.enhancer_path, enhance_at=args.enhance_at,
             silence_passthrough=args.silence_passthrough,
-            silence_threshold=args.silence_threshold, silence_min_span=args.silence_min_span)
+            silence_threshold=args.silence_threshold, silence_min_span=args.silence_min_span,
+            face_select=args.face_select)
         report(f"wrote {predictor.run(args.face, args.audio, args.outfile)}")
         return 0
 

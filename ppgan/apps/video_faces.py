@@ -12,8 +12,9 @@ from tqdm import tqdm
 
 from ..faceutils.detection_cache import detection_key, load_detections, save_detections
 from ..faceutils.face_boxes import (BoxDetector, MissingFaceError, NoFaceError, fill_missing,
-                                    pad_boxes, smooth_boxes)
+                                    nearest_appearances, pad_boxes, smooth_boxes)
 from ..faceutils.face_detection import FaceAlignment
+from ..faceutils.face_track import FaceChoice, Selection, Sighting
 from ..utils.boxes import XYXYBox
 from ..utils.checks import shown
 from ..utils.video import FrameSource, InputError
@@ -26,7 +27,10 @@ class DetectionOptions:
     `box`: a fixed box for every frame, skipping detection (None: detect). `pads` (top,
     bottom, left, right) grow detected boxes. `max_size`, `every`, `strict`: see
     `BoxDetector`. `cache`: reuse the detections of an earlier run on the same video and
-    settings. `reference`: the detector behaves as PaddleGAN's.
+    settings. `reference`: the detector behaves as PaddleGAN's. `face_select`: the person to
+    follow ("largest", an index from the left, or a point (x, y) of the input frame, as
+    `ppgan.utils.checks.face_select` takes them; see `ppgan.faceutils.face_track`); None: each
+    frame's top-ranked face, as the references.
     """
     detector: str = "sfd"
     detector_path: Optional[str] = None
@@ -39,6 +43,7 @@ class DetectionOptions:
     every: int = 5
     cache: bool = True
     reference: bool = False
+    face_select: Optional[Selection] = "largest"
 
 
 def face_boxes(source: FrameSource, count: int, options: DetectionOptions, device: str,
@@ -49,14 +54,16 @@ def face_boxes(source: FrameSource, count: int, options: DetectionOptions, devic
     if options.box is not None:
         return _fixed_boxes(source, count, options.box)
     try:
-        detections = _detections(source, count, options, device, preprocessing)
+        sightings = _detections(source, count, options, device, preprocessing)
     except MissingFaceError as err:
         raise NoFaceError(f"{err} of {source.path} (ensure every frame shows a face, or drop "
                           "--strict_face)") from None
-    boxes = pad_boxes(fill_missing(detections, source.path), options.pads, source.height,
-                      source.width)
+    appearances = nearest_appearances(sightings)
+    boxes = fill_missing([None if s is None else s.box for s in sightings], source.path,
+                         appearances)
+    boxes = pad_boxes(boxes, options.pads, source.height, source.width)
     _check_padded(boxes, options.pads, source)
-    return smooth_boxes(boxes) if options.smooth else boxes.astype(np.int64)
+    return smooth_boxes(boxes, appearances=appearances) if options.smooth else boxes.astype(np.int64)
 
 
 def _fixed_boxes(source: FrameSource, count: int, box: XYXYBox) -> np.ndarray:
@@ -86,11 +93,15 @@ def _file_identity(path: Optional[str]) -> Optional[list]:
 
 
 def _detections(source: FrameSource, count: int, options: DetectionOptions, device: str,
-                preprocessing: Mapping[str, Any]) -> List[Optional[XYXYBox]]:
-    """The detector's box of each frame, None where it found no face."""
+                preprocessing: Mapping[str, Any]) -> List[Optional[Sighting]]:
+    """The chosen face of each frame, None where it was not found."""
+    choice = None if options.face_select is None else FaceChoice.of(options.face_select,
+                                                                    source.frame_point)
     settings = dict(detector=options.detector, weights=_file_identity(options.detector_path),
                     max_size=options.max_size, every=options.every, frames=count,
-                    transform=dict(preprocessing), strict=options.strict)
+                    transform=dict(preprocessing), strict=options.strict,
+                    face_select=None if choice is None else [choice.rule, choice.index,
+                                                             list(choice.point)])
     key = detection_key(source.path, settings) if options.cache else None
     cached = load_detections(key) if key else None
     if cached is not None:
@@ -98,10 +109,10 @@ def _detections(source: FrameSource, count: int, options: DetectionOptions, devi
     aligner = FaceAlignment(face_detector=options.detector, path_to_detector=options.detector_path,
                             reference=options.reference, device=device)
     detector = BoxDetector(aligner, options.batch_size, options.max_size, options.every,
-                           strict=options.strict)
+                           strict=options.strict, choice=choice)
     frames = tqdm(source.frames(0, count), total=count, desc="face detection", unit="frame",
                   disable=count < 2)
-    detections = detector.detect(frames)
+    sightings = detector.track(frames)
     if key:
-        save_detections(key, detections)
-    return detections
+        save_detections(key, sightings)
+    return sightings

@@ -1,0 +1,281 @@
+"""Which face of each frame to lip-sync: one person, chosen once and then followed.
+
+Detectors rank a frame's faces by score, and with two people the top one changes from frame to
+frame; the references take it anyway. Here a `FaceChoice` picks the person where a face first
+appears (the largest, the n-th from the left, or the one under a point), and a `FaceTracker`
+follows every face from frame to frame by position and size, one detection per track, so the
+chosen person stays chosen while others move past them. The person is chosen again, by the same
+rule, after a cut or once they have been out of sight for `LOST_AFTER` frames; a face known to
+be someone else (seen beside them) is never taken for them.
+"""
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple, Union
+
+import cv2
+import numpy as np
+
+from ..utils.boxes import XYXYBox
+from ..utils.errors import UserError
+
+# Frames a tracked face may go unseen (hidden, missed, out of the picture) before its track ends.
+LOST_AFTER = 25
+# A detection continues a track when its size is within this ratio of the track's and its
+# centre within REACH face sizes of where the track was heading, REACH growing with the frames
+# between the two (REACH_PER_FRAME a frame, at most MAX_REACH).
+MAX_SIZE_RATIO = 1.5
+REACH, REACH_PER_FRAME, MAX_REACH = 0.5, 0.15, 2.0
+PREDICT_FRAMES = 10  # how far ahead a track's velocity is trusted
+# While the chosen person is out of sight, a new face takes their place only once it has been
+# seen this many times (a detector's false positive rarely lasts that long).
+CONFIRMED = 3
+# The chosen person and everyone seen with them unseen this many detected frames running, while
+# other faces are: a cut the colours did not show (or everyone left at once).
+NEW_SHOT_FRAMES = 2
+# A point picks the face whose box, grown by this share of its size on each side, holds it.
+POINT_MARGIN = 0.2
+# Colour histograms of consecutive frames this far apart (Bhattacharyya distance, 0-1): a cut.
+# Measured on photographs: other scenes 0.56-0.90, pans by a tenth of the frame at most 0.10.
+CUT_DISTANCE = 0.4
+
+Selection = Union[str, int, Tuple[float, float]]
+
+
+class FaceChoiceError(UserError, ValueError):
+    """The chosen face is not where the choice says; the message says what was found."""
+
+
+class Sighting(NamedTuple):
+    """The chosen person's box in one frame, and which of their appearances it belongs to (a
+    new one each time they are chosen again): boxes of one appearance may be blended, boxes
+    of two never are."""
+    box: XYXYBox
+    appearance: int
+
+
+def _centre(box: XYXYBox) -> Tuple[float, float]:
+    return (box.x1 + box.x2) / 2, (box.y1 + box.y2) / 2
+
+
+def _size(box: XYXYBox) -> float:
+    return math.sqrt(max(box.x2 - box.x1, 1) * max(box.y2 - box.y1, 1))
+
+
+@dataclass(frozen=True)
+class FaceChoice:
+    """Which face is the person to lip-sync, among the faces of the frame where one is chosen:
+    `rule` "largest", "index" (the `index`-th from the left, by centre, from 0) or "point" (the
+    face at `point`, (x, y) in the frame the detector sees). `shown` is the choice as the user
+    gave it, for messages."""
+    rule: str = "largest"
+    index: int = 0
+    point: Tuple[float, float] = (0.0, 0.0)
+    shown: str = "largest"
+
+    @classmethod
+    def of(cls, value: Selection,
+           to_frame: Callable[[float, float], Tuple[float, float]] = lambda x, y: (x, y)
+           ) -> "FaceChoice":
+        """From a value `ppgan.utils.checks.face_select` accepted; `to_frame` maps a point of
+        the input into the preprocessed frame."""
+        if value == "largest":
+            return cls()
+        if isinstance(value, int):
+            return cls("index", index=value, shown=str(value))
+        x, y = value
+        return cls("point", point=to_frame(x, y), shown=f"{x:g},{y:g}")
+
+    def pick(self, faces: Sequence[XYXYBox], allowed: Sequence[bool]) -> Optional[int]:
+        """The index in `faces` of the person by this rule, or None. Faces not `allowed` (known
+        to be someone else) are never picked; the largest is the largest of the others, while
+        an index and a point count every face, as the user sees them."""
+        if self.rule == "largest":
+            sizes = [(_size(face), i) for i, face in enumerate(faces) if allowed[i]]
+            return max(sizes)[1] if sizes else None
+        if self.rule == "index":
+            order = sorted(range(len(faces)), key=lambda i: _centre(faces[i])[0])
+            chosen = order[self.index] if self.index < len(order) else None
+        else:
+            chosen = self._under_point(faces)
+        return chosen if chosen is not None and allowed[chosen] else None
+
+    def _under_point(self, faces: Sequence[XYXYBox]) -> Optional[int]:
+        x, y = self.point
+        holding = []
+        for i, face in enumerate(faces):
+            mx, my = POINT_MARGIN * (face.x2 - face.x1), POINT_MARGIN * (face.y2 - face.y1)
+            if face.x1 - mx <= x <= face.x2 + mx and face.y1 - my <= y <= face.y2 + my:
+                cx, cy = _centre(face)
+                holding.append((math.hypot(x - cx, y - cy) / _size(face), i))
+        return min(holding)[1] if holding else None
+
+    def refused(self, frame: int, faces: Sequence[XYXYBox]) -> FaceChoiceError:
+        """The error for a point no face of the first frame with faces is under."""
+        return FaceChoiceError(
+            f"--face_select {self.shown}: no face in frame {frame} is at that point (it shows "
+            f"{len(faces)} face{'s' if len(faces) > 1 else ''}; point at one, or give an index "
+            "from the left or 'largest')")
+
+    def nobody(self, most_faces: int) -> FaceChoiceError:
+        """The error for a choice no frame allowed (an index past the faces ever seen at once)."""
+        return FaceChoiceError(f"--face_select {self.shown}: no frame shows {self.index + 1} faces "
+                               f"(at most {most_faces}); faces count from 0, from the left")
+
+
+@dataclass
+class _Track:
+    box: XYXYBox
+    seen: int  # the frame it was last seen in
+    hits: int = 1
+    velocity: Tuple[float, float] = (0.0, 0.0)  # of the centre, pixels per frame
+
+    def cost(self, face: XYXYBox, frame: int) -> Optional[float]:
+        """How well `face` in `frame` continues this track (lower is better), None if it cannot."""
+        ratio = _size(face) / _size(self.box)
+        if not 1 / MAX_SIZE_RATIO <= ratio <= MAX_SIZE_RATIO:
+            return None
+        gap = frame - self.seen
+        ahead = min(gap, PREDICT_FRAMES)
+        cx, cy = _centre(self.box)
+        fx, fy = _centre(face)
+        distance = math.hypot(fx - cx - self.velocity[0] * ahead,
+                              fy - cy - self.velocity[1] * ahead) / _size(self.box)
+        if distance > min(REACH + REACH_PER_FRAME * (gap - 1), MAX_REACH):
+            return None
+        return distance + abs(math.log(ratio))
+
+    def continue_with(self, face: XYXYBox, frame: int) -> None:
+        gap = max(frame - self.seen, 1)
+        (cx, cy), (fx, fy) = _centre(self.box), _centre(face)
+        step = ((fx - cx) / gap, (fy - cy) / gap)
+        self.velocity = step if self.hits == 1 else tuple(
+            (v + s) / 2 for v, s in zip(self.velocity, step))
+        self.box, self.seen, self.hits = face, frame, self.hits + 1
+
+
+@dataclass
+class FaceTracker:
+    """Follows the person `choice` picks through a video's detected frames, given in order
+    (frames may be skipped: between key frames, or where nothing was detected)."""
+    choice: FaceChoice
+    lost_after: int = LOST_AFTER
+    _tracks: Dict[int, _Track] = field(default_factory=dict)
+    _next_track: int = 0
+    _target: Optional[int] = None
+    _others: Set[int] = field(default_factory=set)  # tracks seen beside the chosen person
+    _appearance: int = -1
+    _chosen_once: bool = False
+    _last_seen_with: Set[int] = field(default_factory=set)  # the tracks live when last seen
+    _unseen_frames: int = 0  # detected frames since, in which none of those was seen
+    most_faces: int = 0
+
+    def copy(self) -> "FaceTracker":
+        return copy.deepcopy(self)
+
+    def update(self, frame: int, faces: Sequence[XYXYBox], cut: bool = False) -> Optional[Sighting]:
+        """The chosen person's box in `frame`, whose detected `faces` are given, or None where
+        they are not seen. `cut`: the frame starts a new shot (everyone is chosen afresh)."""
+        self.most_faces = max(self.most_faces, len(faces))
+        if cut:
+            self._forget_everyone()
+        self._drop_lost(frame)
+        tracks = self._assign(frame, faces)
+        if self._new_shot(tracks, faces):
+            self._forget_everyone()
+            tracks = self._assign(frame, faces)
+        if self._target not in tracks:
+            self._choose(frame, faces, tracks)
+        if self._target not in tracks:
+            return None
+        self._others.update(t for t in tracks if t != self._target)
+        self._last_seen_with = set(self._tracks)
+        self._unseen_frames = 0
+        return Sighting(faces[tracks.index(self._target)], self._appearance)
+
+    def _assign(self, frame: int, faces: Sequence[XYXYBox]) -> List[int]:
+        """The track of each face: the closest pairs first, one face per track; a face no track
+        can take starts one."""
+        pairs = sorted((cost, track_id, i) for track_id, track in self._tracks.items()
+                       for i, face in enumerate(faces)
+                       if (cost := track.cost(face, frame)) is not None)
+        tracks: List[Optional[int]] = [None] * len(faces)
+        for _, track_id, i in pairs:
+            if tracks[i] is None and track_id not in tracks:
+                tracks[i] = track_id
+        for i, face in enumerate(faces):
+            if tracks[i] is None:
+                tracks[i], self._next_track = self._next_track, self._next_track + 1
+                self._tracks[tracks[i]] = _Track(face, frame)
+            else:
+                self._tracks[tracks[i]].continue_with(face, frame)
+        return tracks
+
+    def _new_shot(self, tracks: List[int], faces: Sequence[XYXYBox]) -> bool:
+        """Whether the chosen person and everyone seen with them have gone at once for
+        NEW_SHOT_FRAMES detected frames, while other faces are in view."""
+        if self._target is None or not faces or self._last_seen_with & set(tracks):
+            self._unseen_frames = 0
+            return False
+        self._unseen_frames += 1
+        return self._unseen_frames >= NEW_SHOT_FRAMES
+
+    def _drop_lost(self, frame: int) -> None:
+        for track_id in [t for t, track in self._tracks.items()
+                         if frame - track.seen > self.lost_after]:
+            del self._tracks[track_id]
+            self._others.discard(track_id)
+            if track_id == self._target:
+                self._target = None
+
+    def _forget_everyone(self) -> None:
+        self._tracks.clear()
+        self._others.clear()
+        self._last_seen_with.clear()
+        self._target, self._unseen_frames = None, 0
+
+    def _choose(self, frame: int, faces: Sequence[XYXYBox], tracks: List[int]) -> None:
+        """Choose the person among `faces` by the rule: when nobody is chosen, or while the
+        chosen one is out of sight, from faces seen often enough not to be a false detection."""
+        if not faces:
+            return
+        allowed = [t not in self._others and t != self._target and
+                   (self._target is None or self._tracks[t].hits >= CONFIRMED) for t in tracks]
+        chosen = self.choice.pick(faces, allowed)
+        if chosen is None and not self._chosen_once and self.choice.rule == "point":
+            raise self.choice.refused(frame, faces)
+        if chosen is not None:
+            self._target, self._chosen_once = tracks[chosen], True
+            self._appearance += 1
+
+    def finish(self) -> None:
+        """Call after the last frame: an error if faces were found but the choice took none."""
+        if not self._chosen_once and self.most_faces:
+            raise self.choice.nobody(self.most_faces)
+
+
+class TopRanked:
+    """The references' choice: each frame's top-ranked face, whoever it is (one appearance)."""
+    most_faces = 0
+
+    def copy(self) -> "TopRanked":
+        return self
+
+    def update(self, frame: int, faces: Sequence[XYXYBox], cut: bool = False) -> Optional[Sighting]:
+        return Sighting(faces[0], 0) if faces else None
+
+    def finish(self) -> None:
+        pass
+
+
+def colour_signature(frame: np.ndarray) -> np.ndarray:
+    """A frame's hue-saturation histogram, normalised: what `is_cut` compares."""
+    hsv = cv2.cvtColor(frame, cv2.COLOR_BGR2HSV)
+    histogram = cv2.calcHist([hsv], [0, 1], None, [16, 8], [0, 180, 0, 256])
+    return histogram / max(float(histogram.sum()), 1.0)
+
+
+def is_cut(before: Optional[np.ndarray], after: np.ndarray) -> bool:
+    """Whether two consecutive frames' colour signatures differ as different scenes do (colours
+    change little when the camera pans or people move, and completely at a cut)."""
+    return before is not None and cv2.compareHist(before, after, cv2.HISTCMP_BHATTACHARYYA) > CUT_DISTANCE
