@@ -189,3 +189,29 @@ def test_smoothing_never_averages_two_appearances():
     smoothed = smooth_boxes(boxes, appearances=np.repeat([0, 1], 6))
     np.testing.assert_array_equal(smoothed, boxes)
     assert (smooth_boxes(boxes)[3] != boxes[3]).any()  # across them it would blend
+
+
+@pytest.mark.parametrize("resize_factor, rotate, crop", [
+    (1, False, (0, -1, 0, -1)), (2, False, (0, -1, 0, -1)), (1, True, (5, -1, 7, -1)),
+    (2, True, (3, 70, 4, -1))])
+def test_a_point_of_the_input_lands_where_preprocessing_puts_that_pixel(
+        tmp_path, resize_factor, rotate, crop):
+    import cv2
+
+    from ppgan.utils.video import FrameSource, InputError
+
+    x, y = 101, 37
+    image = np.zeros((120, 160, 3), np.uint8)
+    image[y - 1:y + 2, x - 1:x + 2] = 255  # a 3x3 spot, whose centre survives resizing
+    cv2.imwrite(str(tmp_path / "spot.png"), image)
+    source = FrameSource(str(tmp_path / "spot.png"), resize_factor=resize_factor, rotate=rotate,
+                         crop=crop)
+    spot = source.read_frame(0)[..., 0].astype(float)
+    rows, cols = np.indices(spot.shape)
+    centre = ((cols * spot).sum() / spot.sum(), (rows * spot).sum() / spot.sum())
+    np.testing.assert_allclose(source.frame_point(x, y), centre, atol=0.5)
+    with pytest.raises(InputError, match="--face_select 160,5 is not inside the 160x120 input"):
+        source.frame_point(160, 5)
+    if crop[0]:  # the input's top left corner is the cropped frame's top right, cut off
+        with pytest.raises(InputError, match="--face_select 0,0 is cut off by --crop"):
+            source.frame_point(0, 0)
