@@ -149,14 +149,34 @@ def test_key_frames_of_another_appearance_are_not_interpolated():
     assert set(range(6, 10)) <= set(seen)
 
 
+def photo(name, width=96, height=54, shift=0):
+    """A scikit-image photograph as a small BGR frame, its view moved right by `shift` pixels."""
+    import cv2
+    from skimage import data
+
+    image = cv2.resize(getattr(data, name)(), (width + 20, height), interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(image[:, shift:shift + width, ::-1])
+
+
+def test_cuts_are_told_from_pans_flashes_and_white_balance():
+    from ppgan.faceutils.face_track import frame_signature, is_cut
+
+    astronaut = photo("astronaut")
+    warm = np.clip(astronaut * np.array([0.87, 1.0, 1.15]), 0, 255).astype(np.uint8)
+    assert is_cut(frame_signature(astronaut), frame_signature(photo("coffee")))
+    assert is_cut(frame_signature(photo("chelsea")), frame_signature(photo("rocket")))
+    for same_scene in (photo("astronaut", shift=10), np.clip(astronaut * 1.8, 0, 255).astype(np.uint8),
+                       warm):
+        assert not is_cut(frame_signature(astronaut), frame_signature(same_scene))
+
+
 def test_a_cut_between_key_frames_is_detected_frame_by_frame():
-    """Frames of two colours: the cut at frame 7 lies between key frames 5 and 10, whose
-    faces (one person each) sit at the same place."""
+    """The cut at frame 7 lies between key frames 5 and 10, whose faces (one person each,
+    the detector says) sit at the same place."""
     a = box(30, 20, 16)
     track = [[a]] * 23
     aligner = FakeAligner(track)
-    frames = [np.full((40, 60, 3), (200, 40, 40) if i < 7 else (40, 200, 40), np.uint8)
-              for i in range(23)]
+    frames = [photo("astronaut" if i < 7 else "coffee") for i in range(23)]
     detector = BoxDetector(aligner, batch_size=4, every=5, choice=FaceChoice.of("largest"))
     sightings = detector.track(_indexed(frames))
     assert [s.appearance for s in sightings] == [0] * 7 + [1] * 16

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 
 from .face_detection import FaceAlignment
-from .face_track import FaceChoice, FaceTracker, Sighting, TopRanked, colour_signature, is_cut
+from .face_track import FaceChoice, FaceTracker, Sighting, TopRanked, frame_signature, is_cut
 from ..utils.boxes import XYXYBox
 from ..utils.errors import UserError
 
@@ -53,13 +53,13 @@ class _Run:
     picker: Union[FaceTracker, TopRanked]
     out: List[Optional[Sighting]] = field(default_factory=list)
     cuts: List[bool] = field(default_factory=list)  # per frame read: whether it starts a shot
-    colours: Optional[np.ndarray] = None  # the colour signature of the last frame read
+    signature: Optional[tuple] = None  # the last frame's, see `frame_signature`
     anchor: Optional[Sighting] = None  # the last key frame's
 
-    def note_colours(self, small: np.ndarray) -> None:
-        signature = colour_signature(small)
-        self.cuts.append(is_cut(self.colours, signature))
-        self.colours = signature
+    def note_shot(self, small: np.ndarray) -> None:
+        signature = frame_signature(small)
+        self.cuts.append(is_cut(self.signature, signature))
+        self.signature = signature
 
     def cut_at(self, frame: int) -> bool:
         return frame < len(self.cuts) and self.cuts[frame]
@@ -167,7 +167,7 @@ class BoxDetector:
             scale = self._scale(frame)
             small = self._shrink(frame)
             if self.choice is not None:
-                run.note_colours(small)
+                run.note_shot(small)
             if index % self.every:
                 between.append(small)
                 last = (frame, small)
