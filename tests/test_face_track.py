@@ -9,7 +9,8 @@ import pytest
 
 from ppgan.faceutils.face_boxes import (BoxDetector, MissingFaceError, fill_missing,
                                         nearest_appearances, smooth_boxes)
-from ppgan.faceutils.face_track import FaceChoice, FaceChoiceError, FaceTracker, Sighting
+from ppgan.faceutils.face_track import (MAX_FACES, TENTATIVE_UPDATES, FaceChoice, FaceChoiceError,
+                                        FaceTracker, Sighting)
 from ppgan.utils.boxes import XYXYBox
 from ppgan.utils.checks import face_select
 
@@ -77,6 +78,18 @@ def test_false_detections_on_the_background_do_not_steal_the_person():
     scenes = [[specks[i]] + ([] if i % 4 == 3 else [a]) for i in range(30)]
     seen = boxes_of(follow(scenes))
     assert seen == [None if i % 4 == 3 else a for i in range(30)]
+
+
+def test_a_noisy_detector_neither_steals_the_person_nor_piles_up_tracks():
+    """Hundreds of small random boxes a frame (a detector with random weights sees faces
+    everywhere): the person is followed, and what the tracker keeps stays bounded."""
+    rng = np.random.default_rng(3)
+    a = box(160, 120, 60)
+    tracker = FaceTracker(FaceChoice.of("largest"))
+    for i in range(60):
+        noise = [box(int(x), int(y), 24) for x, y in rng.integers(20, 300, (300, 2))]
+        assert tracker.update(i, [a] + noise).box == a
+        assert len(tracker._tracks) <= MAX_FACES * (TENTATIVE_UPDATES + 2)
 
 
 def test_a_cut_chooses_again_by_the_rule():

@@ -21,6 +21,11 @@ from ..utils.errors import UserError
 
 # Frames a tracked face may go unseen (hidden, missed, out of the picture) before its track ends.
 LOST_AFTER = 25
+# A face seen once and in none of the next this many detected frames was a false detection.
+TENTATIVE_UPDATES = 3
+# The faces of a frame followed at most, best ranked first (a noisy detector's hundreds of boxes
+# must not slow every frame down).
+MAX_FACES = 64
 # A detection continues a track when its size is within this ratio of the track's and its
 # centre within REACH face sizes of where the track was heading, REACH growing with the frames
 # between the two (REACH_PER_FRAME a frame, at most MAX_REACH).
@@ -130,31 +135,44 @@ class FaceChoice:
 class _Track:
     box: XYXYBox
     seen: int  # the frame it was last seen in
+    update: int  # the tracker's update that was in
     hits: int = 1
     velocity: Tuple[float, float] = (0.0, 0.0)  # of the centre, pixels per frame
 
-    def cost(self, face: XYXYBox, frame: int) -> Optional[float]:
-        """How well `face` in `frame` continues this track (lower is better), None if it cannot."""
-        ratio = _size(face) / _size(self.box)
-        if not 1 / MAX_SIZE_RATIO <= ratio <= MAX_SIZE_RATIO:
-            return None
-        gap = frame - self.seen
-        ahead = min(gap, PREDICT_FRAMES)
-        cx, cy = _centre(self.box)
-        fx, fy = _centre(face)
-        distance = math.hypot(fx - cx - self.velocity[0] * ahead,
-                              fy - cy - self.velocity[1] * ahead) / _size(self.box)
-        if distance > min(REACH + REACH_PER_FRAME * (gap - 1), MAX_REACH):
-            return None
-        return distance + abs(math.log(ratio))
-
-    def continue_with(self, face: XYXYBox, frame: int) -> None:
+    def continue_with(self, face: XYXYBox, frame: int, update: int) -> None:
         gap = max(frame - self.seen, 1)
         (cx, cy), (fx, fy) = _centre(self.box), _centre(face)
         step = ((fx - cx) / gap, (fy - cy) / gap)
         self.velocity = step if self.hits == 1 else tuple(
             (v + s) / 2 for v, s in zip(self.velocity, step))
-        self.box, self.seen, self.hits = face, frame, self.hits + 1
+        self.box, self.seen, self.update, self.hits = face, frame, update, self.hits + 1
+
+    def lost(self, frame: int, update: int, lost_after: int, chosen: bool) -> bool:
+        """Unseen too long, or (unless it is the chosen person's) seen only once, long ago."""
+        return (frame - self.seen > lost_after or (
+            not chosen and self.hits == 1 and update - self.update > TENTATIVE_UPDATES))
+
+
+def _continuation_costs(tracks: Sequence[_Track], faces: Sequence[XYXYBox],
+                        frame: int) -> np.ndarray:
+    """(tracks, faces): how well each face in `frame` continues each track (lower is better:
+    the distance from where the track was heading, in face sizes, plus the size change), inf
+    where it cannot (another size, or out of reach)."""
+    if not tracks or not faces:
+        return np.full((len(tracks), len(faces)), np.inf)
+    boxes = np.array([t.box for t in tracks], np.float64)
+    found = np.array(faces, np.float64)
+    sizes, face_sizes = (np.sqrt(np.maximum(b[:, 2] - b[:, 0], 1) * np.maximum(b[:, 3] - b[:, 1], 1))
+                         for b in (boxes, found))
+    gaps = frame - np.array([t.seen for t in tracks], np.float64)
+    ahead = np.minimum(gaps, PREDICT_FRAMES)[:, None] * np.array([t.velocity for t in tracks])
+    heading = (boxes[:, :2] + boxes[:, 2:]) / 2 + ahead
+    centres = (found[:, :2] + found[:, 2:]) / 2
+    distance = np.linalg.norm(centres[None] - heading[:, None], axis=2) / sizes[:, None]
+    size_change = np.abs(np.log(face_sizes[None] / sizes[:, None]))
+    reach = np.minimum(REACH + REACH_PER_FRAME * (gaps - 1), MAX_REACH)[:, None]
+    possible = (size_change <= math.log(MAX_SIZE_RATIO)) & (distance <= reach)
+    return np.where(possible, distance + size_change, np.inf)
 
 
 @dataclass
@@ -171,6 +189,7 @@ class FaceTracker:
     _chosen_once: bool = False
     _last_seen_with: Set[int] = field(default_factory=set)  # the tracks live when last seen
     _unseen_frames: int = 0  # detected frames since, in which none of those was seen
+    _updates: int = 0
     most_faces: int = 0
 
     def copy(self) -> "FaceTracker":
@@ -179,7 +198,9 @@ class FaceTracker:
     def update(self, frame: int, faces: Sequence[XYXYBox], cut: bool = False) -> Optional[Sighting]:
         """The chosen person's box in `frame`, whose detected `faces` are given, or None where
         they are not seen. `cut`: the frame starts a new shot (everyone is chosen afresh)."""
+        faces = list(faces[:MAX_FACES])
         self.most_faces = max(self.most_faces, len(faces))
+        self._updates += 1
         if cut:
             self._forget_everyone()
         self._drop_lost(frame)
@@ -199,19 +220,22 @@ class FaceTracker:
     def _assign(self, frame: int, faces: Sequence[XYXYBox]) -> List[int]:
         """The track of each face: the closest pairs first, one face per track; a face no track
         can take starts one."""
-        pairs = sorted((cost, track_id, i) for track_id, track in self._tracks.items()
-                       for i, face in enumerate(faces)
-                       if (cost := track.cost(face, frame)) is not None)
+        ids = list(self._tracks)
+        costs = _continuation_costs([self._tracks[t] for t in ids], faces, frame)
+        rows, cols = np.nonzero(np.isfinite(costs))
         tracks: List[Optional[int]] = [None] * len(faces)
-        for _, track_id, i in pairs:
-            if tracks[i] is None and track_id not in tracks:
+        taken: Set[int] = set()
+        for k in np.argsort(costs[rows, cols], kind="stable"):
+            track_id, i = ids[rows[k]], cols[k]
+            if tracks[i] is None and track_id not in taken:
                 tracks[i] = track_id
+                taken.add(track_id)
         for i, face in enumerate(faces):
             if tracks[i] is None:
                 tracks[i], self._next_track = self._next_track, self._next_track + 1
-                self._tracks[tracks[i]] = _Track(face, frame)
+                self._tracks[tracks[i]] = _Track(face, frame, self._updates)
             else:
-                self._tracks[tracks[i]].continue_with(face, frame)
+                self._tracks[tracks[i]].continue_with(face, frame, self._updates)
         return tracks
 
     def _new_shot(self, tracks: List[int], faces: Sequence[XYXYBox]) -> bool:
@@ -225,7 +249,7 @@ class FaceTracker:
 
     def _drop_lost(self, frame: int) -> None:
         for track_id in [t for t, track in self._tracks.items()
-                         if frame - track.seen > self.lost_after]:
+                         if track.lost(frame, self._updates, self.lost_after, t == self._target)]:
             del self._tracks[track_id]
             self._others.discard(track_id)
             if track_id == self._target:
@@ -259,7 +283,6 @@ class FaceTracker:
 
 class TopRanked:
     """The references' choice: each frame's top-ranked face, whoever it is (one appearance)."""
-    most_faces = 0
 
     def copy(self) -> "TopRanked":
         return self
