@@ -102,6 +102,9 @@ def test_a_cut_chooses_again_by_the_rule():
     seen = follow(before + after)
     assert boxes_of(seen) == [box(60, 60, 60)] * 6 + [None] + [box(240, 80, 80)] * 5
     assert seen[-1].appearance == 1
+    # The new shot's first frame is filled with its own person's box, not the last shot's.
+    filled = fill_missing(boxes_of(seen), "v", nearest_appearances(seen))
+    np.testing.assert_array_equal(filled[6], box(240, 80, 80))
 
 
 def test_index_counts_from_the_left_once_enough_faces_show():
@@ -212,6 +215,8 @@ def test_gaps_between_two_appearances_are_held_not_blended():
     assert appearances.tolist() == [0, 0, 0, 1, 1, 1, 1]
     filled = fill_missing([None if s is None else s.box for s in sightings], "v", appearances)
     np.testing.assert_array_equal(filled, [a, a, a, b, b, b, b])
+    # Halfway between two appearances: the later one's (a new shot's first frames are its own).
+    assert nearest_appearances([Sighting(a, 0), None, Sighting(b, 1)]).tolist() == [0, 1, 1]
     # One appearance: blended, as before.
     same = fill_missing([a, None, (20, 0, 30, 10)], "v", np.zeros(3, int))
     np.testing.assert_array_equal(same[1], (10, 0, 20, 10))

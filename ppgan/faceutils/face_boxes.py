@@ -214,8 +214,9 @@ class BoxDetector:
 
 
 def nearest_appearances(sightings: Sequence[Optional[Sighting]]) -> np.ndarray:
-    """Per frame, the appearance of the nearest sighting (the earlier one on a tie): the
-    person's stretch a frame without them is filled from. None everywhere: zeros."""
+    """Per frame, the appearance of the nearest sighting (the later one on a tie, as the frames
+    of a new shot come before its person is chosen again): the person's stretch a frame without
+    them is filled from. None everywhere: zeros."""
     known = np.flatnonzero([s is not None for s in sightings])
     if not known.size:
         return np.zeros(len(sightings), np.int64)
@@ -223,7 +224,7 @@ def nearest_appearances(sightings: Sequence[Optional[Sighting]]) -> np.ndarray:
     frames = np.arange(len(sightings))
     after = np.clip(np.searchsorted(known, frames), 0, known.size - 1)
     before = np.clip(after - 1, 0, known.size - 1)
-    nearer_before = np.abs(frames - known[before]) <= np.abs(known[after] - frames)
+    nearer_before = np.abs(frames - known[before]) < np.abs(known[after] - frames)
     return labels[np.where(nearer_before, before, after)]
 
 

@@ -33,7 +33,8 @@ MAX_SIZE_RATIO = 1.5
 REACH, REACH_PER_FRAME, MAX_REACH = 0.5, 0.15, 2.0
 PREDICT_FRAMES = 10  # how far ahead a track's velocity is trusted
 # While the chosen person is out of sight, a new face takes their place only once it has been
-# seen this many times (a detector's false positive rarely lasts that long).
+# seen this many times (a detector's false positive rarely lasts that long); and faces count as
+# someone else only once seen beside a chosen person seen that often.
 CONFIRMED = 3
 # The chosen person and everyone seen with them unseen this many detected frames running, while
 # other faces are: a cut the colours did not show (or everyone left at once).
@@ -212,7 +213,8 @@ class FaceTracker:
             self._choose(frame, faces, tracks)
         if self._target not in tracks:
             return None
-        self._others.update(t for t in tracks if t != self._target)
+        if self._tracks[self._target].hits >= CONFIRMED:  # not beside a false detection
+            self._others.update(t for t in tracks if t != self._target)
         self._last_seen_with = set(self._tracks)
         self._unseen_frames = 0
         return Sighting(faces[tracks.index(self._target)], self._appearance)
