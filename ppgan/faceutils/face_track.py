@@ -49,6 +49,7 @@ POINT_MARGIN = 0.2
 CUT_COLOURS, CUT_LAYOUT = 0.4, 0.6
 
 Selection = Union[str, int, Tuple[float, float]]
+SMALL_FACES_HINT = "a larger --det_max_size, or 0, finds smaller faces"
 
 
 class FaceChoiceError(UserError, ValueError):
@@ -124,12 +125,13 @@ class FaceChoice:
         return FaceChoiceError(
             f"--face_select {self.shown}: no face in frame {frame} is at that point (it shows "
             f"{len(faces)} face{'s' if len(faces) > 1 else ''}; point at one, or give an index "
-            "from the left or 'largest')")
+            f"from the left or 'largest'; {SMALL_FACES_HINT})")
 
     def nobody(self, most_faces: int) -> FaceChoiceError:
         """The error for a choice no frame allowed (an index past the faces ever seen at once)."""
         return FaceChoiceError(f"--face_select {self.shown}: no frame shows {self.index + 1} faces "
-                               f"(at most {most_faces}); faces count from 0, from the left")
+                               f"(at most {most_faces}; faces count from 0, from the left; "
+                               f"{SMALL_FACES_HINT})")
 
 
 @dataclass
