@@ -156,6 +156,15 @@ def test_key_frames_ranking_different_people_interpolate_one_person_only():
     assert seen == [0, 5, 10, 15, 20, 22]  # still interpolated: only the key frames detected
 
 
+def test_the_first_frame_with_faces_may_lie_between_key_frames():
+    """Faces appear at frame 3; key frame 5 misses the one under the point: it is chosen at
+    frame 3 all the same (a point is refused only on the first frame that shows faces)."""
+    a, b = box(12, 20, 16), box(46, 20, 12)
+    track = [None] * 3 + [[b, a]] * 2 + [[b]] + [[b, a]] * 10
+    sightings, _ = run(track, "12,20")
+    assert [None if s is None else s.box for s in sightings] == [None] * 3 + [a] * 2 + [None] + [a] * 10
+
+
 def test_key_frames_of_another_appearance_are_not_interpolated():
     a, b = box(12, 20, 16), box(46, 20, 14)
     # A alone, then (a cut the colours do not show) B alone: frames between are detected.

@@ -189,13 +189,17 @@ class BoxDetector:
         keys = self._detect_keys([(full, small) for full, small, _ in queue], scale)
         for (_, _, between), faces in zip(queue, keys):
             first, frame = len(run.out), len(run.out) + len(between)
-            before = run.picker.copy() if between else None
-            key = run.settle(frame, faces)
-            if between and self._steady(run, key, first, frame):
-                run.out.extend(Sighting(box, key.appearance)
-                               for box in _interpolate(run.anchor.box, key.box, len(between) + 1))
-            elif between:  # the key frame is settled again, after the frames before it
-                run.picker = before
+            interpolated = False
+            if between and run.anchor is not None:  # try the key frame first
+                before = run.picker.copy()
+                key = run.settle(frame, faces)
+                interpolated = self._steady(run, key, first, frame)
+                if interpolated:
+                    run.out.extend(Sighting(box, key.appearance) for box in
+                                   _interpolate(run.anchor.box, key.box, len(between) + 1))
+                else:  # settled again below, after the frames before it
+                    run.picker = before
+            if not interpolated:
                 for offset, between_faces in enumerate(self._detect_small(between, scale)):
                     run.out.append(run.settle(first + offset, between_faces))
                 key = run.settle(frame, faces)
