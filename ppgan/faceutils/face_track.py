@@ -5,8 +5,8 @@ frame; the references take it anyway. Here a `FaceChoice` picks the person where
 appears (the largest, the n-th from the left, or the one under a point), and a `FaceTracker`
 follows every face from frame to frame by position and size, one detection per track, so the
 chosen person stays chosen while others move past them. The person is chosen again, by the same
-rule, after a cut or once they have been out of sight for `LOST_AFTER` frames; a face known to
-be someone else (seen beside them) is never taken for them.
+rule, after a cut or once they have been out of sight for `LOST_AFTER` frames; within a shot, a
+face known to be someone else (seen beside them) is never taken for them.
 """
 import copy
 import math
