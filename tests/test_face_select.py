@@ -119,7 +119,7 @@ def test_the_chosen_person_stays_chosen_when_the_two_swap_sides(media, predictor
 @pytest.mark.parametrize("choice, message", [
     ("300,10", "--face_select 300,10: no face in frame 0 is at that point (it shows 2 faces"),
     ((10, 400), "--face_select 10,400 is not inside the 320x240 input frame"),
-    (2, "--face_select 2: no frame shows 3 faces (at most 2)"),
+    (2, "--face_select 2: no frame shows 3 faces (at most 2;"),
 ])
 def test_a_choice_the_video_cannot_meet_is_one_line(media, predictor_for, choice, message):
     from ppgan.utils.errors import UserError
