@@ -30,6 +30,12 @@ setup(
         # torch is only used by tests (reference checkpoints, independent implementations) and by
         # the benchmark's PyTorch row (ppgan/models/torch_reference.py, imported only there). Take
         # its CPU build from PyTorch's index first (README.md): PyPI's is the CUDA one, several GB.
-        "test": ["pytest", "torch==2.13.0", "scikit-image"],
+        # tools/export_model.py --format onnx; onnxruntime runs the result (and its test).
+        "onnx": ["paddle2onnx>=2.0", "onnxruntime"],
+        # Selenium drives the browser tests of the web app (Debian's Chromium, README.md).
+        "test": ["pytest", "torch==2.13.0", "scikit-image", "paddle2onnx>=2.0", "onnxruntime",
+                 "selenium>=4.51,<5"],
+        # The web app (applications/tools/webui.py); tested with Gradio 6.31.
+        "webui": ["gradio>=6.31,<7"],
     },
 )

@@ -48,7 +48,8 @@ def test_sigterm_stops_the_benchmark_and_its_run(tmp_path):
 
     code, err = stop_when([sys.executable, os.path.join(ROOT, "tools", "benchmark_wav2lip.py"),
                            "--workdir", str(tmp_path), "--clips", "2", "--clip_1080p", "0",
-                           "--skip-generator", "--skip-detectors"], writing_output)
+                           "--skip-generator", "--skip-detectors", "--enhancers", "",
+                           "--e2e_enhanced_seconds", "0"], writing_output)
     assert code == 128 + signal.SIGTERM, err
     assert err.strip().splitlines()[-1] == "benchmark_wav2lip: interrupted: no results written"
     assert not [name for name in os.listdir(tmp_path) if ".part" in name]

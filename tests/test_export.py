@@ -211,3 +211,29 @@ def test_an_exported_folder_needs_the_static_engine(exported):
 
     with pytest.raises(UserError, match="only the static engine"):
         load_generator(exported["folder"], engine="eager")
+
+
+# Measured 8e-6 against Paddle Inference on random weights (ONNX Runtime's own CPU kernels).
+ONNX_TOLERANCE = 1e-4
+
+
+def test_onnx_export_runs_in_onnx_runtime_as_in_paddle(export_tool, tmp_path, inputs, capsys):
+    """--format onnx: the two stages as ONNX models whose ONNX Runtime output is the eager
+    network's, fed by name as the Paddle programs are; nothing else is left in the folder."""
+    import onnxruntime
+
+    net = randomised_generator(seed=3)
+    weights = str(tmp_path / "weights.pdparams")
+    paddle.save(net.state_dict(), weights)
+    assert export_tool.main(["--load", weights, "--output_dir", str(tmp_path / "out"),
+                             "--format", "onnx"]) == 0
+    assert "decoder.onnx" in capsys.readouterr().out
+    folder = tmp_path / "out" / "wav2lip"
+    assert sorted(os.listdir(folder)) == ["decoder.onnx", "face_encoder.onnx"]
+    encoder, decoder = (onnxruntime.InferenceSession(str(folder / f"{stage}.onnx"),
+                                                     providers=["CPUExecutionProvider"])
+                        for stage in ("face_encoder", "decoder"))
+    mel, faces = inputs
+    skips = encoder.run(None, {"face": faces})
+    out = decoder.run(None, {"audio": mel, **{f"skip{i}": s for i, s in enumerate(skips)}})[0]
+    assert np.abs(out - eager_forward(net, mel, faces)).max() <= ONNX_TOLERANCE

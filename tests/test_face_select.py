@@ -2,7 +2,7 @@
 keeps the input's pixels (through one H.264 pass), also while the two swap sides.
 
 The offline MTCNN finds the faces; random generator weights make the mouths noise, which is
-easy to tell from the input. One predictor per choice, sharing one loaded generator.
+easy to tell from the input. One predictor per choice, sharing the loaded networks.
 """
 import os
 
@@ -52,16 +52,11 @@ def media(tmp_path_factory, ffmpeg_build):
 
 @pytest.fixture(scope="module")
 def predictor_for(media):
+    """Predictors of each choice, sharing one loaded generator and detector."""
     from ppgan.apps import Wav2LipPredictor
 
-    generator = Wav2LipPredictor(checkpoint_path=media["weights"]).generator()
-
-    def make(**kwargs):
-        predictor = Wav2LipPredictor(checkpoint_path=media["weights"], face_detector="mtcnn",
-                                     wav2lip_batch_size=16, **kwargs)
-        predictor._generator = generator  # loaded once: the runs differ in detection only
-        return predictor
-    return make
+    return Wav2LipPredictor(checkpoint_path=media["weights"], face_detector="mtcnn",
+                            wav2lip_batch_size=16).with_options
 
 
 def region_difference(out, source, face, margin=0):

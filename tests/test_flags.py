@@ -135,6 +135,7 @@ BAD_FLAGS = [
     ("benchmark_wav2lip", ["--clips", "ten"], "--clips", "(got ten)"),
     ("benchmark_wav2lip", ["--clip_1080p", "-10"], "--clip_1080p", "an integer >= 0 (got -10)"),
     ("benchmark_wav2lip", ["--det_max_size", "1"], "--det_max_size", "an integer >= 64 (got 1)"),
+    ("wav2lip", ["--color_match", "--hard_paste"], "--color_match", "needs a feathered blend"),
 ]
 
 
@@ -202,6 +203,7 @@ def test_defaults_are_unchanged():
     ({"face_select": 1, "reference_detection": True},
      "face_select 1 contradicts reference_detection"),
     ({"face_select": "largest", "box": (0, 10, 0, 10)}, "face_select largest contradicts box"),
+    ({"color_match": True, "blend": "hard"}, "color_match needs a feathered blend"),
 ])
 def test_predictor_arguments_are_checked_on_construction(kwargs, message):
     from ppgan.apps import Wav2LipPredictor

@@ -1,4 +1,5 @@
 """The inference pipeline's pieces: frame mapping, mel windows, box filling/smoothing, pasting."""
+import cv2
 import numpy as np
 import pytest
 
@@ -98,6 +99,32 @@ def test_mouth_paste_leaves_the_upper_half_of_the_box_untouched(height):
     mask = mouth_mask(height, 50)[..., 0]
     assert (mask[:(height + 1) // 2] == 0).all()
     assert np.abs(np.diff(mask, axis=0)).max() < 0.3 and np.abs(np.diff(mask, axis=1)).max() < 0.25
+
+
+@pytest.mark.parametrize("blend", ["mouth", "face"])
+def test_color_match_removes_a_generator_cast_at_the_rim(blend):
+    """A generated face that is the frame's own face, blurred through 96 px and a few levels off
+    in tone: colour matching brings the rim back to the frame, and a face with no cast is left
+    as it was (to rounding)."""
+    from skimage import data
+
+    frame = np.ascontiguousarray(data.astronaut()[30:190, 170:290, ::-1])  # the face, BGR
+    box = XYXYBox(x1=0, y1=0, x2=frame.shape[1], y2=frame.shape[0])
+    blurred = cv2.resize(cv2.resize(frame, (96, 96), interpolation=cv2.INTER_AREA),
+                         (96, 96)).astype(np.float32)
+    weight = (feather_mask if blend == "face" else mouth_mask)(*frame.shape[:2])[..., 0]
+    rim = (weight > 0.02) & (weight < 0.98)
+
+    def rim_error(face: np.ndarray, color_match: bool) -> float:
+        out = frame.copy()
+        paste_face(out, np.clip(face, 0, 255).astype(np.uint8), box, blend, color_match)
+        return float(np.abs(out.astype(np.float32) - frame)[rim].mean())
+
+    cast = blurred + np.array([9, -6, 7], np.float32)
+    assert rim_error(cast, True) < 0.6 * rim_error(cast, False)
+    assert abs(rim_error(blurred, True) - rim_error(blurred, False)) < 0.1
+    with pytest.raises(ValueError, match="feathered blend"):
+        paste_face(frame.copy(), frame, box, "hard", color_match=True)
 
 
 def test_frame_levels_follow_the_frame_rate():

@@ -395,3 +395,75 @@ def test_an_av1_video_is_decoded_by_pyav(media):
     frames, source = read_frames(out), read_frames(media["video"])
     assert len(frames) == 30
     assert outside_box_difference(frames[3], source[3], BOX) < 3 * CODEC_TOLERANCE  # AV1 + H.264
+
+
+def _increasing_reports(reports, stage):
+    """The (done, total) a stage reported, checked to count up from 0 to its total."""
+    counts = [(done, total) for name, done, total in reports if name == stage]
+    assert counts, f"no {stage} reports"
+    dones = [done for done, _ in counts]
+    assert dones[0] == 0 and dones == sorted(dones)
+    assert {total for _, total in counts} == {dones[-1]}  # one total, reached at the end
+    return dones[-1]
+
+
+@pytest.mark.one_build  # geometry, boxes or decoding: the same with any encoder build
+def test_progress_hook_follows_detection_then_lip_sync(media):
+    from ppgan.apps import Wav2LipPredictor
+
+    reports = []
+    predictor = Wav2LipPredictor(checkpoint_path=media["weights"], face_detector="mtcnn",
+                                 det_cache=False, wav2lip_batch_size=16)
+    predictor.run(media["photo"], media["audio"], str(media["root"] / "progress.mp4"),
+                  progress=lambda *report: reports.append(report))
+    assert _increasing_reports(reports, "face detection") == 1  # a photo: one frame
+    assert _increasing_reports(reports, "lip sync") == 30  # the audio's 1.2 s at 25 fps
+    stages = [name for name, _, _ in reports]
+    assert stages.index("lip sync") > max(i for i, s in enumerate(stages) if s == "face detection")
+    assert [done for name, done, _ in reports if name == "lip sync"] == [0, 16, 30]  # by step
+
+
+@pytest.mark.one_build  # geometry, boxes or decoding: the same with any encoder build
+def test_detection_progress_of_a_video_shorter_than_the_audio_ends_at_its_last_frame(media):
+    from ppgan.apps.video_faces import DetectionMemory, DetectionOptions, face_boxes
+    from ppgan.utils.video import FrameSource
+
+    reports = []
+    source = FrameSource(media["video"])
+    try:
+        boxes = face_boxes(source, 30, DetectionOptions(detector="mtcnn", cache=False), "cpu", {},
+                           DetectionMemory(), progress=lambda *report: reports.append(report))
+    finally:
+        source.close()
+    assert len(boxes) == 20
+    assert _increasing_reports(reports, "face detection") == 20
+    assert len(reports) == 21  # 0, then after each frame
+
+
+@pytest.mark.one_build  # geometry, boxes or decoding: the same with any encoder build
+def test_siblings_choose_their_detector_and_enhancer_and_share_each_one_loaded(media, tmp_path):
+    """What the web app's runs do: `with_options` siblings with another face detector or
+    enhancer share the generator, and each enhancer (by name and weights) is loaded once."""
+    import paddle
+
+    from ppgan.apps import Wav2LipPredictor
+    from ppgan.faceutils.face_enhancement import FaceEnhancement
+    from ppgan.utils.video import InputError
+
+    gpen_weights = []
+    for seed in (1, 2):  # GPEN at 16 px: the enhancer takes the size its weights were made for
+        paddle.seed(seed)
+        gpen_weights.append(str(tmp_path / f"gpen16_{seed}.pdparams"))
+        paddle.save(FaceEnhancement.build(16).state_dict(), gpen_weights[-1])
+    base = Wav2LipPredictor(checkpoint_path=media["weights"], engine="eager")
+    enhanced = [base.with_options(face_detector="mtcnn", face_enhancement=True,
+                                  enhancer_path=gpen_weights[0], blend=blend)
+                for blend in ("mouth", "face")]
+    other = base.with_options(face_enhancement=True, enhancer_path=gpen_weights[1])
+    assert enhanced[0].detection.detector == "mtcnn" and enhanced[1].blend == "face"
+    assert (enhanced[0].generator() is enhanced[1].generator() is other.generator()
+            is base.generator())
+    assert enhanced[0].enhancer() is enhanced[1].enhancer()
+    assert other.enhancer() is not enhanced[0].enhancer() and base.enhancer() is None
+    with pytest.raises(InputError, match="face_detector"):
+        base.with_options(face_detector="yolo")

@@ -1,13 +1,16 @@
-"""Convert original PyTorch Wav2Lip weights (.pth) to PaddleGAN .pdparams, without needing torch.
+"""Convert original PyTorch weights (.pth) to PaddleGAN .pdparams, without needing torch.
 
     python tools/convert_weights.py wav2lip_gan.pth                  # -> wav2lip_gan.pdparams
     python tools/convert_weights.py lipsync_expert.pth -o syncnet.pdparams
     python tools/convert_weights.py s3fd.pth --net s3fd
     python tools/convert_weights.py syncnet_v2.model               # -> syncnet_v2.pdparams
+    python tools/convert_weights.py GFPGANv1.4.pth                 # -> GFPGANv1.4.pdparams
 
-Handles wav2lip.pth, wav2lip_gan.pth, lipsync_expert.pth, visual_quality_disc.pth, s3fd.pth and
-syncnet_python's syncnet_v2.model (the SyncNet behind LSE-D/LSE-C, for tools/eval_lipsync.py);
-the network is detected from the keys unless --net forces it.
+Handles wav2lip.pth, wav2lip_gan.pth, lipsync_expert.pth, visual_quality_disc.pth, s3fd.pth,
+syncnet_python's syncnet_v2.model (the SyncNet behind LSE-D/LSE-C, for tools/eval_lipsync.py),
+and the face restorers GPEN-BFR-512.pth (--net gpen), GFPGANv1.pth (gfpgan) and
+GFPGANCleanv1-NoCE-C2.pth / GFPGANv1.3.pth / GFPGANv1.4.pth (gfpgan_clean); the network and its
+size are detected from the keys and shapes unless --net forces the network.
 """
 import argparse
 import os

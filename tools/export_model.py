@@ -1,12 +1,15 @@
-"""Export the Wav2Lip generator as Paddle Inference models (the folder `<output_dir>/<model_name>`).
+"""Export the Wav2Lip generator as Paddle Inference or ONNX models (the folder `<output_dir>/<model_name>`).
 
     python tools/export_model.py --load wav2lip.pdparams [--output_dir inference_model]
+    python tools/export_model.py --load wav2lip.pdparams --format onnx   # needs paddle2onnx
     python tools/export_model.py --random-init --output_dir /tmp/bench   # tests and benchmarks
 
 `--load` takes a flat generator state dict or a trainer checkpoint holding it (under `netG`).
 The folder holds the two programs the inference command runs (the face encoder, and the audio
 encoder with the decoder), as it caches them for itself; give the folder to its
-`--checkpoint_path` to run them.
+`--checkpoint_path` to run them. `--format onnx` writes the same two stages as
+`face_encoder.onnx` and `decoder.onnx` (inputs `face`; `audio`, `skip0`..`skip6`; batch dynamic)
+for ONNX Runtime or TensorRT.
 """
 import argparse
 import logging
@@ -27,6 +30,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--output_dir", default="inference_model", help="where to write the model")
     parser.add_argument("--model_name", default="wav2lip",
                         help="name of the model's folder inside --output_dir")
+    parser.add_argument("--format", choices=["paddle", "onnx"], default="paddle",
+                        help="paddle: Paddle Inference programs (what --checkpoint_path runs); "
+                             "onnx: ONNX models, through paddle2onnx")
     parser.add_argument("--random-init", action="store_true",
                         help="export randomly initialised weights (for tests and benchmarks)")
     args = parser.parse_args(argv)
@@ -47,7 +53,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def export(args: argparse.Namespace) -> int:
-    from ppgan.apps.generator_runner import export_stages
+    from ppgan.apps.generator_runner import export_onnx_stages, export_stages
     from ppgan.models.generators import Wav2Lip
     from ppgan.utils.atomic import atomic_path
     from ppgan.utils.device import place_network
@@ -62,7 +68,8 @@ def export(args: argparse.Namespace) -> int:
     # interrupted export leaves the output as it was.
     folder = os.path.join(args.output_dir, args.model_name)
     with atomic_path(folder, directory=True) as staging:
-        names = [os.path.basename(path) for path in export_stages(net, staging)]
+        write = export_onnx_stages if args.format == "onnx" else export_stages
+        names = [os.path.basename(path) for path in write(net, staging)]
     weights = args.load or "random initialisation"
     report(f"exported Wav2Lip generator ({weights}) to {folder}: {', '.join(names)}")
     return 0

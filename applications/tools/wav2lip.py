@@ -1,6 +1,7 @@
 """Lip-sync a face video or photo to any speech audio.
 
     python applications/tools/wav2lip.py --face FACE --audio AUDIO --outfile OUT.mp4
+    python applications/tools/wav2lip.py --jobs JOBS.csv  (many jobs, the weights loaded once)
 """
 import argparse
 import os
@@ -24,18 +25,36 @@ def _checked(name: str) -> Callable[[str], Any]:
     return arg_type(PREDICTOR_ARGS[name])
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = OneLineParser(description=__doc__.strip().splitlines()[0])
+def cross_checks(parser: OneLineParser, args: argparse.Namespace) -> None:
+    """The rules over several numbers or flags: after every parse, a job list's rows too."""
+    check_flags(parser, args, {name: PREDICTOR_ARGS[name] for name in ("pads", "crop", "box")})
+    if args.hard_paste and args.blend not in (None, "hard"):
+        parser.error(f"argument --hard_paste: is --blend hard; it contradicts --blend {args.blend}")
+    if args.color_match and (args.hard_paste or args.blend == "hard"):
+        parser.error("argument --color_match: needs a feathered blend (--blend mouth or face)")
+    if args.face_select is not None and (args.reference_detection or args.box[0] != -1):
+        other = ("--reference_detection (each frame's top-ranked face, as the original)"
+                 if args.reference_detection else "--box (one fixed box, no detection)")
+        parser.error(f"argument --face_select: contradicts {other}; give one of them")
+
+
+def build_parser() -> OneLineParser:
+    parser = OneLineParser(description=__doc__.strip().splitlines()[0], cross_checks=cross_checks)
     parser.add_argument("--checkpoint_path", type=str, default=None,
                         help="generator weights (.pdparams, flat or a trainer checkpoint, or a "
                              "folder tools/export_model.py wrote); default: download "
                              "PaddleGAN's wav2lip_hq.pdparams")
-    parser.add_argument("--face", type=str, required=True,
-                        help="video or image with a face to use")
-    parser.add_argument("--audio", type=str, required=True,
-                        help="audio to lip-sync to: any file ffmpeg reads, video files too")
-    parser.add_argument("--outfile", type=str, default=DEFAULT_OUTFILE,
-                        help="output video path")
+    parser.add_argument("--face", type=str, default=None,
+                        help="video or image with a face to use (required without --jobs)")
+    parser.add_argument("--audio", type=str, default=None,
+                        help="audio to lip-sync to: any file ffmpeg reads, video files too "
+                             "(required without --jobs)")
+    parser.add_argument("--outfile", type=str, default=None,
+                        help=f"output video path (default: {DEFAULT_OUTFILE})")
+    parser.add_argument("--jobs", type=str, default=None,
+                        help="a CSV job list instead of --face/--audio/--outfile: columns face, "
+                             "audio, outfile and any per-job flags (see README.md); the other "
+                             "flags apply to every job")
     parser.add_argument("--static", action="store_true",
                         help="use only the first video frame for inference")
     parser.add_argument("--fps", type=_checked("fps"), default=25.0,
@@ -66,11 +85,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--face_enhancement", action="store_true",
                         help="restore the face with a face-enhancement network (--enhancer); "
                              "slow: see README.md")
-    parser.add_argument("--enhancer", choices=["gpen", "gfpgan"], default="gpen",
-                        help="the --face_enhancement network: gpen (GPEN-512, PaddleGAN's) or "
-                             "gfpgan (GFPGANv1)")
+    parser.add_argument("--enhancer", choices=["gpen", "gfpgan", "gfpgan_clean"], default="gpen",
+                        help="the --face_enhancement network: gpen (GPEN-512, PaddleGAN's), "
+                             "gfpgan (GFPGANv1) or gfpgan_clean (GFPGAN v1.2-v1.4)")
     parser.add_argument("--enhancer_path", type=str, default=None,
-                        help="--enhancer weights (.pdparams); default: download PaddleGAN's")
+                        help="--enhancer weights (.pdparams); default: download PaddleGAN's "
+                             "(gfpgan_clean has none)")
     parser.add_argument("--enhance_at", choices=["frame", "generated"], default="frame",
                         help="frame: enhance the face crop of the frame after the new mouth is "
                              "in; generated: the 96-px generated face before pasting, as "
@@ -85,6 +105,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "hard-edged box)")
     parser.add_argument("--hard_paste", action="store_true",
                         help="the same as --blend hard")
+    parser.add_argument("--color_match", action="store_true",
+                        help="shift the generated face's colours to the frame's where the "
+                             "blend's soft rim shows both (mouth and face blends)")
     parser.add_argument("--silence_passthrough", action="store_true",
                         help="on silent spans of the audio show the source frames (cross-faded "
                              "at the edges) instead of a generated mouth; for photos, --static "
@@ -125,46 +148,83 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--fp16", action="store_true",
                         help="half precision for the generator on a GPU (static engine; "
                              "ignored on a CPU)")
+    return parser
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = build_parser()
     args = parser.parse_args(argv)
-    check_flags(parser, args, {name: PREDICTOR_ARGS[name] for name in ("pads", "crop", "box")})
-    if args.face_select is not None and (args.reference_detection or args.box[0] != -1):
-        other = ("--reference_detection (each frame's top-ranked face, as the original)"
-                 if args.reference_detection else "--box (one fixed box, no detection)")
-        parser.error(f"argument --face_select: contradicts {other}; give one of them")
-    if args.hard_paste and args.blend not in (None, "hard"):
-        parser.error(f"argument --hard_paste: is --blend hard; it contradicts --blend {args.blend}")
-    args.blend = "hard" if args.hard_paste else args.blend or "mouth"
+    if args.jobs is not None:
+        given = [name for name in ("face", "audio", "outfile") if getattr(args, name) is not None]
+        if given:
+            parser.error(f"argument --jobs: not allowed with --{given[0]} (the job list names "
+                         "each job's files)")
+    else:
+        missing = [f"--{name}" for name in ("face", "audio") if getattr(args, name) is None]
+        if missing:
+            parser.error(f"the following arguments are required: {', '.join(missing)} "
+                         "(or --jobs)")
     return args
+
+
+def predictor_options(args: argparse.Namespace) -> dict:
+    """The Wav2LipPredictor arguments the flags give."""
+    return dict(
+        checkpoint_path=args.checkpoint_path, static=args.static, fps=args.fps, pads=args.pads,
+        face_det_batch_size=args.face_det_batch_size, wav2lip_batch_size=args.wav2lip_batch_size,
+        resize_factor=args.resize_factor, crop=args.crop, box=args.box, rotate=args.rotate,
+        nosmooth=args.nosmooth, face_detector=args.face_detector,
+        face_enhancement=args.face_enhancement, strict_face=args.strict_face,
+        blend=args.blend, feather=not args.hard_paste, det_max_size=args.det_max_size,
+        det_every=args.det_every, det_cache=not args.no_det_cache,
+        reference_detection=args.reference_detection, engine=args.engine, cpu=args.cpu,
+        detector_path=args.detector_path, fp16=args.fp16, enhancer=args.enhancer,
+        enhancer_path=args.enhancer_path, enhance_at=args.enhance_at,
+        silence_passthrough=args.silence_passthrough, silence_threshold=args.silence_threshold,
+        silence_min_span=args.silence_min_span, color_match=args.color_match,
+        face_select=args.face_select)
+
+
+def lip_sync(args: argparse.Namespace) -> int:
+    # Imported after parsing so --help is instant.
+    from ppgan.apps import Wav2LipPredictor
+
+    outfile = args.outfile or DEFAULT_OUTFILE
+    if outfile == DEFAULT_OUTFILE:
+        os.makedirs(os.path.dirname(DEFAULT_OUTFILE), exist_ok=True)
+    report(f"wrote {Wav2LipPredictor(**predictor_options(args)).run(args.face, args.audio, outfile)}")
+    return 0
+
+
+def lip_sync_jobs(args: argparse.Namespace) -> int:
+    """Every job of the --jobs list with one predictor; 2 if any job failed."""
+    from ppgan.apps import Wav2LipPredictor
+    from ppgan.apps.job_list import JobFlags, read_job_list, run_job_list
+    from ppgan.apps.wav2lip_predictor import NETWORK_ARGUMENTS
+
+    flags = JobFlags(build_parser(), args, fixed=(*NETWORK_ARGUMENTS, "jobs"))
+    jobs = read_job_list(args.jobs, flags)
+    predictor = Wav2LipPredictor(**predictor_options(args))
+    # Weights that do not load end the list now, rather than failing every job in turn.
+    predictor.generator()
+    predictor.enhancer()
+
+    def run(job: argparse.Namespace) -> str:
+        return predictor.with_options(**predictor_options(job)).run(job.face, job.audio,
+                                                                    job.outfile)
+
+    results = run_job_list(args.jobs, jobs, flags, run)
+    report(*results.summary())
+    return 2 if results.failed else 0
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     setup_logging()
-
-    def lip_sync() -> int:
-        # Imported after parsing so --help is instant.
-        from ppgan.apps import Wav2LipPredictor
-
-        if args.outfile == DEFAULT_OUTFILE:
-            os.makedirs(os.path.dirname(DEFAULT_OUTFILE), exist_ok=True)
-
-        predictor = Wav2LipPredictor(
-            checkpoint_path=args.checkpoint_path, static=args.static, fps=args.fps, pads=args.pads,
-            face_det_batch_size=args.face_det_batch_size, wav2lip_batch_size=args.wav2lip_batch_size,
-            resize_factor=args.resize_factor, crop=args.crop, box=args.box, rotate=args.rotate,
-            nosmooth=args.nosmooth, face_detector=args.face_detector,
-            face_enhancement=args.face_enhancement, strict_face=args.strict_face,
-            blend=args.blend, det_max_size=args.det_max_size, det_every=args.det_every,
-            det_cache=not args.no_det_cache, reference_detection=args.reference_detection,
-            engine=args.engine, cpu=args.cpu, detector_path=args.detector_path, fp16=args.fp16,
-            enhancer=args.enhancer, enhancer_path=args.enhancer_path, enhance_at=args.enhance_at,
-            silence_passthrough=args.silence_passthrough,
-            silence_threshold=args.silence_threshold, silence_min_span=args.silence_min_span,
-            face_select=args.face_select)
-        report(f"wrote {predictor.run(args.face, args.audio, args.outfile)}")
-        return 0
-
-    return run_main("wav2lip.py", lip_sync)
+    if args.jobs is not None:
+        return run_main("wav2lip.py", lambda: lip_sync_jobs(args),
+                        interrupted="interrupted: the running job's output not written")
+    return run_main("wav2lip.py", lambda: lip_sync(args))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import numpy as np
 from ..faceutils.face_enhancement import ENHANCERS, Enhancer
 from ..utils.download import resolve_weights
 from ..utils.video import InputError
+from ..utils.weights import OtherNetworkError
 
 PLACEMENTS = ("frame", "generated")
 CROP_GROWTH = 1.2  # the square crop's side over the box's longer side: the whole head, as in FFHQ
@@ -24,14 +25,24 @@ ENHANCER_BATCH = 4  # faces per network call: the pipeline's steps are 16 frames
 
 def load_enhancer(name: str, path: Optional[str], engine: str, device: str,
                   cpu_threads: int) -> Enhancer:
-    """The `name` enhancer ("gpen" or "gfpgan") at the size its weights (`path`, None: the
+    """The `name` enhancer (an ENHANCERS key) at the size its weights (`path`, None: the
     default download) were made for."""
+    enhancer = ENHANCERS[name]
+    if path is None and not enhancer.URL:
+        raise InputError(f"--enhancer {name} has no default weights: give --enhancer_path (a "
+                         "PyTorch file converted by tools/convert_weights.py)")
     try:
-        path = resolve_weights(path, ENHANCERS[name].URL)
+        path = resolve_weights(path, enhancer.URL)
     except FileNotFoundError as err:
         raise InputError(f"--enhancer_path: {err}") from None
-    return ENHANCERS[name](path, size=None, batch_size=ENHANCER_BATCH, engine=engine,
-                           device=device, cpu_threads=cpu_threads)
+    try:
+        return enhancer(path, size=None, batch_size=ENHANCER_BATCH, engine=engine,
+                        device=device, cpu_threads=cpu_threads)
+    except OtherNetworkError as err:
+        fitting = [other for other, cls in ENHANCERS.items() if cls.NETWORK == err.found]
+        if not fitting:
+            raise
+        raise InputError(f"--enhancer_path: {err}: use --enhancer {fitting[0]}") from None
 
 
 def square_crop(box: np.ndarray, height: int, width: int) -> tuple:

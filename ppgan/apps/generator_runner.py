@@ -8,6 +8,8 @@ eager mode lacks; the split adds only one hand-over of the skip tensors. The eag
 reference. `tools/benchmark_wav2lip.py` measures both engines and the photo path.
 """
 import os
+import shutil
+import tempfile
 from typing import List
 
 import numpy as np
@@ -16,6 +18,7 @@ import paddle
 from ..models import Wav2Lip
 from ..models.generators.wav2lip import AUDIO_SPEC, FACE_SPEC, SKIP_SPECS
 from ..utils.device import place_network, place_of, resolve_device
+from ..utils.onnx_export import to_onnx
 from ..utils.static_graph import StaticModel, cached_export, export_layer
 from ..utils.video import InputError
 from ..utils.weights import load_weights
@@ -81,6 +84,20 @@ def export_stages(net: Wav2Lip, folder: str) -> List[str]:
     engine runs them (`open_stages`); returns the files written."""
     return [path for stage, method, spec in STAGES
             for path in export_layer(net, os.path.join(folder, stage), spec, method)]
+
+
+def export_onnx_stages(net: Wav2Lip, folder: str) -> List[str]:
+    """Write the generator's stages into `folder` as ONNX models (`<stage>.onnx`, the inputs and
+    outputs named as the Paddle programs'), converted from the Paddle programs, which are not
+    kept; returns the files written."""
+    os.makedirs(folder, exist_ok=True)
+    programs = tempfile.mkdtemp(prefix=".paddle-", dir=folder)
+    try:
+        export_stages(net, programs)
+        return [to_onnx(os.path.join(programs, stage), os.path.join(folder, f"{stage}.onnx"))
+                for stage, _, _ in STAGES]
+    finally:
+        shutil.rmtree(programs, ignore_errors=True)
 
 
 def open_stages(folder: str, device: str = "cpu", cpu_threads: int = 0, fp16: bool = False,

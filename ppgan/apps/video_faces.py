@@ -1,23 +1,28 @@
 """The predictor's first pass: one face box per frame of a video, from a fixed box or detection.
 
 The detection settings travel together in a `DetectionOptions`; the device the detector runs on
-is passed in, never taken from Paddle's process-wide default.
+is passed in, never taken from Paddle's process-wide default. What is worth keeping between runs
+(the detectors, the boxes found) lives in a `DetectionMemory`.
 """
+import logging
 import os
-from dataclasses import dataclass
-from typing import Any, List, Mapping, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
-from tqdm import tqdm
 
-from ..faceutils.detection_cache import detection_key, load_detections, save_detections
+from ..faceutils.detection_cache import (detection_keys, entry_path, load_detections,
+                                         save_detections)
 from ..faceutils.face_boxes import (BoxDetector, MissingFaceError, NoFaceError, fill_missing,
                                     nearest_appearances, pad_boxes, smooth_boxes)
 from ..faceutils.face_detection import FaceAlignment
 from ..faceutils.face_track import FaceChoice, Selection, Sighting
 from ..utils.boxes import XYXYBox
 from ..utils.checks import shown
+from ..utils.progress import ProgressHook, ReportedBar
 from ..utils.video import FrameSource, InputError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -46,15 +51,38 @@ class DetectionOptions:
     face_select: Optional[Selection] = "largest"
 
 
+Detections = List[Optional[Sighting]]  # per frame the chosen face, None where it was not found
+
+
+@dataclass
+class DetectionMemory:
+    """What a predictor keeps between runs: its face detectors (the weights load once) and the
+    detections it made, keyed as the disk cache, so that runs on the same video in one process
+    detect it once even without the disk cache."""
+    detectors: Dict[tuple, FaceAlignment] = field(default_factory=dict)
+    detections: Dict[str, Detections] = field(default_factory=dict)
+
+    def detector(self, options: DetectionOptions, device: str) -> FaceAlignment:
+        key = (options.detector, options.detector_path, options.reference, device)
+        if key not in self.detectors:
+            self.detectors[key] = FaceAlignment(
+                face_detector=options.detector, path_to_detector=options.detector_path,
+                reference=options.reference, device=device)
+        return self.detectors[key]
+
+
 def face_boxes(source: FrameSource, count: int, options: DetectionOptions, device: str,
-               preprocessing: Mapping[str, Any]) -> np.ndarray:
+               preprocessing: Mapping[str, Any], memory: DetectionMemory,
+               progress: Optional[ProgressHook] = None) -> np.ndarray:
     """(N, 4) int boxes (XYXYBox's columns) for the first `count` frames (N < count if the
     video ends sooner): the only per-frame state the pipeline keeps. `preprocessing` says how the
-    source's frames were resized, cropped and rotated (part of the detection cache's key)."""
+    source's frames were resized, cropped and rotated (part of the detection cache's key);
+    `progress` is told the frames read for detection (not called for a fixed box or boxes
+    found before)."""
     if options.box is not None:
         return _fixed_boxes(source, count, options.box)
     try:
-        sightings = _detections(source, count, options, device, preprocessing)
+        sightings = _detections(source, count, options, device, preprocessing, memory, progress)
     except MissingFaceError as err:
         raise NoFaceError(f"{err} of {source.path} (ensure every frame shows a face, or drop "
                           "--strict_face)") from None
@@ -93,26 +121,48 @@ def _file_identity(path: Optional[str]) -> Optional[list]:
 
 
 def _detections(source: FrameSource, count: int, options: DetectionOptions, device: str,
-                preprocessing: Mapping[str, Any]) -> List[Optional[Sighting]]:
-    """The chosen face of each frame, None where it was not found."""
+                preprocessing: Mapping[str, Any], memory: DetectionMemory,
+                progress: Optional[ProgressHook]) -> Detections:
+    """The chosen face of each frame, None where it was not found: from an earlier run of this
+    process, the disk cache, or the detector."""
     choice = None if options.face_select is None else FaceChoice.of(options.face_select,
                                                                     source.frame_point)
     settings = dict(detector=options.detector, weights=_file_identity(options.detector_path),
-                    max_size=options.max_size, every=options.every, frames=count,
+                    max_size=options.max_size, every=options.every,
                     transform=dict(preprocessing), strict=options.strict,
+                    reference=options.reference,
                     face_select=None if choice is None else [choice.rule, choice.index,
                                                              list(choice.point)])
-    key = detection_key(source.path, settings) if options.cache else None
-    cached = load_detections(key) if key else None
-    if cached is not None:
-        return cached
-    aligner = FaceAlignment(face_detector=options.detector, path_to_detector=options.detector_path,
-                            reference=options.reference, device=device)
-    detector = BoxDetector(aligner, options.batch_size, options.max_size, options.every,
-                           strict=options.strict, choice=choice)
-    frames = tqdm(source.frames(0, count), total=count, desc="face detection", unit="frame",
-                  disable=count < 2)
-    sightings = detector.track(frames)
-    if key:
-        save_detections(key, sightings)
-    return sightings
+    keys = detection_keys(source.path, settings, count)
+    found = _recalled(keys, count, memory, options.cache)
+    if found is not None:
+        return found
+    detector = BoxDetector(memory.detector(options, device), options.batch_size,
+                           options.max_size, options.every, strict=options.strict, choice=choice)
+    # A video shorter than the audio is read to its end (its frame count, as its container says).
+    frames = ReportedBar(source.frames(0, count), hook=progress,
+                         total=min(count, source.num_frames), desc="face detection",
+                         unit="frame", disable=count < 2, leave=None)
+    detections = detector.track(frames)
+    # Fewer boxes than asked for: the video ended, and these are all its frames' boxes.
+    key = keys[0] if len(detections) == count else keys[1]
+    memory.detections[key] = detections
+    if options.cache:
+        save_detections(key, detections)
+    return detections
+
+
+def _recalled(keys: Tuple[str, str], count: int, memory: DetectionMemory,
+              disk: bool) -> Optional[Detections]:
+    """The sightings stored under the first key (`count` frames) or the second (the whole
+    video, if it has at most `count` frames), in memory or on disk; None if neither has them."""
+    for key in keys:
+        in_memory = memory.detections.get(key)
+        found = in_memory if in_memory is not None else load_detections(key) if disk else None
+        if found is None or len(found) > count:
+            continue
+        logger.info("face boxes of %d frames reused from %s", len(found),
+                    "an earlier run in this process" if in_memory is not None else entry_path(key))
+        memory.detections[key] = found
+        return found
+    return None

@@ -7,11 +7,10 @@ and pipes the frames to ffmpeg. Memory does not grow with the video's length.
 import logging
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Iterator, List, Optional, Sequence, Tuple, Union
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-from tqdm import tqdm
 
 from ..faceutils.detectors import DETECTORS
 from ..models.generators.wav2lip import MEL_STEP_SIZE, face_input, face_pixels
@@ -21,18 +20,25 @@ from ..utils.boxes import XYXYBox
 from ..utils.checks import PREDICTOR_ARGS, CheckError, check_named, one_of, shown
 from ..utils.device import default_device
 from ..utils.download import resolve_weights
+from ..utils.progress import ProgressHook, ReportedBar
 from ..utils.silence import passthrough_shares
 from ..utils.stopping import block_stop_signals, stop_deferred
 from ..utils.video import FrameSource, InputError, VideoWriter, check_output_path
 from ..faceutils.face_enhancement import ENHANCERS, Enhancer
 from .face_enhancer import PLACEMENTS, enhance_frames, enhance_generated, load_enhancer
 from .generator_runner import CPU_CHUNK, GeneratorRunner, load_generator
-from .video_faces import DetectionOptions, face_boxes
+from .video_faces import DetectionMemory, DetectionOptions, face_boxes
 
 logger = logging.getLogger(__name__)
 
 WAV2LIP_URL = "https://paddlegan.bj.bcebos.com/models/wav2lip_hq.pdparams"
 STEP_BYTES = 256 << 20  # 10 frames of 4K, 43 of 1080p
+# The arguments that choose the networks a predictor loads (a job list keeps them for all jobs).
+NETWORK_ARGUMENTS = ("checkpoint_path", "engine", "cpu", "cpu_threads", "fp16", "face_detector",
+                     "detector_path", "face_enhancement", "enhancer", "enhancer_path")
+# Those that choose the generator and how every network runs: `with_options` keeps them. The
+# detectors and enhancers are kept by name and weights, so siblings may choose others.
+GENERATOR_ARGUMENTS = ("checkpoint_path", "engine", "cpu", "cpu_threads", "fp16")
 
 
 def pingpong_index(i: int, count: int) -> int:
@@ -114,6 +120,16 @@ def _submit(pool: ThreadPoolExecutor, fn, *args) -> Future:
         return pool.submit(fn, *args)
 
 
+@dataclass
+class _Kept:
+    """What a predictor keeps between runs, shared with its `with_options` siblings: the networks
+    once loaded and the face detections made."""
+    generator: Optional[GeneratorRunner] = None
+    # By name and weights path: siblings may choose other enhancers.
+    enhancers: Dict[Tuple[str, Optional[str]], Enhancer] = field(default_factory=dict)
+    detection: DetectionMemory = field(default_factory=DetectionMemory)
+
+
 def frame_faces(frames: Sequence[np.ndarray], boxes: np.ndarray) -> np.ndarray:
     """The generator's face input (B,6,96,96) for the faces in `boxes`: each face is its own
     reference, as at inference the mouth is all that changes."""
@@ -129,7 +145,9 @@ class Wav2LipPredictor:
     references, whatever the other detection settings; by default such frames take the nearest
     detected box), `blend` ("mouth", the default: blend in only the lower half of the face
     box, which the generator redraws; "face": the whole box, feathered; "hard": the references'
-    hard paste), `feather` (False: the same as blend="hard"), `silence_passthrough` (on silent
+    hard paste), `feather` (False: the same as blend="hard"), `color_match` (shift the
+    generated face's colours to the frame's where the blend's soft rim shows both; feathered
+    blends only), `silence_passthrough` (on silent
     spans of the audio show the source frames, cross-faded at the edges; a span is silent where
     each frame's audio is `silence_threshold` dB or more under the clip's speech level for at
     least `silence_min_span` seconds),
@@ -143,16 +161,22 @@ class Wav2LipPredictor:
     followed from frame to frame, see `ppgan.faceutils.face_track`), `reference_detection`
     (detect as the references: every frame at full resolution, no cache, PaddleGAN's BlazeFace
     crop and face order, and each frame's top-ranked face; it overrides the three `det_*`
-    settings and cannot be combined with `face_select`), `engine` ("static": Paddle Inference, "eager":
-    dygraph), `detector_path` (local detector weights), `cpu_threads`, `fp16` (half precision
-    for the generator on a GPU), `enhancer` ("gpen", PaddleGAN's, or "gfpgan": the network
-    `face_enhancement` runs), `enhancer_path` (its weights; default: download PaddleGAN's),
+    settings and cannot be combined with `face_select`), `engine` ("static": Paddle Inference,
+    "eager": dygraph), `detector_path` (local detector weights), `cpu_threads`, `fp16` (half precision
+    for the generator on a GPU), `enhancer` ("gpen", PaddleGAN's, "gfpgan" or "gfpgan_clean":
+    the network `face_enhancement` runs), `enhancer_path` (its weights; default: download
+    PaddleGAN's; gfpgan_clean has none),
     `enhance_at` ("frame": the face crop of the frame after the paste; "generated": the 96-px
     generated face before it, as PaddleGAN; see `ppgan.apps.face_enhancer`).
 
     The numeric arguments and `face_detector` are checked on construction as the command line
     checks its flags (`ppgan.utils.checks.PREDICTOR_ARGS`, `ppgan.faceutils.detectors`): a
     value they do not allow is an InputError naming it.
+
+    A predictor loads its networks on first use and keeps them for later runs, with the face
+    boxes it found: a later run on the same video and detection settings reuses them, in memory,
+    whatever `det_cache` says (which is about the disk). `with_options` makes a predictor with
+    other settings that shares both.
     """
 
     def __init__(self, checkpoint_path: Optional[str] = None, static: bool = False, fps: float = 25.0,
@@ -167,9 +191,12 @@ class Wav2LipPredictor:
                  enhancer: str = "gpen", enhancer_path: Optional[str] = None,
                  enhance_at: str = "frame", blend: Optional[str] = None,
                  silence_passthrough: bool = False, silence_threshold: float = 30.0,
-                 silence_min_span: float = 0.4,
+                 silence_min_span: float = 0.4, color_match: bool = False,
                  face_select: Union[None, str, int, Sequence[float]] = None):
+        self._arguments = {name: value for name, value in locals().items() if name != "self"}
         checked = _checked_arguments({**locals(), "blend": _blend_mode(blend, feather)})
+        if color_match and checked["blend"] == "hard":
+            raise InputError("color_match needs a feathered blend (mouth or face), not 'hard'")
         for name, value, allowed in (("enhancer", enhancer, ENHANCERS),
                                      ("enhance_at", enhance_at, PLACEMENTS)):
             if value not in allowed:
@@ -192,6 +219,7 @@ class Wav2LipPredictor:
             cache=det_cache and not reference_detection, reference=reference_detection,
             face_select=_face_choice(checked["face_select"], reference_detection, box))
         self.blend = checked["blend"]
+        self.color_match = color_match
         self.silence = (dict(below_speech_db=checked["silence_threshold"],
                              min_seconds=checked["silence_min_span"])
                         if silence_passthrough else None)
@@ -199,26 +227,42 @@ class Wav2LipPredictor:
         self.device = default_device(cpu)
         self.cpu_threads = checked["cpu_threads"]
         self.fp16 = fp16
-        self._generator: Optional[GeneratorRunner] = None  # loaded on first use, kept for later runs
-        self._enhancer: Optional[Enhancer] = None  # likewise, with face_enhancement
+        self._kept = _Kept()
+
+    def with_options(self, **changes: Any) -> "Wav2LipPredictor":
+        """A predictor whose runs take other settings (`pads`, `static`, `box`, `blend`, the
+        face detector, the enhancer...) and share this one's loaded networks and detections, so
+        many clips load the weights once. The `GENERATOR_ARGUMENTS` cannot change: they choose
+        the generator."""
+        fixed = [name for name in GENERATOR_ARGUMENTS
+                 if name in changes and changes[name] != self._arguments[name]]
+        if fixed:
+            raise ValueError(f"with_options cannot change {', '.join(fixed)}: they choose the "
+                             "loaded networks (make another Wav2LipPredictor)")
+        sibling = Wav2LipPredictor(**{**self._arguments, **changes})
+        sibling._kept = self._kept
+        return sibling
 
     # ---- generation ---------------------------------------------------------------------
     def generator(self) -> GeneratorRunner:
         """The generator these settings run: loaded (or downloaded) on the first call and kept,
         so a predictor that runs many clips loads it once."""
-        if self._generator is None:
+        if self._kept.generator is None:
             weights = resolve_weights(self.checkpoint_path, WAV2LIP_URL)
-            self._generator = load_generator(weights, self.engine, self.device, self.cpu_threads,
-                                             self.fp16)
-        return self._generator
+            self._kept.generator = load_generator(weights, self.engine, self.device,
+                                                  self.cpu_threads, self.fp16)
+        return self._kept.generator
 
     def enhancer(self) -> Optional[Enhancer]:
         """The face enhancer, loaded (or downloaded) on the first call; None without
         face_enhancement."""
-        if self.enhancement is not None and self._enhancer is None:
-            name, path, _ = self.enhancement
-            self._enhancer = load_enhancer(name, path, self.engine, self.device, self.cpu_threads)
-        return self._enhancer
+        if self.enhancement is None:
+            return None
+        name, path, _ = self.enhancement
+        if (name, path) not in self._kept.enhancers:
+            self._kept.enhancers[name, path] = load_enhancer(name, path, self.engine, self.device,
+                                                             self.cpu_threads)
+        return self._kept.enhancers[name, path]
 
     def _step_size(self, frame_bytes: int) -> int:
         """Frames per generator call. Three steps are in flight (read, generated, written), so
@@ -243,7 +287,8 @@ class Wav2LipPredictor:
                 pasted_frames.append(None)
                 continue
             pasted = frame.copy() if shared_frames or share > 0 else frame
-            paste_face(pasted, face, XYXYBox(*map(int, box)), blend=self.blend)
+            paste_face(pasted, face, XYXYBox(*map(int, box)), blend=self.blend,
+                       color_match=self.color_match)
             pasted_frames.append(pasted)
         if enhancer is not None and at == "frame":
             used = [index for index, pasted in enumerate(pasted_frames) if pasted is not None]
@@ -257,19 +302,23 @@ class Wav2LipPredictor:
                 writer.write(cross_fade(pasted, frame, share) if share > 0 else pasted)
 
     # ---- the pipeline -------------------------------------------------------------------
-    def run(self, face: str, audio_seq: str, outfile: str) -> str:
-        """Write `outfile`: `face` (video or photo) lip-synced to `audio_seq`; returns its path."""
+    def run(self, face: str, audio_seq: str, outfile: str,
+            progress: Optional[ProgressHook] = None) -> str:
+        """Write `outfile`: `face` (video or photo) lip-synced to `audio_seq`; returns its path.
+        `progress` is told the stages' progress as the tqdm bars show it: ("face detection",
+        frames done, frames to detect), then ("lip sync", frames written, output frames)."""
         outfile = check_output_path(outfile)
         for name, path in (("face", face), ("audio", audio_seq)):
             if os.path.exists(path) and os.path.exists(outfile) and os.path.samefile(path, outfile):
                 raise InputError(f"the output would overwrite the {name} input: {outfile}")
         source = FrameSource(face, self.fps, **self.transform)
         try:
-            return self._run(source, audio_seq, outfile)
+            return self._run(source, audio_seq, outfile, progress)
         finally:
             source.close()
 
-    def _run(self, source: FrameSource, audio_path: str, outfile: str) -> str:
+    def _run(self, source: FrameSource, audio_path: str, outfile: str,
+             progress: Optional[ProgressHook]) -> str:
         wav, mel = _load_audio(audio_path)
         generator = self.generator()  # load (or download) the weights before minutes of detection
         self.enhancer()
@@ -278,12 +327,13 @@ class Wav2LipPredictor:
         shares = self._source_shares(wav, source.fps, total)
         is_still = source.is_image or self.static
         boxes = face_boxes(source, 1 if is_still else total, self.detection, self.device,
-                           self.transform)
+                           self.transform, self._kept.detection, progress)
         still = source.read_frame(0) if is_still else None
         logger.info("%d output frames at %.2f fps from %d source frame(s)", total, source.fps,
                     len(boxes))
         with VideoWriter(outfile, source.width, source.height, source.fps, audio_path) as writer:
-            self._lip_sync(generator, _Frames(source, still, boxes), mel, shares, writer)
+            self._lip_sync(generator, _Frames(source, still, boxes), mel, shares, writer,
+                           progress)
         return outfile
 
     def _source_shares(self, wav: np.ndarray, fps: float, total: int) -> np.ndarray:
@@ -297,9 +347,10 @@ class Wav2LipPredictor:
         return shares
 
     def _lip_sync(self, generator: GeneratorRunner, frames: "_Frames", mel: np.ndarray,
-                  source_shares: np.ndarray, writer: VideoWriter) -> None:
+                  source_shares: np.ndarray, writer: VideoWriter,
+                  hook: Optional[ProgressHook]) -> None:
         """Generate, paste and write one frame per entry of `source_shares`, in steps of a few
-        frames."""
+        frames; the bar (and `hook`) count the frames written."""
         total = source_shares.size
         source, still = frames.source, frames.still
         # A still's face features are the same for every frame: encode them once.
@@ -310,7 +361,8 @@ class Wav2LipPredictor:
         # Reading (decode, crop, resize) runs one step ahead on a thread, pasting and piping to
         # ffmpeg one step behind on another: cv2, NumPy, pipes and Paddle release the GIL.
         # Leaving the block waits for both, so the source and the writer outlive their work.
-        with tqdm(total=total, desc="lip sync", unit="frame") as progress, \
+        with ReportedBar(hook=hook, total=total, desc="lip sync", unit="frame",
+                         leave=None) as progress, \
                 ThreadPoolExecutor(1, "wav2lip-read", block_stop_signals) as reader, \
                 ThreadPoolExecutor(1, "wav2lip-write", block_stop_signals) as paster:
             next_read, last_write = _submit(reader, frames.read_step, steps[0]), None

@@ -8,7 +8,7 @@ import hashlib
 import json
 import logging
 import os
-from typing import Any, List, Mapping, Optional
+from typing import Any, List, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -24,22 +24,32 @@ logger = logging.getLogger(__name__)
 FORMAT_VERSION = 3
 
 
-def detection_key(video_path: str, settings: Mapping[str, Any]) -> str:
+def detection_keys(video_path: str, settings: Mapping[str, Any], frames: int) -> Tuple[str, str]:
+    """The keys of `video_path`'s detections with `settings`: of its first `frames` frames, and
+    of all its frames. A pass that reached the video's end stores under the second: those boxes
+    hold for any longer request too, so dubbing a clip to audio of several lengths (each as
+    long as the clip or longer) detects it once."""
     digest = hashlib.sha256()
     with open(video_path, "rb") as video:
         for block in iter(lambda: video.read(1 << 20), b""):
             digest.update(block)
-    digest.update(json.dumps({"version": FORMAT_VERSION, **settings}, sort_keys=True).encode())
-    return digest.hexdigest()[:32]
+
+    def key(frames_part: Any) -> str:
+        keyed = digest.copy()
+        keyed.update(json.dumps({"version": FORMAT_VERSION, **settings, "frames": frames_part},
+                                sort_keys=True).encode())
+        return keyed.hexdigest()[:32]
+
+    return key(frames), key("all")
 
 
-def _path(key: str) -> str:
+def entry_path(key: str) -> str:
     return os.path.join(get_weights_home(), "detections", key + ".npy")
 
 
 def load_detections(key: str) -> Optional[List[Optional[Sighting]]]:
     """The cached sightings (None where the face was not found), or None on a miss."""
-    path = _path(key)
+    path = entry_path(key)
     if not os.path.isfile(path):
         return None
     try:
@@ -49,7 +59,6 @@ def load_detections(key: str) -> Optional[List[Optional[Sighting]]]:
     if rows is None or rows.ndim != 2 or rows.shape[1] != 5:
         logger.warning("ignoring an unreadable detection cache entry %s", path)
         return None
-    logger.info("face boxes of %d frames reused from %s", len(rows), path)
     return [None if row[0] < 0 else Sighting(XYXYBox(*map(int, row[:4])), int(row[4]))
             for row in rows]
 
@@ -57,7 +66,7 @@ def load_detections(key: str) -> Optional[List[Optional[Sighting]]]:
 def save_detections(key: str, sightings: List[Optional[Sighting]]) -> None:
     """Store the sightings (readers never see a half-written entry). A cache that cannot be
     written (a full or read-only disk) costs the next run a detection, not this run's output."""
-    path = _path(key)
+    path = entry_path(key)
     rows = np.array([(-1,) * 5 if s is None else (*s.box, s.appearance) for s in sightings],
                     dtype=np.int64)
     try:

@@ -64,23 +64,35 @@ class ModulatedConv2D(nn.Layer):
             self.blur = Blur(blur_kernel, pad=((p + 1) // 2 + 1, p // 2 + 1), upsample_factor=2)
 
     def forward(self, x: paddle.Tensor, style: paddle.Tensor) -> paddle.Tensor:
-        batch, in_ch, height, width = x.shape
-        out_ch, k = self.weight.shape[1], self.weight.shape[3]
+        batch, in_ch = x.shape[:2]
         s = self.modulation(style).reshape([batch, 1, in_ch, 1, 1])
         weight = self.scale * self.weight * s  # [B, out, in, k, k]
         if self.demodulate:
-            demod = paddle.rsqrt(weight.pow(2).sum([2, 3, 4]) + self.eps)
-            weight = weight * demod.reshape([batch, out_ch, 1, 1, 1])
-        # One conv for the batch: samples become groups, each with its own weight.
-        x = x.reshape([1, batch * in_ch, height, width])
-        if self.upsample:
-            weight = weight.transpose([0, 2, 1, 3, 4]).reshape([batch * in_ch, out_ch, k, k])
-            out = F.conv2d_transpose(x, weight, stride=2, groups=batch)
-        else:
-            out = F.conv2d(x, weight.reshape([batch * out_ch, in_ch, k, k]),
-                           padding=self.padding, groups=batch)
-        out = out.reshape([batch, out_ch, out.shape[2], out.shape[3]])
-        return self.blur(out) if self.upsample else out
+            weight = demodulated(weight, self.eps)
+        if not self.upsample:
+            return per_sample_conv2d(x, weight, self.padding)
+        out_ch, k = weight.shape[1], weight.shape[3]
+        x = x.reshape([1, batch * in_ch, x.shape[2], x.shape[3]])
+        weight = weight.transpose([0, 2, 1, 3, 4]).reshape([batch * in_ch, out_ch, k, k])
+        out = F.conv2d_transpose(x, weight, stride=2, groups=batch)
+        return self.blur(out.reshape([batch, out_ch, out.shape[2], out.shape[3]]))
+
+
+def demodulated(weight: paddle.Tensor, eps: float = 1e-8) -> paddle.Tensor:
+    """Per-sample weights [B, out, in, k, k] scaled to unit L2 norm per output channel (weight
+    demodulation, StyleGAN2 eq. 3)."""
+    demod = paddle.rsqrt(weight.pow(2).sum([2, 3, 4]) + eps)
+    return weight * demod.reshape([weight.shape[0], weight.shape[1], 1, 1, 1])
+
+
+def per_sample_conv2d(x: paddle.Tensor, weight: paddle.Tensor, padding: int) -> paddle.Tensor:
+    """Convolves each sample of x [B, in, H, W] with its own weight [B, out, in, k, k], in one
+    grouped conv: the samples become the groups."""
+    batch, in_ch, height, width = x.shape
+    out_ch, k = weight.shape[1], weight.shape[3]
+    out = F.conv2d(x.reshape([1, batch * in_ch, height, width]),
+                   weight.reshape([batch * out_ch, in_ch, k, k]), padding=padding, groups=batch)
+    return out.reshape([batch, out_ch, out.shape[2], out.shape[3]])
 
 
 def inject_noise(x: paddle.Tensor, strength: paddle.Tensor, noise: Optional[paddle.Tensor] = None,

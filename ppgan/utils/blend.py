@@ -4,6 +4,11 @@ Three modes (`checks.BLENDS`): "mouth" (the default) blends in only the lower ha
 the generator was asked to redraw (its input shows it the upper half), so the eyes and nose keep
 the frame's full resolution; "face" feathers the whole box in; "hard" pastes the box as the
 references do.
+
+`color_match` shifts the generated face's colours so that, over the soft rim of its mask (where
+frame and generated face are both seen), their means equal the frame's: a generator whose
+output is a few levels off in tone then leaves no ring. Only the rim is measured, so an open
+mouth (which should be darker) does not count as a cast.
 """
 import functools
 
@@ -16,6 +21,7 @@ FEATHER = 0.15  # of the box's size: the width of the soft edge
 # The generator's input hides rows H/2..H of the face; the mouth mask rises from 0 there to 1
 # over this share of the box's height, so no row above the middle changes at all.
 MOUTH_RISE = 0.15
+RIM = (0.02, 0.98)  # mask weights between these form the rim colour matching measures
 
 
 def _smoothstep(t: np.ndarray) -> np.ndarray:
@@ -53,10 +59,23 @@ def blend_mask(blend: str, height: int, width: int) -> np.ndarray:
     return mouth_mask(height, width) if blend == "mouth" else feather_mask(height, width)
 
 
-def paste_face(frame: np.ndarray, face: np.ndarray, box: XYXYBox, blend: str = "mouth") -> None:
-    """Resize `face` (uint8 BGR) to `box` and write it into `frame` in place, as `blend` says."""
+def rim_color_shift(region: np.ndarray, face: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """The per-channel offset that gives `face` the mean colour of `region` (both float32
+    (H, W, 3)) over the rim of `weight`; zero where the mask has no rim."""
+    rim = (weight[..., 0] > RIM[0]) & (weight[..., 0] < RIM[1])
+    if not rim.any():
+        return np.zeros(3, np.float32)
+    return region[rim].mean(axis=0) - face[rim].mean(axis=0)
+
+
+def paste_face(frame: np.ndarray, face: np.ndarray, box: XYXYBox, blend: str = "mouth",
+               color_match: bool = False) -> None:
+    """Resize `face` (uint8 BGR) to `box` and write it into `frame` in place, as `blend` says,
+    with `color_match` (feathered blends only) its colours matched to the frame's at the rim."""
     if blend not in BLENDS:
         raise ValueError(f"unknown blend '{blend}' (choose from {', '.join(BLENDS)})")
+    if color_match and blend == "hard":
+        raise ValueError("color_match needs a feathered blend (mouth or face), not 'hard'")
     x1, y1, x2, y2 = box
     face = cv2.resize(face, (x2 - x1, y2 - y1))
     if blend == "hard":
@@ -64,7 +83,11 @@ def paste_face(frame: np.ndarray, face: np.ndarray, box: XYXYBox, blend: str = "
         return
     region = frame[y1:y2, x1:x2].astype(np.float32)
     weight = blend_mask(blend, y2 - y1, x2 - x1)
-    frame[y1:y2, x1:x2] = np.rint(region + weight * (face.astype(np.float32) - region)).astype(np.uint8)
+    face = face.astype(np.float32)
+    if color_match:
+        face += rim_color_shift(region, face, weight)
+    mixed = region + weight * (face - region)
+    frame[y1:y2, x1:x2] = np.rint(np.clip(mixed, 0, 255)).astype(np.uint8)
 
 
 def cross_fade(generated: np.ndarray, source: np.ndarray, source_share: float) -> np.ndarray:

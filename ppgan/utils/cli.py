@@ -1,12 +1,13 @@
 """What every command-line tool shares: one-line errors, checked numeric flags, the same
 logging, and the same endings (user errors, a full disk, Ctrl-C, SIGTERM, SIGHUP)."""
 import argparse
+import contextlib
 import errno
 import logging
 import os
 import sys
 import warnings
-from typing import Any, Callable, Mapping, NoReturn, Tuple, Type
+from typing import Any, Callable, Iterator, Mapping, NoReturn, Optional, Sequence, Tuple, Type
 
 from . import checks
 from .atomic import DISK_FULL_ERRNOS, discard_unfinished
@@ -20,11 +21,51 @@ PATH_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT, errno.ENOTD
                errno.ENAMETOOLONG, errno.ELOOP)
 
 
+# What a tool reports as the user's mistake (one line, status 2) rather than a crash.
+USER_ERRORS: Tuple[Type[BaseException], ...] = (UserError, FileNotFoundError)
+
+
+class ArgumentsError(UserError):
+    """Arguments the parser refused that came from a file (a job list's row), not the command
+    line: the tool reports them and goes on, where a bad command line ends it."""
+
+
 class OneLineParser(argparse.ArgumentParser):
-    """argparse prints the whole usage before an error; a user mistake gets a single line."""
+    """argparse prints the whole usage before an error; a user mistake gets a single line.
+
+    `cross_checks(parser, args)`: the rules over several flags or numbers argparse cannot apply
+    flag by flag (`check_flags`, `parser.error`), run after every parse.
+    """
+
+    _raising = False
+
+    def __init__(self, *args: Any,
+                 cross_checks: Optional[Callable[["OneLineParser", argparse.Namespace], None]] = None,
+                 **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.cross_checks = cross_checks
+
+    def parse_args(self, args: Optional[Sequence[str]] = None,
+                   namespace: Optional[argparse.Namespace] = None) -> argparse.Namespace:
+        parsed = super().parse_args(args, namespace)
+        if self.cross_checks is not None:
+            self.cross_checks(self, parsed)
+        return parsed
 
     def error(self, message: str) -> NoReturn:
+        if self._raising:
+            raise ArgumentsError(message)
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+    @contextlib.contextmanager
+    def errors_raised(self) -> Iterator[None]:
+        """Within the block, a refusal (argparse's or `check_flags`') raises ArgumentsError with
+        the message the command line would print, instead of exiting."""
+        self._raising = True
+        try:
+            yield
+        finally:
+            self._raising = False
 
 
 def arg_type(check: Check) -> Callable[[str], Any]:
@@ -91,24 +132,33 @@ def run_main(prog: str, body: Callable[[], int],
         sys.stderr.write(f"{prog}: {interrupted}\n")
         return interrupted_status(interrupt)
     except BaseException as err:
-        if isinstance(err, OSError) and err.errno in DISK_FULL_ERRNOS:
-            where = f": {err.filename}" if err.filename else ""
-            sys.stderr.write(f"{prog}: error: {err.strerror.lower()}{where}\n")
-            return 1
-        if os.environ.get("PPGAN_DEBUG"):
+        ending = error_ending(err, also_user_errors)
+        full_disk = isinstance(err, OSError) and err.errno in DISK_FULL_ERRNOS
+        if ending is None or (os.environ.get("PPGAN_DEBUG") and not full_disk):
             raise
-        if isinstance(err, (UserError, FileNotFoundError, *also_user_errors)):
-            sys.stderr.write(f"{prog}: error: {describe(err)}\n")
-            return 2
-        if isinstance(err, OSError) and err.errno in PATH_ERRNOS and err.filename:
-            # A folder the machine will not let us use (a read-only cache, a missing mount).
-            sys.stderr.write(f"{prog}: error: {describe(err)}\n")
-            return 1
-        raise
+        status, message = ending
+        sys.stderr.write(f"{prog}: error: {message}\n")
+        return status
     finally:
         # A stop can strike between creating a temporary (or starting ffmpeg) and guarding it.
         kill_unfinished()
         discard_unfinished()
+
+
+def error_ending(err: BaseException, also_user_errors: Tuple[Type[BaseException], ...] = ()
+                 ) -> Optional[Tuple[int, str]]:
+    """The exit status and the one-line message (after "tool: error: ") a tool ends with on
+    `err` (see `run_main`); None for an error that is no user's to fix (a bug: its traceback
+    is shown)."""
+    if isinstance(err, OSError) and err.errno in DISK_FULL_ERRNOS:
+        where = f": {err.filename}" if err.filename else ""
+        return 1, f"{err.strerror.lower()}{where}"
+    if isinstance(err, (*USER_ERRORS, *also_user_errors)):
+        return 2, describe(err)
+    if isinstance(err, OSError) and err.errno in PATH_ERRNOS and err.filename:
+        # A folder the machine will not let us use (a read-only cache, a missing mount).
+        return 1, describe(err)
+    return None
 
 
 def report(*lines: str) -> None:

@@ -1,18 +1,23 @@
-"""The steps of converting original PyTorch Wav2Lip / SyncNet / quality-disc / S3FD weights to Paddle.
+"""The steps of converting original PyTorch weights to Paddle: Wav2Lip / SyncNet / quality-disc /
+S3FD, syncnet_python's SyncNet (``syncnet_v2.model``, behind the LSE-D / LSE-C scores), and the
+face restorers GPEN (``GPEN-BFR-512.pth``), GFPGANv1 (``GFPGANv1.pth``) and GFPGANv1Clean
+(``GFPGANCleanv1-NoCE-C2.pth``, ``GFPGANv1.3.pth``, ``GFPGANv1.4.pth``).
 
-Also for ``syncnet_v2.model``, the weights of syncnet_python's SyncNet that computes the LSE-D /
-LSE-C scores (network ``syncnet_v2``; a bare state dict, like S3FD's file).
-
-Recipe (see the reference notes, section 4): take ``ckpt["state_dict"]`` when present (S3FD's file
-is a bare state dict), strip the ``module.`` prefix DataParallel added, drop BatchNorm's
-``num_batches_tracked``, rename ``running_mean``/``running_var`` to Paddle's ``_mean``/``_variance``
-and store float32 numpy arrays. Conv2d / Conv3d / ConvTranspose2d weights share Paddle's layout;
-only Linear weights, stored (out, in) by PyTorch and (in, out) by Paddle, are transposed, and of
-these networks only ``syncnet_v2`` has Linear layers.
+Recipe (see the reference notes, section 4): take the network's state dict from the checkpoint
+(Wav2Lip's ``state_dict``; GFPGAN's averaged ``params_ema`` before ``params``; a GPEN training
+checkpoint's ``g_ema``; S3FD's, GPEN's and SyncNet's files are bare state dicts), strip the
+``module.`` prefix DataParallel added, drop BatchNorm's ``num_batches_tracked``, rename
+``running_mean``/``running_var`` to Paddle's ``_mean``/``_variance`` and store float32 numpy
+arrays. Conv weights (2-D, 3-D, transposed, and StyleGAN2's modulated [1, out, in, k, k]) share
+Paddle's layout; only Linear weights, stored (out, in) by PyTorch and (in, out) by Paddle, are
+transposed: syncnet_v2's, and the face restorers' mapping networks, style modulations and final
+linears.
 
 No network is built here (utils imports nothing above it): ``ppgan/convert_weights.py`` checks
-the result against the Paddle network and writes the file.
+the result against the Paddle network, reconciles the buffers the two sides keep differently and
+writes the file.
 """
+import re
 from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
 
 import numpy as np
@@ -22,6 +27,7 @@ from .errors import UserError
 __all__ = [
     "NETWORKS",
     "NETWORK_CLASSES",
+    "ZERO_FILLED_BUFFERS",
     "ConversionError",
     "detect_network",
     "extract_state_dict",
@@ -31,14 +37,28 @@ __all__ = [
 
 # Our names for the networks (the CLI's --net choices) -> their Paddle class names.
 NETWORK_CLASSES = {"wav2lip": "Wav2Lip", "syncnet": "SyncNetColor", "disc": "Wav2LipDiscQual",
-                   "s3fd": "S3FD", "syncnet_v2": "SyncNetV2"}
+                   "s3fd": "S3FD", "syncnet_v2": "SyncNetV2", "gpen": "GPEN",
+                   "gfpgan": "GFPGANv1", "gfpgan_clean": "GFPGANv1Clean"}
 NETWORKS = tuple(NETWORK_CLASSES)
 
+# The entries holding the network in a checkpoint, in order of preference (GFPGAN's and GPEN's
+# averaged generator before the trained one).
+_STATE_DICT_ENTRIES = ("state_dict", "params_ema", "g_ema", "params")
+
 # The Linear weights of each network (PyTorch (out, in) -> Paddle (in, out)).
+_GFPGAN_LINEARS = re.compile(r"(stylegan_decoder\.style_mlp\.\d+|final_linear|.+\.modulation)"
+                             r"\.weight")
 _LINEAR_WEIGHTS = {
-    "syncnet_v2": ("netfcaud.0.weight", "netfcaud.3.weight",
-                   "netfclip.0.weight", "netfclip.3.weight"),
+    "syncnet_v2": re.compile(r"netfc(aud|lip)\.[03]\.weight"),
+    "gpen": re.compile(r"(generator\.style\.\d+|final_linear\.0|.+\.modulation)\.weight"),
+    "gfpgan": _GFPGAN_LINEARS,
+    "gfpgan_clean": _GFPGAN_LINEARS,
 }
+
+# PaddleGAN's GPEN keeps StyleGAN2's fixed noise maps (generator.noises.noise_i), which GPEN never
+# uses (its encoder's features take their place) and GPEN's own files lack: they are written as
+# zeros.
+ZERO_FILLED_BUFFERS = {"gpen": re.compile(r"generator\.noises\.noise_\d+")}
 
 
 class ConversionError(UserError, ValueError):
@@ -46,14 +66,18 @@ class ConversionError(UserError, ValueError):
 
 
 def extract_state_dict(checkpoint: Any, source: str = "checkpoint") -> Mapping[str, Any]:
-    """The flat ``name -> array`` mapping of a Wav2Lip training checkpoint or a bare state dict."""
-    if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get("state_dict"), Mapping):
-        return checkpoint["state_dict"]
+    """The flat ``name -> array`` mapping of a training checkpoint (the first of
+    _STATE_DICT_ENTRIES it has) or a bare state dict."""
+    if isinstance(checkpoint, Mapping):
+        for entry in _STATE_DICT_ENTRIES:
+            if isinstance(checkpoint.get(entry), Mapping):
+                return checkpoint[entry]
     if isinstance(checkpoint, Mapping) and checkpoint and all(
             isinstance(k, str) and isinstance(v, np.ndarray) for k, v in checkpoint.items()):
         return checkpoint
     raise ConversionError(
-        f"{source}: holds neither a 'state_dict' entry nor a plain dict of tensors")
+        f"{source}: holds no {'/'.join(repr(e) for e in _STATE_DICT_ENTRIES)} entry and is no "
+        "plain dict of tensors")
 
 
 def _paddle_name(name: str) -> str:
@@ -88,8 +112,12 @@ def to_paddle_state_dict(state: Mapping[str, Any], source: str = "checkpoint"
 def transpose_linear_weights(params: Mapping[str, np.ndarray], network: str
                              ) -> Dict[str, np.ndarray]:
     """``params`` with the Linear weights of ``network`` transposed to Paddle's (in, out)."""
-    linear = _LINEAR_WEIGHTS.get(network, ())
-    return {name: np.ascontiguousarray(value.T) if name in linear and value.ndim == 2 else value
+    linear = _LINEAR_WEIGHTS.get(network)
+
+    def is_linear(name: str, value: np.ndarray) -> bool:
+        return linear is not None and value.ndim == 2 and linear.fullmatch(name) is not None
+
+    return {name: np.ascontiguousarray(value.T) if is_linear(name, value) else value
             for name, value in params.items()}
 
 

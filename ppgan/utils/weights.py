@@ -49,6 +49,8 @@ def identify_network(state_dict: Mapping[str, Any]) -> Optional[str]:
         return "BlazeFace"
     if "generator.input.input" in keys and has_prefix("ecd0."):
         return "GPEN"
+    if has_prefix("stylegan_decoder.") and "conv_body_first.weight" in keys:  # a plain conv
+        return "GFPGANv1Clean"
     if has_prefix("stylegan_decoder.") and has_prefix("conv_body_first."):
         return "GFPGANv1"
     return None
@@ -119,6 +121,14 @@ def _fitted(value: Any, like: paddle.Tensor) -> Any:
     return paddle.to_tensor(array).astype(like.dtype)
 
 
+def check_network(state_dict: Mapping[str, Any], networks: Sequence[str], source: str) -> None:
+    """Raises OtherNetworkError when `state_dict`'s keys are recognisably another network's than
+    `networks` (class names, the first the one named in the message)."""
+    found = identify_network(state_dict)
+    if found is not None and found not in networks:
+        raise OtherNetworkError(f"{source} holds {found} weights, not {networks[0]} weights", found)
+
+
 def load_state_dict(net: paddle.nn.Layer, state_dict: Mapping[str, Any], source: str) -> None:
     """Loads the flat `state_dict` into `net` only if it fits exactly, else raises WeightsError.
 
@@ -127,9 +137,7 @@ def load_state_dict(net: paddle.nn.Layer, state_dict: Mapping[str, Any], source:
     run silently with random layers.
     """
     network = type(net).__name__
-    found = identify_network(state_dict)
-    if found is not None and found not in {cls.__name__ for cls in type(net).__mro__}:
-        raise OtherNetworkError(f"{source} holds {found} weights, not {network} weights", found)
+    check_network(state_dict, [cls.__name__ for cls in type(net).__mro__], source)
     expected = net.state_dict()
     problems = describe_mismatches(state_dict, {key: value.shape for key, value in expected.items()})
     if problems:

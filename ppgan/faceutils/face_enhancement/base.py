@@ -1,5 +1,5 @@
-"""What PaddleGAN's two face enhancers (GPEN and GFPGAN) share: the weights, the network run
-on batches (dygraph, or Paddle Inference), and PaddleGAN's pre- and post-processing.
+"""What the face enhancers (GPEN, GFPGANv1 and GFPGANv1Clean) share: the weights, the network
+run on batches (dygraph, or Paddle Inference), and PaddleGAN's pre- and post-processing.
 
 PaddleGAN's processing, kept exactly so that the same input and weights give its result:
 - `resize_and_crop`: the shorter side resized to the network's size (cv2 INTER_AREA), the
@@ -10,9 +10,11 @@ PaddleGAN's processing, kept exactly so that the same input and weights give its
 - the restored face is blended into the resized input with a rectangle inset 26 px and blurred
   twice (101 px Gaussian, sigma 11); the result is float32, as PaddleGAN returns it.
 
-Both networks were trained on RGB faces (PaddleGAN's GPEN dataset and predictor flip cv2's BGR
-to RGB; GFPGAN's training reads RGB), so callers holding BGR frames convert first; the
-Wav2Lip pipeline does (`ppgan.apps.face_enhancer`).
+The networks were trained on RGB faces in [-1, 1]: PaddleGAN's GPEN dataset and predictor,
+GPEN's own `FaceGAN.img2tensor` (GPEN-BFR-512) and GFPGAN's `GFPGANer` all flip cv2's BGR to RGB
+and map x to (x / 255 - 0.5) / 0.5, so callers holding BGR frames convert first; the Wav2Lip
+pipeline does (`ppgan.apps.face_enhancer`). (GFPGANer rounds the output to uint8 where PaddleGAN
+truncates: one level at most.)
 """
 import functools
 import logging
@@ -24,10 +26,11 @@ import paddle
 import paddle.nn as nn
 from paddle.static import InputSpec
 
+from ...models.generators import GENERATORS
 from ...utils.device import place_network, place_of, resolve_device
 from ...utils.download import resolve_weights
 from ...utils.static_graph import StaticModel, cached_export, export_layer
-from ...utils.weights import load_state_dict, read_state_dict
+from ...utils.weights import WeightsError, load_state_dict, read_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +63,14 @@ def blend_mask(size: int) -> np.ndarray:
     return mask[..., None]
 
 
-def network_size(state_dict: dict, default: int) -> int:
-    """The face size a GPEN or GFPGAN state dict was made for: its largest noise map's side."""
-    sides = [np.shape(value)[-1] for key, value in state_dict.items() if ".noises." in key]
-    return max(sides) if sides else default
+def weights_shape(state_dict: dict, network: str) -> dict:
+    """The constructor arguments that shape `network` (a GENERATORS name) as the weights
+    `state_dict` are (face size, widths, style size, ...); {} when they lack a key that tells,
+    for the loader to name what is missing."""
+    try:
+        return GENERATORS.get(network).config_from_weights(state_dict)
+    except KeyError:
+        return {}
 
 
 class _ImageOnly(nn.Layer):
@@ -80,8 +87,10 @@ class _ImageOnly(nn.Layer):
 class Enhancer:
     """A face restoration network at `size` px with PaddleGAN's face-enhancement interface.
 
-    Subclasses name the network (`NETWORK`), its default weights (`URL`) and how to build it
-    (`build`). `path_to_enhance`: a local weights file or URL (None: download the default);
+    Subclasses name the network (`NETWORK`), its default weights (`URL`, "" for none), its
+    constructor's name for the face size (`SIZE_ARG`) and how to build it (`build`, whose shape
+    arguments are taken from the weights; the defaults are the released weights').
+    `path_to_enhance`: a local weights file or URL (None: download the default);
     `size`: the face size of the network (None: the size the weights were made for);
     `batch_size`: faces per network call. Keyword-only: `engine` ("eager": dygraph, as PaddleGAN;
     "static": Paddle Inference, exported once per weights file), `device`, `cpu_threads`.
@@ -89,24 +98,30 @@ class Enhancer:
 
     NETWORK = ""
     URL = ""
+    SIZE_ARG = "size"
 
     def __init__(self, path_to_enhance: Optional[str] = None, size: Optional[int] = 512,
                  batch_size: int = 1, *, engine: str = "eager", device: str = "cpu",
                  cpu_threads: int = 0):
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, got '{engine}'")
+        if path_to_enhance is None and not self.URL:
+            raise WeightsError(f"{self.NETWORK} has no default weights to download: give a "
+                               "weights file (a PyTorch one converted by tools/convert_weights.py)")
         path = resolve_weights(path_to_enhance, self.URL)
         state = read_state_dict(path, self.NETWORK)
-        self.size = size or network_size(state, PADDLEGAN_SIZE)
+        shape = weights_shape(state, self.NETWORK)
+        self.size = size or shape.pop(self.SIZE_ARG, PADDLEGAN_SIZE)
+        shape.pop(self.SIZE_ARG, None)  # `size` given: the loader then checks that it fits
         self.batch_size = max(1, batch_size)
         self.mask = blend_mask(self.size)
-        net = self.build(self.size)
+        net = self.build(self.size, **shape)
         load_state_dict(net, state, path)
         net.eval()
         self._forward = self._runner(net, path, engine, resolve_device(device), cpu_threads)
 
     @staticmethod
-    def build(size: int) -> nn.Layer:
+    def build(size: int, **shape) -> nn.Layer:
         raise NotImplementedError
 
     def _runner(self, net: nn.Layer, path: str, engine: str, device: str,

@@ -8,11 +8,14 @@ GPEN_URL = "https://paddlegan.bj.bcebos.com/models/GPEN-512.pdparams"
 
 
 class FaceEnhancement(Enhancer):
-    """GPEN (style_dim 512, 8 mapping layers, PaddleGAN's wav2lip enhancer); see `Enhancer`."""
+    """GPEN (PaddleGAN's wav2lip enhancer, style_dim 512, 8 mapping layers; GPEN's own
+    GPEN-BFR-512 is the same network, GPEN-BFR-256 a narrower one); see `Enhancer`."""
 
     NETWORK = "GPEN"
     URL = GPEN_URL
 
     @staticmethod
-    def build(size: int) -> nn.Layer:
-        return GPEN(size=size, style_dim=512, n_mlp=8)
+    def build(size: int, style_dim: int = 512, n_mlp: int = 8, channel_multiplier: int = 2,
+              narrow: float = 1.0) -> nn.Layer:
+        return GPEN(size=size, style_dim=style_dim, n_mlp=n_mlp,
+                    channel_multiplier=channel_multiplier, narrow=narrow)

@@ -25,6 +25,14 @@ def stylegan2_channels(channel_multiplier: int, narrow: float = 1.0) -> dict:
     return {res: int(c * narrow) for res, c in wide.items()}
 
 
+def channel_multiplier_of(size: int, channels: int, narrow: float, default: int) -> int:
+    """The channel_multiplier that gives `channels` at resolution `size`; below 64x64, where it
+    changes no layer, `default`."""
+    if size < 64:
+        return default
+    return round(channels / (stylegan2_channels(1)[size] * narrow))
+
+
 class StyledConv(nn.Layer):
     """Modulated conv -> noise (or GPEN's concatenated features) -> biased leaky ReLU."""
 
@@ -68,7 +76,7 @@ class StyleGANv2Generator(nn.Layer):
 
     def __init__(self, size: int, style_dim: int, n_mlp: int, channel_multiplier: int = 2,
                  blur_kernel: Sequence[float] = (1, 3, 3, 1), lr_mlp: float = 0.01,
-                 is_concat: bool = False):
+                 is_concat: bool = False, narrow: float = 1.0):
         super().__init__()
         self.size = size
         self.style_dim = style_dim
@@ -76,7 +84,7 @@ class StyleGANv2Generator(nn.Layer):
         self.num_layers = (self.log_size - 2) * 2 + 1
         self.n_latent = self.log_size * 2 - 2
         self.is_concat = is_concat
-        self.channels = stylegan2_channels(channel_multiplier)
+        self.channels = stylegan2_channels(channel_multiplier, narrow)
         widen = 2 if is_concat else 1  # a concatenated feature map doubles every layer's input
 
         self.style = mapping_network(style_dim, n_mlp, lr_mlp)

@@ -13,8 +13,10 @@ names differ from PaddleGAN's StyleGANv2Generator: `style_mlp`, `constant_input`
 `modulated_conv`, noise strength `weight`).
 """
 import math
-from typing import List, Optional, Sequence, Tuple
+import re
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
+import numpy as np
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
@@ -27,7 +29,7 @@ from ...modules.stylegan2 import (ConstantInput, ConvLayer, ModulatedConv2D, Res
 from ...modules.upfirdn2d import Upsample
 from ...utils.download import resolve_weights
 from .builder import GENERATORS
-from .generator_styleganv2 import stylegan2_channels
+from .generator_styleganv2 import channel_multiplier_of, stylegan2_channels
 
 
 class StyleConv(nn.Layer):
@@ -70,9 +72,46 @@ class ToRGB(nn.Layer):
         return out
 
 
-class StyleGAN2GeneratorSFT(nn.Layer):
-    """The StyleGAN2 decoder of GFPGAN, whose features are modulated by the U-Net's SFT
-    conditions after the upsampling conv of each resolution."""
+class SFTDecoder(nn.Layer):
+    """The synthesis loop of GFPGAN's StyleGAN2 decoders, whose features are modulated by the
+    U-Net's SFT conditions after the upsampling conv of each resolution. Subclasses build the
+    layers it runs: `style_mlp`, `constant_input`, `style_conv1`, `to_rgb1`, `style_convs`,
+    `to_rgbs` and the fixed `noises` (noise0 ...), and set `num_layers`, `num_latent`,
+    `log_size` and `sft_half`."""
+
+    def forward(self, styles: List[paddle.Tensor], conditions: List[paddle.Tensor],
+                input_is_latent: bool = False, noise: Optional[List[paddle.Tensor]] = None,
+                randomize_noise: bool = True, truncation: float = 1.0,
+                truncation_latent: Optional[paddle.Tensor] = None,
+                inject_index: Optional[int] = None,
+                return_latents: bool = False) -> Tuple[paddle.Tensor, Optional[paddle.Tensor]]:
+        """`conditions` = [scale, shift] per resolution from 8x8 up (as many as given)."""
+        if not input_is_latent:
+            styles = [self.style_mlp(s) for s in styles]
+        if noise is None:
+            noise = ([None] * self.num_layers if randomize_noise else
+                     [getattr(self.noises, f"noise{i}") for i in range(self.num_layers)])
+        latent = latents_per_layer(truncate(styles, truncation, truncation_latent),
+                                   self.num_latent, inject_index)
+
+        out = self.style_conv1(self.constant_input(latent.shape[0]), latent[:, 0], noise[0])
+        skip = self.to_rgb1(out, latent[:, 1])
+        for k in range(1, self.log_size - 1):
+            out = self.style_convs[2 * k - 2](out, latent[:, 2 * k - 1], noise[2 * k - 1])
+            if 2 * k - 1 < len(conditions):
+                scale, shift = conditions[2 * k - 2], conditions[2 * k - 1]
+                if self.sft_half:  # the second half of the channels is transformed
+                    same, sft = paddle.split(out, 2, axis=1)
+                    out = paddle.concat([same, sft * scale + shift], axis=1)
+                else:
+                    out = out * scale + shift
+            out = self.style_convs[2 * k - 1](out, latent[:, 2 * k], noise[2 * k])
+            skip = self.to_rgbs[k - 1](out, latent[:, 2 * k + 1], skip)
+        return skip, (latent if return_latents else None)
+
+
+class StyleGAN2GeneratorSFT(SFTDecoder):
+    """The StyleGAN2 decoder of GFPGANv1 (BasicSR's StyleGAN2Generator), SFT-modulated."""
 
     def __init__(self, out_size: int, num_style_feat: int = 512, num_mlp: int = 8,
                  channel_multiplier: int = 2, resample_kernel: Sequence[float] = (1, 3, 3, 1),
@@ -107,36 +146,6 @@ class StyleGAN2GeneratorSFT(nn.Layer):
         self.noises = nn.Layer()
         for i, res in enumerate(noise_resolutions(self.log_size)):
             self.noises.register_buffer(f"noise{i}", paddle.ones([1, 1, res, res]))
-
-    def forward(self, styles: List[paddle.Tensor], conditions: List[paddle.Tensor],
-                input_is_latent: bool = False, noise: Optional[List[paddle.Tensor]] = None,
-                randomize_noise: bool = True, truncation: float = 1.0,
-                truncation_latent: Optional[paddle.Tensor] = None,
-                inject_index: Optional[int] = None,
-                return_latents: bool = False) -> Tuple[paddle.Tensor, Optional[paddle.Tensor]]:
-        """`conditions` = [scale, shift] per resolution from 8x8 up (as many as given)."""
-        if not input_is_latent:
-            styles = [self.style_mlp(s) for s in styles]
-        if noise is None:
-            noise = ([None] * self.num_layers if randomize_noise else
-                     [getattr(self.noises, f"noise{i}") for i in range(self.num_layers)])
-        latent = latents_per_layer(truncate(styles, truncation, truncation_latent),
-                                   self.num_latent, inject_index)
-
-        out = self.style_conv1(self.constant_input(latent.shape[0]), latent[:, 0], noise[0])
-        skip = self.to_rgb1(out, latent[:, 1])
-        for k in range(1, self.log_size - 1):
-            out = self.style_convs[2 * k - 2](out, latent[:, 2 * k - 1], noise[2 * k - 1])
-            if 2 * k - 1 < len(conditions):
-                scale, shift = conditions[2 * k - 2], conditions[2 * k - 1]
-                if self.sft_half:  # the second half of the channels is transformed
-                    same, sft = paddle.split(out, 2, axis=1)
-                    out = paddle.concat([same, sft * scale + shift], axis=1)
-                else:
-                    out = out * scale + shift
-            out = self.style_convs[2 * k - 1](out, latent[:, 2 * k], noise[2 * k])
-            skip = self.to_rgbs[k - 1](out, latent[:, 2 * k + 1], skip)
-        return skip, (latent if return_latents else None)
 
 
 class ConvUpLayer(EqualConv2D):
@@ -178,8 +187,66 @@ def _sft_branch(channels: int, out_channels: int, last_bias: float) -> nn.Sequen
         EqualConv2D(channels, out_channels, 3, padding=1, bias_init=last_bias))
 
 
+class SFTRestorer(nn.Layer):
+    """GFPGAN's forward: the U-Net encodes the face to the decoder's codes and decodes it to the
+    SFT conditions, the decoder restores the face from both. Subclasses build `conv_body_first`,
+    `conv_body_down`, `final_conv`, `final_linear`, `conv_body_up`, `condition_scale`,
+    `condition_shift`, `toRGB` and `stylegan_decoder`, and set `different_w`,
+    `num_style_feat` and `input_is_latent`."""
+
+    @staticmethod
+    def config_from_weights(state: Mapping[str, Any]) -> dict:
+        """The constructor's arguments that shape a GFPGAN with the state dict `state` (keys as
+        here, linear weights [in, out]); raises KeyError without one of GFPGAN's keys."""
+        d = "stylegan_decoder"
+        log_size = len({key.split(".")[1] for key in state
+                        if key.startswith("conv_body_down.")}) + 2
+        narrow = np.shape(state[f"{d}.constant_input.weight"])[1] / 512
+        style_dim = np.shape(state[f"{d}.to_rgb1.modulated_conv.modulation.weight"])[0]
+        full_width = np.shape(state[f"{d}.to_rgbs.{log_size - 3}.modulated_conv.weight"])[2]
+        sft_in, sft_out = np.shape(state["condition_scale.0.2.weight"])[1::-1]
+        num_mlp = sum(re.fullmatch(rf"{d}\.style_mlp\.\d+\.weight", key) is not None
+                      for key in state)
+        return dict(out_size=2 ** log_size, num_style_feat=style_dim, num_mlp=num_mlp,
+                    narrow=narrow, sft_half=sft_out == sft_in,
+                    different_w=np.shape(state["final_linear.weight"])[1] != style_dim,
+                    channel_multiplier=channel_multiplier_of(2 ** log_size, full_width, narrow, 1))
+
+    def first_features(self, x: paddle.Tensor) -> paddle.Tensor:
+        return self.conv_body_first(x)
+
+    def deepest_features(self, feat: paddle.Tensor) -> paddle.Tensor:
+        return self.final_conv(feat)
+
+    def forward(self, x: paddle.Tensor, return_latents: bool = False, return_rgb: bool = True,
+                randomize_noise: bool = False) -> Tuple[paddle.Tensor, List[paddle.Tensor]]:
+        """`randomize_noise=False` (the default) uses the decoder's stored noise maps, so a
+        restoration is deterministic."""
+        feat = self.first_features(x)
+        unet_skips = []
+        for block in self.conv_body_down:
+            feat = block(feat)
+            unet_skips.insert(0, feat)  # 4x4 first
+        feat = self.deepest_features(feat)
+        style_code = self.final_linear(feat.flatten(1))
+        if self.different_w:
+            style_code = style_code.reshape([0, -1, self.num_style_feat])  # [B, layers, D]
+
+        conditions, out_rgbs = [], []
+        for i, block in enumerate(self.conv_body_up):
+            feat = block(feat + unet_skips[i])
+            conditions.append(self.condition_scale[i](feat))
+            conditions.append(self.condition_shift[i](feat))
+            if return_rgb:
+                out_rgbs.append(self.toRGB[i](feat))
+        image, _ = self.stylegan_decoder([style_code], conditions, return_latents=return_latents,
+                                         input_is_latent=self.input_is_latent,
+                                         randomize_noise=randomize_noise)
+        return image, out_rgbs
+
+
 @GENERATORS.register()
-class GFPGANv1(nn.Layer):
+class GFPGANv1(SFTRestorer):
     """Restores a face (B, 3, out_size, out_size) in [-1, 1], RGB; returns (image, the
     intermediate RGB images from 8x8 up if `return_rgb`)."""
 
@@ -236,29 +303,3 @@ class GFPGANv1(nn.Layer):
             sft_ch = ch if sft_half else ch * 2
             self.condition_scale.append(_sft_branch(ch, sft_ch, last_bias=1.0))
             self.condition_shift.append(_sft_branch(ch, sft_ch, last_bias=0.0))
-
-    def forward(self, x: paddle.Tensor, return_latents: bool = False, return_rgb: bool = True,
-                randomize_noise: bool = False) -> Tuple[paddle.Tensor, List[paddle.Tensor]]:
-        """`randomize_noise=False` (the default) uses the decoder's stored noise maps, so a
-        restoration is deterministic."""
-        feat = self.conv_body_first(x)
-        unet_skips = []
-        for block in self.conv_body_down:
-            feat = block(feat)
-            unet_skips.insert(0, feat)  # 4x4 first
-        feat = self.final_conv(feat)
-        style_code = self.final_linear(feat.flatten(1))
-        if self.different_w:
-            style_code = style_code.reshape([0, -1, self.num_style_feat])  # [B, layers, D]
-
-        conditions, out_rgbs = [], []
-        for i, block in enumerate(self.conv_body_up):
-            feat = block(feat + unet_skips[i])
-            conditions.append(self.condition_scale[i](feat))
-            conditions.append(self.condition_shift[i](feat))
-            if return_rgb:
-                out_rgbs.append(self.toRGB[i](feat))
-        image, _ = self.stylegan_decoder([style_code], conditions, return_latents=return_latents,
-                                         input_is_latent=self.input_is_latent,
-                                         randomize_noise=randomize_noise)
-        return image, out_rgbs
