@@ -14,8 +14,28 @@ import cv2
 import numpy as np
 
 from ppgan.data_preparation.samples import (  # noqa: F401 (for the tests)
-    SAMPLE_RATE as SR, face_box_in_frame, face_frame, save_random_generator, speech_like)
+    ASTRONAUT_FACE, BACKGROUND, SAMPLE_RATE as SR, astronaut_bgr, face_box_in_frame, face_frame,
+    save_random_generator, speech_like)
 from ppgan.utils.ffmpeg_tools import ffmpeg_exe
+
+
+def faces_frame(width, height, placements):
+    """A gray BGR frame with an astronaut photo per placement (size, x, y, mirrored), pasted
+    in order (a later one covers an earlier one): several people, told apart by size and side."""
+    frame = np.full((height, width, 3), BACKGROUND, np.uint8)
+    for size, x, y, mirrored in placements:
+        photo = astronaut_bgr(size)
+        frame[y:y + size, x:x + size] = photo[:, ::-1] if mirrored else photo
+    return frame
+
+
+def placed_face_box(size, x, y, mirrored=False):
+    """Where the face of a `faces_frame` placement lands: x1, y1, x2, y2."""
+    x1, y1, x2, y2 = ASTRONAUT_FACE
+    if mirrored:
+        x1, x2 = 512 - x2, 512 - x1
+    s = size / 512
+    return int(x + x1 * s), int(y + y1 * s), int(x + x2 * s), int(y + y2 * s)
 
 
 def to_pcm16(samples) -> np.ndarray:

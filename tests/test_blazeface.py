@@ -300,6 +300,15 @@ def test_reference_mode_is_paddlegans_crop_and_face_order(weights_file, monkeypa
     monkeypatch.setattr(aligner.face_detector, "raw_outputs", lambda images: raw)
     (box,) = aligner.get_detections_for_batch(np.zeros((1, 128, 128, 3), np.uint8))
     assert box == tuple(int(v * 128) for v in paddlegan_weighted_nms(candidates)[0, :4])
+    # Every face, in the detector's order: PaddleGAN's first face first, or by mean score.
+    for reference, first in ((True, a), (False, b)):
+        aligner = FaceAlignment(face_detector="blazeface", path_to_detector=weights_file,
+                                reference=reference)
+        monkeypatch.setattr(aligner.face_detector, "raw_outputs", lambda images: raw)
+        (faces,) = aligner.get_all_detections_for_batch(np.zeros((1, 128, 128, 3), np.uint8))
+        assert len(faces) == 2 and all(isinstance(v, int) for face in faces for v in face)
+        np.testing.assert_allclose(np.array(faces[0]) / 128, first, atol=0.011)
+        np.testing.assert_allclose(np.array(faces[1]) / 128, b if first is a else a, atol=0.011)
 
 
 @pytest.mark.parametrize("height, width", [(720, 1280), (1280, 720), (300, 301)])

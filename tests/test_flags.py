@@ -77,6 +77,18 @@ BAD_FLAGS = [
     ("wav2lip", ["--box", "-1", "50", "0", "80"], "--box", "-1 -1 -1 -1 (off)"),
     ("wav2lip", ["--box", "0", "50", "-5", "80"], "--box", "(got 0 50 -5 80)"),
     ("wav2lip", ["--pads", "0", "x", "0", "0"], "--pads", "invalid int value"),
+    ("wav2lip", ["--face_select", "biggest"], "--face_select",
+     "must be largest, a face's index from the left (an integer >= 0), or a point X,Y on it "
+     "(pixels >= 0) (got biggest)"),
+    ("wav2lip", ["--face_select", "-1"], "--face_select", "(got -1)"),
+    ("wav2lip", ["--face_select", "1.5"], "--face_select", "(got 1.5)"),
+    ("wav2lip", ["--face_select", "120,"], "--face_select", "(got 120,)"),
+    ("wav2lip", ["--face_select", "120,-4"], "--face_select", "(got 120,-4)"),
+    ("wav2lip", ["--face_select", "1,2,3"], "--face_select", "(got 1,2,3)"),
+    ("wav2lip", ["--face_select", "1", "--reference_detection"], "--face_select",
+     "contradicts --reference_detection"),
+    ("wav2lip", ["--face_select", "largest", "--box", "0", "10", "0", "10"], "--face_select",
+     "contradicts --box"),
     # tools/main.py
     ("main", ["--seed", "-1"], "--seed", "must be an integer from 0 to 2**64 - 1 (got -1)"),
     ("main", ["--seed", str(2 ** 64)], "--seed", "2**64 - 1"),
@@ -143,6 +155,9 @@ def test_bad_flag_is_one_line_naming_it_exit_2(tool, flags, flag, message, capsy
                  "5", "300", "--pads", "-5", "20", "-3", "0", "--fps", "29.97",
                  "--det_every", "1"]),
     ("wav2lip", ["--box", "0", "10", "0", "10", "--det_max_size", "64", "--resize_factor", "3"]),
+    ("wav2lip", ["--face_select", "0"]),
+    ("wav2lip", ["--face_select", "12.5, 40"]),
+    ("wav2lip", ["--face_select", "largest", "--det_every", "1"]),
     ("preprocess_lrs2", ["--val_fraction", "0", "--test_fraction", "0.99", "--rank", "0",
                          "--world_size", "2", "--det_max_size", "360"]),
     ("make_synthetic_data", ["--fps", "25", "29.97", "--seconds", "0.2", "--val_fraction", "0.5"]),
@@ -158,7 +173,7 @@ def test_defaults_are_unchanged():
     assert (args.fps, list(args.pads), args.face_det_batch_size) == (25.0, [0, 10, 0, 0], 16)
     assert (args.wav2lip_batch_size, args.resize_factor) == (128, 1)
     assert (list(args.crop), list(args.box)) == ([0, -1, 0, -1], [-1, -1, -1, -1])
-    assert (args.det_max_size, args.det_every) == (360, 5)
+    assert (args.det_max_size, args.det_every, args.face_select) == (360, 5, None)
     args = _tool("preprocess_lrs2").parse_args(REQUIRED["preprocess_lrs2"])
     assert (args.batch_size, args.det_max_size, args.rank, args.world_size) == (32, 0, None, None)
     assert (args.val_fraction, args.test_fraction, args.split_seed) == (0.05, 0.05, 0)
@@ -182,6 +197,12 @@ def test_defaults_are_unchanged():
     ({"box": (-1, 5, 0, 5)}, "box: must be -1 -1 -1 -1 (off)"),
     ({"pads": (0, 10, 0)}, "pads: must be four integers"),
     ({"face_detector": "s3fd"}, "face_detector: must be one of sfd, blazeface, mtcnn (got s3fd)"),
+    ({"face_select": "left"}, "face_select: must be largest, a face's index from the left"),
+    ({"face_select": (1, 2, 3)}, "face_select: must be largest"),
+    ({"face_select": -2}, "face_select: must be largest"),
+    ({"face_select": 1, "reference_detection": True},
+     "face_select 1 contradicts reference_detection"),
+    ({"face_select": "largest", "box": (0, 10, 0, 10)}, "face_select largest contradicts box"),
     ({"color_match": True, "blend": "hard"}, "color_match needs a feathered blend"),
 ])
 def test_predictor_arguments_are_checked_on_construction(kwargs, message):

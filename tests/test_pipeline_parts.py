@@ -151,18 +151,25 @@ def test_silent_spans_need_the_minimum_length_and_fade_at_their_edges():
     np.testing.assert_allclose(shares[26:31], [1, 0.75, 0.5, 0.25, 0])
 
 
+def as_faces(entry):
+    """A fake detector's answer for one frame: None (no face), a box, or a list of boxes."""
+    if entry is None:
+        return []
+    return [tuple(box) for box in entry] if isinstance(entry, list) else [tuple(entry)]
+
+
 class FakeAligner:
-    """Stands in for FaceAlignment: each frame carries its index in pixel (0, 0); the box of
-    frame i is `track[i]`. Records which frames it was asked about."""
+    """Stands in for FaceAlignment: each frame carries its index in pixel (0, 0); the faces of
+    frame i are `track[i]` (see `as_faces`). Records which frames it was asked about."""
 
     def __init__(self, track):
         self.track = track
         self.seen = []
 
-    def get_detections_for_batch(self, images):
+    def get_all_detections_for_batch(self, images):
         indices = [int(image[0, 0, 0]) for image in images]
         self.seen.extend(indices)
-        return [self.track[i] for i in indices]
+        return [as_faces(self.track[i]) for i in indices]
 
 
 def frames_for(count):
@@ -220,9 +227,9 @@ class SmallFacesMissed:
         self.min_width = min_width
         self.widths = []
 
-    def get_detections_for_batch(self, images):
+    def get_all_detections_for_batch(self, images):
         self.widths.extend(image.shape[1] for image in images)
-        return [(w / 4, h / 4, 3 * w / 4, 3 * h / 4) if w >= self.min_width else None
+        return [[(w / 4, h / 4, 3 * w / 4, 3 * h / 4)] if w >= self.min_width else []
                 for h, w in (image.shape[:2] for image in images)]
 
 

@@ -32,6 +32,10 @@ def cross_checks(parser: OneLineParser, args: argparse.Namespace) -> None:
         parser.error(f"argument --hard_paste: is --blend hard; it contradicts --blend {args.blend}")
     if args.color_match and (args.hard_paste or args.blend == "hard"):
         parser.error("argument --color_match: needs a feathered blend (--blend mouth or face)")
+    if args.face_select is not None and (args.reference_detection or args.box[0] != -1):
+        other = ("--reference_detection (each frame's top-ranked face, as the original)"
+                 if args.reference_detection else "--box (one fixed box, no detection)")
+        parser.error(f"argument --face_select: contradicts {other}; give one of them")
 
 
 def build_parser() -> OneLineParser:
@@ -125,9 +129,17 @@ def build_parser() -> OneLineParser:
     parser.add_argument("--no_det_cache", action="store_true",
                         help="do not reuse (or store) the face boxes of earlier runs on the "
                              "same video with the same settings")
+    parser.add_argument("--face_select", type=_checked("face_select"), default=None,
+                        help="the person to lip-sync when several faces show: largest (the "
+                             "default: the largest face where one first appears), N (the N-th "
+                             "face from the left, 0 first, on the first frame showing that many), "
+                             "or X,Y (the face at that point: pixels of the input video as a "
+                             "player shows it, before --resize_factor, --rotate and --crop); "
+                             "that person is followed from frame to frame and chosen again by "
+                             "the same rule after a cut or a long absence")
     parser.add_argument("--reference_detection", action="store_true",
                         help="detect exactly as the original: every frame, full resolution, "
-                             "no cache (slow)")
+                             "no cache, each frame's top-ranked face (slow)")
     parser.add_argument("--detector_path", type=str, default=None,
                         help="local face detector weights (default: download)")
     parser.add_argument("--engine", choices=["static", "eager"], default="static",
@@ -169,7 +181,8 @@ def predictor_options(args: argparse.Namespace) -> dict:
         detector_path=args.detector_path, fp16=args.fp16, enhancer=args.enhancer,
         enhancer_path=args.enhancer_path, enhance_at=args.enhance_at,
         silence_passthrough=args.silence_passthrough, silence_threshold=args.silence_threshold,
-        silence_min_span=args.silence_min_span, color_match=args.color_match)
+        silence_min_span=args.silence_min_span, color_match=args.color_match,
+        face_select=args.face_select)
 
 
 def lip_sync(args: argparse.Namespace) -> int:

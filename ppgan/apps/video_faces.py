@@ -14,8 +14,9 @@ import numpy as np
 from ..faceutils.detection_cache import (detection_keys, entry_path, load_detections,
                                          save_detections)
 from ..faceutils.face_boxes import (BoxDetector, MissingFaceError, NoFaceError, fill_missing,
-                                    pad_boxes, smooth_boxes)
+                                    nearest_appearances, pad_boxes, smooth_boxes)
 from ..faceutils.face_detection import FaceAlignment
+from ..faceutils.face_track import FaceChoice, Selection, Sighting
 from ..utils.boxes import XYXYBox
 from ..utils.checks import shown
 from ..utils.progress import ProgressHook, ReportedBar
@@ -31,7 +32,10 @@ class DetectionOptions:
     `box`: a fixed box for every frame, skipping detection (None: detect). `pads` (top,
     bottom, left, right) grow detected boxes. `max_size`, `every`, `strict`: see
     `BoxDetector`. `cache`: reuse the detections of an earlier run on the same video and
-    settings. `reference`: the detector behaves as PaddleGAN's.
+    settings. `reference`: the detector behaves as PaddleGAN's. `face_select`: the person to
+    follow ("largest", an index from the left, or a point (x, y) of the input frame, as
+    `ppgan.utils.checks.face_select` takes them; see `ppgan.faceutils.face_track`); None: each
+    frame's top-ranked face, as the references.
     """
     detector: str = "sfd"
     detector_path: Optional[str] = None
@@ -44,9 +48,10 @@ class DetectionOptions:
     every: int = 5
     cache: bool = True
     reference: bool = False
+    face_select: Optional[Selection] = "largest"
 
 
-Detections = List[Optional[XYXYBox]]  # per frame its box, None where no face was found
+Detections = List[Optional[Sighting]]  # per frame the chosen face, None where it was not found
 
 
 @dataclass
@@ -77,15 +82,16 @@ def face_boxes(source: FrameSource, count: int, options: DetectionOptions, devic
     if options.box is not None:
         return _fixed_boxes(source, count, options.box)
     try:
-        detections = _detections(source, count, options, device, preprocessing, memory,
-                                 progress)
+        sightings = _detections(source, count, options, device, preprocessing, memory, progress)
     except MissingFaceError as err:
         raise NoFaceError(f"{err} of {source.path} (ensure every frame shows a face, or drop "
                           "--strict_face)") from None
-    boxes = pad_boxes(fill_missing(detections, source.path), options.pads, source.height,
-                      source.width)
+    appearances = nearest_appearances(sightings)
+    boxes = fill_missing([None if s is None else s.box for s in sightings], source.path,
+                         appearances)
+    boxes = pad_boxes(boxes, options.pads, source.height, source.width)
     _check_padded(boxes, options.pads, source)
-    return smooth_boxes(boxes) if options.smooth else boxes.astype(np.int64)
+    return smooth_boxes(boxes, appearances=appearances) if options.smooth else boxes.astype(np.int64)
 
 
 def _fixed_boxes(source: FrameSource, count: int, box: XYXYBox) -> np.ndarray:
@@ -117,23 +123,27 @@ def _file_identity(path: Optional[str]) -> Optional[list]:
 def _detections(source: FrameSource, count: int, options: DetectionOptions, device: str,
                 preprocessing: Mapping[str, Any], memory: DetectionMemory,
                 progress: Optional[ProgressHook]) -> Detections:
-    """The detector's box of each frame, None where it found no face: from an earlier run of
-    this process, the disk cache, or the detector."""
+    """The chosen face of each frame, None where it was not found: from an earlier run of this
+    process, the disk cache, or the detector."""
+    choice = None if options.face_select is None else FaceChoice.of(options.face_select,
+                                                                    source.frame_point)
     settings = dict(detector=options.detector, weights=_file_identity(options.detector_path),
                     max_size=options.max_size, every=options.every,
                     transform=dict(preprocessing), strict=options.strict,
-                    reference=options.reference)
+                    reference=options.reference,
+                    face_select=None if choice is None else [choice.rule, choice.index,
+                                                             list(choice.point)])
     keys = detection_keys(source.path, settings, count)
     found = _recalled(keys, count, memory, options.cache)
     if found is not None:
         return found
     detector = BoxDetector(memory.detector(options, device), options.batch_size,
-                           options.max_size, options.every, strict=options.strict)
+                           options.max_size, options.every, strict=options.strict, choice=choice)
     # A video shorter than the audio is read to its end (its frame count, as its container says).
     frames = ReportedBar(source.frames(0, count), hook=progress,
                          total=min(count, source.num_frames), desc="face detection",
                          unit="frame", disable=count < 2, leave=None)
-    detections = detector.detect(frames)
+    detections = detector.track(frames)
     # Fewer boxes than asked for: the video ended, and these are all its frames' boxes.
     key = keys[0] if len(detections) == count else keys[1]
     memory.detections[key] = detections
@@ -144,8 +154,8 @@ def _detections(source: FrameSource, count: int, options: DetectionOptions, devi
 
 def _recalled(keys: Tuple[str, str], count: int, memory: DetectionMemory,
               disk: bool) -> Optional[Detections]:
-    """The boxes stored under the first key (`count` frames) or the second (the whole video,
-    if it has at most `count` frames), in memory or on disk; None if neither has them."""
+    """The sightings stored under the first key (`count` frames) or the second (the whole
+    video, if it has at most `count` frames), in memory or on disk; None if neither has them."""
     for key in keys:
         in_memory = memory.detections.get(key)
         found = in_memory if in_memory is not None else load_detections(key) if disk else None

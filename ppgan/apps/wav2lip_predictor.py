@@ -8,7 +8,7 @@ import logging
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -17,7 +17,7 @@ from ..models.generators.wav2lip import MEL_STEP_SIZE, face_input, face_pixels
 from ..utils.audio import DEFAULT_MEL, AudioError, load_wav, melspectrogram
 from ..utils.blend import cross_fade, paste_face
 from ..utils.boxes import XYXYBox
-from ..utils.checks import PREDICTOR_ARGS, CheckError, check_named, one_of
+from ..utils.checks import PREDICTOR_ARGS, CheckError, check_named, one_of, shown
 from ..utils.device import default_device
 from ..utils.download import resolve_weights
 from ..utils.progress import ProgressHook, ReportedBar
@@ -110,6 +110,18 @@ def _blend_mode(blend: Optional[str], feather: bool) -> str:
     return "hard"
 
 
+def _face_choice(face_select, reference_detection: bool, box: Optional[XYXYBox]):
+    """The person to follow ("largest" unless chosen), or None (reference_detection: each
+    frame's top-ranked face); a choice that a setting makes meaningless is refused."""
+    if face_select is not None and (reference_detection or box is not None):
+        other = "reference_detection (each frame's top-ranked face, as the references)" \
+            if reference_detection else "box (one fixed box, no detection)"
+        raise InputError(f"face_select {shown(face_select)} contradicts {other}: give one of them")
+    if reference_detection:
+        return None
+    return "largest" if face_select is None else face_select
+
+
 def _checked_arguments(arguments: dict) -> dict:
     """The predictor's numeric arguments, checked as the command line checks its flags, and
     its face detector's name."""
@@ -170,10 +182,15 @@ class Wav2LipPredictor:
     `det_max_size` (detect on a copy whose longest side is at most this; 0: full resolution, as
     the references), `det_every` (detect every k-th frame and interpolate between, re-detecting
     where the face moved; 1: every frame), `det_cache` (reuse the detections of an earlier run
-    on the same video and settings), `reference_detection` (detect as the references: every
-    frame at full resolution, no cache, and PaddleGAN's BlazeFace crop and face order; it
-    overrides the three `det_*` settings), `engine` ("static": Paddle Inference, "eager":
-    dygraph), `detector_path` (local detector weights), `cpu_threads`, `fp16` (half precision
+    on the same video and settings), `face_select` (the person to lip-sync where a video shows
+    several: "largest", the default, the largest face where one first appears; an index from
+    the left, 0 first, on the first frame showing that many faces; or a point (x, y), also
+    "X,Y", in pixels of the input as decoded, on the face to take; that person is then
+    followed from frame to frame, see `ppgan.faceutils.face_track`), `reference_detection`
+    (detect as the references: every frame at full resolution, no cache, PaddleGAN's BlazeFace
+    crop and face order, and each frame's top-ranked face; it overrides the three `det_*`
+    settings and cannot be combined with `face_select`), `engine` ("static": Paddle Inference,
+    "eager": dygraph), `detector_path` (local detector weights), `cpu_threads`, `fp16` (half precision
     for the generator on a GPU), `enhancer` ("gpen", PaddleGAN's, "gfpgan" or "gfpgan_clean":
     the network `face_enhancement` runs), `enhancer_path` (its weights; default: download
     PaddleGAN's; gfpgan_clean has none),
@@ -202,7 +219,8 @@ class Wav2LipPredictor:
                  enhancer: str = "gpen", enhancer_path: Optional[str] = None,
                  enhance_at: str = "frame", blend: Optional[str] = None,
                  silence_passthrough: bool = False, silence_threshold: float = 30.0,
-                 silence_min_span: float = 0.4, color_match: bool = False):
+                 silence_min_span: float = 0.4, color_match: bool = False,
+                 face_select: Union[None, str, int, Sequence[float]] = None):
         self._arguments = {name: value for name, value in locals().items() if name != "self"}
         checked = _checked_arguments({**locals(), "blend": _blend_mode(blend, feather)})
         if color_match and checked["blend"] == "hard":
@@ -218,14 +236,16 @@ class Wav2LipPredictor:
         self.batch_size = checked["wav2lip_batch_size"]
         self.transform = dict(resize_factor=checked["resize_factor"], crop=checked["crop"],
                               rotate=rotate)
+        box = (None if checked["box"][0] == -1
+               else XYXYBox.from_top_bottom_left_right(*checked["box"]))
         self.detection = DetectionOptions(
             detector=face_detector, detector_path=detector_path,
-            batch_size=checked["face_det_batch_size"], pads=checked["pads"],
-            box=None if checked["box"][0] == -1
-            else XYXYBox.from_top_bottom_left_right(*checked["box"]), smooth=not nosmooth,
-            strict=strict_face, max_size=0 if reference_detection else checked["det_max_size"],
+            batch_size=checked["face_det_batch_size"], pads=checked["pads"], box=box,
+            smooth=not nosmooth, strict=strict_face,
+            max_size=0 if reference_detection else checked["det_max_size"],
             every=1 if reference_detection else checked["det_every"],
-            cache=det_cache and not reference_detection, reference=reference_detection)
+            cache=det_cache and not reference_detection, reference=reference_detection,
+            face_select=_face_choice(checked["face_select"], reference_detection, box))
         self.blend = checked["blend"]
         self.color_match = color_match
         self.silence = (dict(below_speech_db=checked["silence_threshold"],

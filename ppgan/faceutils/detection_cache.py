@@ -12,13 +12,16 @@ from typing import Any, List, Mapping, Optional, Tuple
 
 import numpy as np
 
+from .face_track import Sighting
 from ..utils.atomic import atomic_path
 from ..utils.boxes import XYXYBox
 from ..utils.download import get_weights_home
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2  # bump when the detection code changes what it returns (2: retry size)
+# Bump when the detection code changes what it returns (2: retry size; 3: the chosen person,
+# with the appearance each box belongs to).
+FORMAT_VERSION = 3
 
 
 def detection_keys(video_path: str, settings: Mapping[str, Any], frames: int) -> Tuple[str, str]:
@@ -44,27 +47,31 @@ def entry_path(key: str) -> str:
     return os.path.join(get_weights_home(), "detections", key + ".npy")
 
 
-def load_detections(key: str) -> Optional[List[Optional[XYXYBox]]]:
-    """The cached boxes (None where no face was found), or None on a miss."""
+def load_detections(key: str) -> Optional[List[Optional[Sighting]]]:
+    """The cached sightings (None where the face was not found), or None on a miss."""
     path = entry_path(key)
     if not os.path.isfile(path):
         return None
     try:
         rows = np.load(path)
     except (OSError, ValueError):
+        rows = None
+    if rows is None or rows.ndim != 2 or rows.shape[1] != 5:
         logger.warning("ignoring an unreadable detection cache entry %s", path)
         return None
-    return [None if row[0] < 0 else XYXYBox(*map(int, row)) for row in rows]
+    return [None if row[0] < 0 else Sighting(XYXYBox(*map(int, row[:4])), int(row[4]))
+            for row in rows]
 
 
-def save_detections(key: str, boxes: List[Optional[XYXYBox]]) -> None:
-    """Store the boxes (readers never see a half-written entry). A cache that cannot be
+def save_detections(key: str, sightings: List[Optional[Sighting]]) -> None:
+    """Store the sightings (readers never see a half-written entry). A cache that cannot be
     written (a full or read-only disk) costs the next run a detection, not this run's output."""
     path = entry_path(key)
-    rows = np.array([(-1, -1, -1, -1) if box is None else box for box in boxes], dtype=np.int64)
+    rows = np.array([(-1,) * 5 if s is None else (*s.box, s.appearance) for s in sightings],
+                    dtype=np.int64)
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with atomic_path(path) as partial, open(partial, "wb") as out:
-            np.save(out, rows.reshape(-1, 4))
+            np.save(out, rows.reshape(-1, 5))
     except OSError as err:
         logger.warning("face boxes not cached (%s: %s)", err.strerror, err.filename or path)

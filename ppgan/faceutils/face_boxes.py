@@ -1,11 +1,13 @@
 """One face box per video frame: batched detection, gap filling, padding and smoothing."""
 import logging
-from typing import Iterable, List, Optional, Sequence, Tuple
+from dataclasses import dataclass, field
+from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
 
 from .face_detection import FaceAlignment
+from .face_track import FaceChoice, FaceTracker, Sighting, TopRanked, frame_signature, is_cut
 from ..utils.boxes import XYXYBox
 from ..utils.errors import UserError
 
@@ -17,10 +19,12 @@ class NoFaceError(UserError, ValueError):
 
 
 class MissingFaceError(NoFaceError):
-    """A frame without a face where every frame must show one (`strict`); `frame` is its index."""
+    """A frame without a face where every frame must show one (`strict`); `frame` is its index.
+    `others`: the frame shows faces, but not the chosen one."""
 
-    def __init__(self, frame: int):
-        super().__init__(f"no face in frame {frame}")
+    def __init__(self, frame: int, others: bool = False):
+        super().__init__(f"the chosen face is not in frame {frame}" if others
+                         else f"no face in frame {frame}")
         self.frame = frame
 
 
@@ -43,6 +47,27 @@ def _interpolate(a: XYXYBox, b: XYXYBox, steps: int) -> List[XYXYBox]:
             for k in range(1, steps)]
 
 
+@dataclass
+class _Run:
+    """One pass of `BoxDetector.track`: the choice's state and what it has settled so far."""
+    picker: Union[FaceTracker, TopRanked]
+    out: List[Optional[Sighting]] = field(default_factory=list)
+    cuts: List[bool] = field(default_factory=list)  # per frame read: whether it starts a shot
+    signature: Optional[tuple] = None  # the last frame's, see `frame_signature`
+    anchor: Optional[Sighting] = None  # the last key frame's
+
+    def note_shot(self, small: np.ndarray) -> None:
+        signature = frame_signature(small)
+        self.cuts.append(is_cut(self.signature, signature))
+        self.signature = signature
+
+    def cut_at(self, frame: int) -> bool:
+        return frame < len(self.cuts) and self.cuts[frame]
+
+    def settle(self, frame: int, faces: List[XYXYBox]) -> Optional[Sighting]:
+        return self.picker.update(frame, faces, self.cut_at(frame))
+
+
 class BoxDetector:
     """Runs a face detector over a stream of frames in batches, as cheaply as the video allows.
 
@@ -57,16 +82,21 @@ class BoxDetector:
     `strict`: the references' rule that every frame must show a face. Every frame is then
     detected (whatever `every` says), a miss is retried up to the full frame, and the first frame
     still without a face raises NoFaceError at once.
+    `choice`: the person to follow through the video (see `face_track`); boxes are interpolated
+    only between two sightings of that person in one shot. None: each frame's top-ranked face,
+    as the references.
     """
 
     def __init__(self, detector: FaceAlignment, batch_size: int = 16, max_size: int = 0,
-                 every: int = 1, motion_tolerance: float = 0.1, strict: bool = False):
+                 every: int = 1, motion_tolerance: float = 0.1, strict: bool = False,
+                 choice: Optional[FaceChoice] = None):
         self.detector = detector
         self.batch_size = max(1, batch_size)
         self.max_size = max_size
         self.every = 1 if strict else max(1, every)
         self.motion_tolerance = motion_tolerance
         self.strict = strict
+        self.choice = choice
 
     def _scale(self, frame: np.ndarray, max_size: Optional[int] = None) -> float:
         max_size = self.max_size if max_size is None else max_size
@@ -81,13 +111,13 @@ class BoxDetector:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
 
-    def _detect(self, frames: List[np.ndarray], scale: float) -> List[Optional[XYXYBox]]:
-        boxes = self.detector.get_detections_for_batch(np.stack(frames))
-        return [None if b is None else XYXYBox(*(int(round(v / scale)) for v in b)) for b in boxes]
+    def _detect(self, frames: List[np.ndarray], scale: float) -> List[List[XYXYBox]]:
+        found = self.detector.get_all_detections_for_batch(np.stack(frames))
+        return [[XYXYBox(*(int(round(v / scale)) for v in box)) for box in faces] for faces in found]
 
-    def _with_backoff(self, detect, items: list) -> List[Optional[XYXYBox]]:
+    def _with_backoff(self, detect, items: list) -> List[List[XYXYBox]]:
         """`detect` over `items` in sub-batches, halving them whenever the device runs out of memory."""
-        results: List[Optional[XYXYBox]] = []
+        results: List[List[XYXYBox]] = []
         while len(results) < len(items):
             chunk = items[len(results):len(results) + self.batch_size]
             try:
@@ -102,37 +132,42 @@ class BoxDetector:
                 logger.warning("face detection ran out of memory; batch size now %d", self.batch_size)
         return results
 
-    def _detect_small(self, smalls: List[np.ndarray], scale: float) -> List[Optional[XYXYBox]]:
+    def _detect_small(self, smalls: List[np.ndarray], scale: float) -> List[List[XYXYBox]]:
         return self._with_backoff(lambda chunk: self._detect(chunk, scale), smalls)
 
     def _detect_keys(self, keys: List[Tuple[np.ndarray, np.ndarray]],
-                     scale: float) -> List[Optional[XYXYBox]]:
-        """Boxes of (full, small) key frames: on the small copies, misses again on larger ones
+                     scale: float) -> List[List[XYXYBox]]:
+        """Faces of (full, small) key frames: on the small copies, misses again on larger ones
         (twice the size; strict: then the full frame)."""
-        boxes = self._detect_small([small for _, small in keys], scale)
+        faces = self._detect_small([small for _, small in keys], scale)
         tried = {scale}
         for size in (2 * self.max_size, 0) if self.strict else (2 * self.max_size,):
-            retry = [i for i, box in enumerate(boxes) if box is None]
+            retry = [i for i, found in enumerate(faces) if not found]
             larger_scale = self._scale(keys[0][0], size)  # a video's frames share one size
             if not retry or larger_scale in tried:
                 continue
             tried.add(larger_scale)
             larger = [self._shrink(keys[i][0], size) for i in retry]
             found = self._with_backoff(lambda chunk: self._detect(chunk, larger_scale), larger)
-            for i, box in zip(retry, found):
-                boxes[i] = box
-        return boxes
+            for i, frame_faces in zip(retry, found):
+                faces[i] = frame_faces
+        return faces
 
     def detect(self, frames: Iterable[np.ndarray]) -> List[Optional[XYXYBox]]:
-        """The face box of every frame, or None where no face was found."""
-        boxes: List[Optional[XYXYBox]] = []
-        anchor: Optional[XYXYBox] = None  # the last key frame's box
+        """The face box of every frame, or None where no face was found (see `track`)."""
+        return [None if sighting is None else sighting.box for sighting in self.track(frames)]
+
+    def track(self, frames: Iterable[np.ndarray]) -> List[Optional[Sighting]]:
+        """The chosen face of every frame, or None where it was not found."""
+        run = _Run(TopRanked() if self.choice is None else FaceTracker(self.choice))
         queue = []  # key frames awaiting detection: (full, small, smalls of the frames before it)
         between: List[np.ndarray] = []
         scale, last = 1.0, None
         for index, frame in enumerate(frames):
             scale = self._scale(frame)
             small = self._shrink(frame)
+            if self.choice is not None:
+                run.note_shot(small)
             if index % self.every:
                 between.append(small)
                 last = (frame, small)
@@ -140,43 +175,82 @@ class BoxDetector:
             queue.append((frame, small, between))
             between, last = [], None
             if len(queue) == self.batch_size:
-                anchor = self._resolve(queue, anchor, scale, boxes)
+                self._resolve(queue, scale, run)
                 queue = []
         if last is not None:  # the video ends between key frames: its last frame is one too
             queue.append((last[0], last[1], between[:-1]))
         if queue:
-            self._resolve(queue, anchor, scale, boxes)
-        return boxes
+            self._resolve(queue, scale, run)
+        run.picker.finish()
+        return run.out
 
-    def _resolve(self, queue, anchor: Optional[XYXYBox], scale: float,
-                 out: List[Optional[XYXYBox]]) -> Optional[XYXYBox]:
-        """Detect the queued key frames, settle the frames between them, append all to `out`."""
+    def _resolve(self, queue, scale: float, run: _Run) -> None:
+        """Detect the queued key frames, settle the frames between them, append all to `run`."""
         keys = self._detect_keys([(full, small) for full, small, _ in queue], scale)
-        if self.strict and None in keys:  # every frame is a key frame here
-            raise MissingFaceError(len(out) + keys.index(None))
-        for (_, _, between), key in zip(queue, keys):
-            if between:
-                if _moved(anchor, key, self.motion_tolerance):
-                    out.extend(self._detect_small(between, scale))
-                else:
-                    out.extend(_interpolate(anchor, key, len(between) + 1))
-            out.append(key)
-            anchor = key
-        return anchor
+        for (_, _, between), faces in zip(queue, keys):
+            first, frame = len(run.out), len(run.out) + len(between)
+            interpolated = False
+            if between and run.anchor is not None:  # try the key frame first
+                before = run.picker.copy()
+                key = run.settle(frame, faces)
+                interpolated = self._steady(run, key, first, frame)
+                if interpolated:
+                    run.out.extend(Sighting(box, key.appearance) for box in
+                                   _interpolate(run.anchor.box, key.box, len(between) + 1))
+                else:  # settled again below, after the frames before it
+                    run.picker = before
+            if not interpolated:
+                for offset, between_faces in enumerate(self._detect_small(between, scale)):
+                    run.out.append(run.settle(first + offset, between_faces))
+                key = run.settle(frame, faces)
+            if self.strict and key is None:  # every frame is a key frame here
+                raise MissingFaceError(frame, others=bool(faces))
+            run.out.append(key)
+            run.anchor = key
+
+    def _steady(self, run: _Run, key: Optional[Sighting], first: int, frame: int) -> bool:
+        """Whether the chosen person is seen at both key frames, as one appearance in one shot,
+        having moved at most `motion_tolerance` of their size: then the boxes between blend."""
+        anchor = run.anchor
+        return (anchor is not None and key is not None and anchor.appearance == key.appearance
+                and not any(run.cut_at(i) for i in range(first, frame + 1))
+                and not _moved(anchor.box, key.box, self.motion_tolerance))
 
 
-def fill_missing(boxes: Sequence[Optional[XYXYBox]], source: str = "the video") -> np.ndarray:
+def nearest_appearances(sightings: Sequence[Optional[Sighting]]) -> np.ndarray:
+    """Per frame, the appearance of the nearest sighting (the later one on a tie, as the frames
+    of a new shot come before its person is chosen again): the person's stretch a frame without
+    them is filled from. None everywhere: zeros."""
+    known = np.flatnonzero([s is not None for s in sightings])
+    if not known.size:
+        return np.zeros(len(sightings), np.int64)
+    labels = np.array([sightings[i].appearance for i in known])
+    frames = np.arange(len(sightings))
+    after = np.clip(np.searchsorted(known, frames), 0, known.size - 1)
+    before = np.clip(after - 1, 0, known.size - 1)
+    nearer_before = np.abs(frames - known[before]) < np.abs(known[after] - frames)
+    return labels[np.where(nearer_before, before, after)]
+
+
+def fill_missing(boxes: Sequence[Optional[XYXYBox]], source: str = "the video",
+                 appearances: Optional[np.ndarray] = None) -> np.ndarray:
     """(N, 4) float boxes (XYXYBox's columns) where frames without a face take a linear blend
-    of their nearest detected neighbours (the nearest one at either end). All missing:
-    NoFaceError."""
+    of their nearest detected neighbours (the nearest one at either end). With `appearances`
+    (per frame, see `nearest_appearances`) only boxes of one appearance are blended: a gap
+    between two takes the nearer one's box. All missing: NoFaceError."""
     found = np.array([b is not None for b in boxes])
     if not found.any():
         raise NoFaceError(f"no face found in {source}; check the input or give --box")
-    known = np.flatnonzero(found)
-    values = np.array([boxes[i] for i in known], dtype=np.float64)
+    groups = np.zeros(len(boxes), np.int64) if appearances is None else np.asarray(appearances)
     frames = np.arange(len(boxes))
-    filled = np.stack([np.interp(frames, known, values[:, k]) for k in range(4)], axis=1)
-    missing = len(boxes) - len(known)
+    filled = np.empty((len(boxes), 4))
+    for group in np.unique(groups):
+        members = frames[groups == group]
+        known = members[found[members]]
+        values = np.array([boxes[i] for i in known], dtype=np.float64)
+        filled[members] = np.stack([np.interp(members, known, values[:, k]) for k in range(4)],
+                                   axis=1)
+    missing = len(boxes) - int(found.sum())
     if missing:
         logger.info("no face in %d of %d frames of %s: filled from the nearest detections",
                     missing, len(boxes), source)
@@ -191,13 +265,21 @@ def pad_boxes(boxes: np.ndarray, pads: Sequence[int], height: int, width: int) -
                      np.minimum(width, x2 + right), np.minimum(height, y2 + bottom)], axis=1)
 
 
-def smooth_boxes(boxes: np.ndarray, window: int = 5) -> np.ndarray:
+def smooth_boxes(boxes: np.ndarray, window: int = 5,
+                 appearances: Optional[np.ndarray] = None) -> np.ndarray:
     """The references' `get_smoothened_boxes`, exactly: box i becomes the mean of boxes
     i..i+window-1, or of the last `window` boxes once that would run past the end. For clips
     shorter than `window` the references' start `len - window` is negative, which Python slices
     from the end: 3 boxes average the last 2, 4 boxes take the last one. Computed in place on an
-    int array, so later windows see earlier results and means are truncated."""
+    int array, so later windows see earlier results and means are truncated.
+    With `appearances` (per frame) each run of one appearance is smoothed on its own, as a clip:
+    a box is never averaged with another person's."""
     boxes = boxes.astype(np.int64)
+    if appearances is not None:
+        starts = [0, *np.flatnonzero(np.diff(appearances)) + 1, len(boxes)]
+        for start, stop in zip(starts[:-1], starts[1:]):
+            boxes[start:stop] = smooth_boxes(boxes[start:stop], window)
+        return boxes
     count = len(boxes)
     for i in range(count):
         window_boxes = boxes[count - window:] if i + window > count else boxes[i:i + window]

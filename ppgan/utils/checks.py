@@ -7,7 +7,7 @@ Light on purpose (no NumPy, no Paddle): the tools parse their flags before the s
 """
 import math
 import numbers
-from typing import Any, Callable, Dict, Mapping, NoReturn, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Mapping, NoReturn, Optional, Sequence, Tuple, Union
 
 from .errors import UserError
 
@@ -217,6 +217,42 @@ def box(value: Any) -> Tuple[int, int, int, int]:
     return top, bottom, left, right
 
 
+FACE_SELECT_ALLOWED = ("largest, a face's index from the left (an integer >= 0), or a point "
+                       "X,Y on it (pixels >= 0)")
+
+
+def face_select(value: Any) -> Union[None, str, int, Tuple[float, float]]:
+    """--face_select: "largest", an index from the left (int), or a point (x, y) of the input
+    frame (None: not given); the frame's own size is checked when it is known."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if text == "largest":
+            return text
+        if "," not in text:
+            return _as_index(text, value)
+        parts = text.split(",")
+    elif isinstance(value, (list, tuple)):
+        parts = list(value)
+    else:
+        return _as_index(value, value)
+    if len(parts) != 2:
+        _refuse(FACE_SELECT_ALLOWED, value)
+    try:
+        x, y = (number(0)(part) for part in parts)
+    except CheckError:
+        _refuse(FACE_SELECT_ALLOWED, value)
+    return x, y
+
+
+def _as_index(value: Any, shown_value: Any) -> int:
+    try:
+        return non_negative_int(value)
+    except CheckError:
+        _refuse(FACE_SELECT_ALLOWED, shown_value)
+
+
 def split_fractions(val_fraction: Any, test_fraction: Any) -> Tuple[float, float]:
     """The val and test shares of a train/val/test split: each in [0, 1), and train keeps some."""
     val, test = fraction(val_fraction), fraction(test_fraction)
@@ -239,6 +275,7 @@ PREDICTOR_ARGS: Dict[str, Check] = {
     # dB under the clip's speech level; past 100 dB every frame of 16-bit audio is "speech".
     "silence_threshold": number(0, 100, open_low=True),
     "silence_min_span": positive_number,  # seconds
+    "face_select": face_select,
 }
 
 

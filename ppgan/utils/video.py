@@ -62,6 +62,30 @@ def preprocess_frame(frame: np.ndarray, resize_factor: int = 1, rotate: bool = F
     return frame[top:bottom, left:right]
 
 
+def point_in_frame(x: float, y: float, input_size: Tuple[int, int], resize_factor: int = 1,
+                   rotate: bool = False, crop: Sequence[int] = (0, -1, 0, -1)) -> Tuple[float, float]:
+    """Where pixel (x, y) of an input frame of `input_size` (width, height) lands in the frame
+    `preprocess_frame` makes of it; InputError if it is outside the input or cut off by --crop."""
+    width, height = input_size
+    given = f"--face_select {x:g},{y:g}"
+    if not (0 <= x < width and 0 <= y < height):
+        raise InputError(f"{given} is not inside the {width}x{height} input frame")
+    if resize_factor > 1:  # cv2.resize maps pixel centres onto pixel centres
+        scale_x, scale_y = (width // resize_factor) / width, (height // resize_factor) / height
+        width, height = width // resize_factor, height // resize_factor
+        x = min(max((x + 0.5) * scale_x - 0.5, 0), width - 1)
+        y = min(max((y + 0.5) * scale_y - 0.5, 0), height - 1)
+    if rotate:  # 90 degrees clockwise: the left column becomes the top row
+        x, y, width, height = height - 1 - y, x, height, width
+    top, bottom, left, right = crop
+    bottom = height if bottom == -1 else bottom
+    right = width if right == -1 else right
+    if not (left <= x < right and top <= y < bottom):
+        raise InputError(f"{given} is cut off by --crop {' '.join(map(str, crop))} (the point is in "
+                         "pixels of the input, before --resize_factor, --rotate and --crop)")
+    return x - left, y - top
+
+
 @contextlib.contextmanager
 def _native_stderr_silenced() -> Iterator[None]:
     """Send what C libraries write to file descriptor 2 to /dev/null for the block."""
@@ -137,6 +161,7 @@ class FrameSource:
         self._capture: Optional[cv2.VideoCapture] = None
         self._decoder = cv2.VideoCapture
         self._position = 0
+        self._input_size = (0, 0)  # (width, height) of a frame as decoded: set by every read
         self._image = self._open_image() if os.path.splitext(path)[1].lower() in IMAGE_SUFFIXES else None
         if self._image is None:
             self._capture = self._open_video()
@@ -152,6 +177,11 @@ class FrameSource:
             self.fps, self.num_frames = fps, 1
         first = self.read_frame(0)
         self.height, self.width = first.shape[:2]
+
+    def frame_point(self, x: float, y: float) -> Tuple[float, float]:
+        """Pixel (x, y) of the input as decoded (before --resize_factor, --rotate and --crop)
+        in the frames this source yields."""
+        return point_in_frame(x, y, self._input_size, **self._transform)
 
     @property
     def is_image(self) -> bool:
@@ -205,6 +235,7 @@ class FrameSource:
         """Preprocessed frames start..stop-1 (stop=None: to the end), BGR uint8."""
         if self._image is not None:
             if start == 0 and stop != 0:
+                self._input_size = self._image.shape[1::-1]
                 yield preprocess_frame(self._image, **self._transform)
             return
         sought = self._seek(start)
@@ -217,6 +248,7 @@ class FrameSource:
             if not ok:
                 break
             self._position = index = index + 1
+            self._input_size = frame.shape[1::-1]  # (width, height) as decoded
             yield preprocess_frame(frame, **self._transform)
 
     def read_frame(self, index: int) -> np.ndarray:

@@ -19,7 +19,7 @@ class NetworkSize(IntEnum):
 
 
 class FaceAlignment:
-    """Finds the most confident face box in each frame of a batch (BGR in, as OpenCV reads).
+    """Finds the face boxes in each frame of a batch (BGR in, as OpenCV reads).
 
     PaddleGAN's interface to a detector that `build_detector` makes; `landmarks_type`,
     `network_size`, `flip_input` and `verbose` are accepted as PaddleGAN's and unused."""
@@ -33,13 +33,14 @@ class FaceAlignment:
         self.face_detector = build_detector(face_detector, path_to_detector, reference, device,
                                             **detector_kwargs)
 
-    def get_detections_for_batch(self, images: np.ndarray) -> List[Optional[XYXYBox]]:
-        """`images` (N, H, W, 3) BGR uint8 -> per frame its best box (ints), or None."""
+    def get_all_detections_for_batch(self, images: np.ndarray) -> List[List[XYXYBox]]:
+        """`images` (N, H, W, 3) BGR uint8 -> per frame every face box found (ints, clipped
+        at 0), ranked as the detector ranks them (best first); an empty list for none."""
         rgb = np.ascontiguousarray(images[..., ::-1])
-        results = []
-        for boxes in self.face_detector.detect_batch(rgb):
-            if len(boxes) == 0:
-                results.append(None)
-                continue
-            results.append(XYXYBox(*(int(v) for v in np.maximum(boxes[0, :4], 0))))
-        return results
+        return [[XYXYBox(*(int(v) for v in np.maximum(row[:4], 0))) for row in boxes]
+                for boxes in self.face_detector.detect_batch(rgb)]
+
+    def get_detections_for_batch(self, images: np.ndarray) -> List[Optional[XYXYBox]]:
+        """`images` (N, H, W, 3) BGR uint8 -> per frame its best box (ints), or None:
+        PaddleGAN's method."""
+        return [faces[0] if faces else None for faces in self.get_all_detections_for_batch(images)]
