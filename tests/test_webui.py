@@ -328,13 +328,11 @@ def test_an_address_in_use_is_refused_in_one_line_before_loading():
     check_address("127.0.0.1", port)  # free again
 
 
-@pytest.mark.parametrize("takes_face_select", [False, True])
-def test_the_target_face_goes_to_the_predictor_only_when_it_takes_one(monkeypatch,
-                                                                       takes_face_select):
+def test_the_page_controls_become_the_predictor_arguments():
     from ppgan.apps import webui
 
-    monkeypatch.setattr(webui, "TAKES_FACE_SELECT", takes_face_select)
     settings = webui.run_settings("mtcnn", " 1 ", 0, 20, -5, 5, "hard", True, "gfpgan", False)
-    assert settings == dict(face_detector="mtcnn", pads=(0, 20, -5, 5), blend="hard",
-                            face_enhancement=True, enhancer="gfpgan", static=False,
-                            **({"face_select": "1"} if takes_face_select else {}))
+    assert settings == dict(face_detector="mtcnn", face_select="1", pads=(0, 20, -5, 5),
+                            blend="hard", face_enhancement=True, enhancer="gfpgan", static=False)
+    assert webui.run_settings("sfd", "  ", 0, 10, 0, 0, "mouth", False, "gpen",
+                              True)["face_select"] == "largest"

@@ -9,7 +9,6 @@ SIGTERM or SIGHUP (a run in progress is stopped first) or a normal exit.
 import atexit
 import contextlib
 import html
-import inspect
 import logging
 import os
 import shutil
@@ -33,9 +32,6 @@ logger = logging.getLogger(__name__)
 PredictorFactory = Callable[..., Wav2LipPredictor]
 """Makes the predictor of one run from the settings the page chose (constructor arguments)."""
 
-# The one place `face_select` is wired: the page passes the target face on only to a predictor
-# that takes it (the flag comes with its own branch); until then its field is shown disabled.
-TAKES_FACE_SELECT = "face_select" in inspect.signature(Wav2LipPredictor).parameters
 # A stop waits this long for the run in progress to reach its next progress report and unwind.
 STOP_WAIT_SECONDS = 60
 
@@ -108,11 +104,9 @@ class Runs:
 def run_settings(detector: str, face_select: str, top: int, bottom: int, left: int, right: int,
                  blend: str, enhance: bool, enhancer: str, static: bool) -> dict:
     """The predictor arguments of the page's controls."""
-    settings = dict(face_detector=detector, pads=(top, bottom, left, right), blend=blend,
-                    face_enhancement=enhance, enhancer=enhancer, static=static)
-    if TAKES_FACE_SELECT:
-        settings["face_select"] = face_select.strip() or "largest"
-    return settings
+    return dict(face_detector=detector, face_select=face_select.strip() or "largest",
+                pads=(top, bottom, left, right), blend=blend, face_enhancement=enhance,
+                enhancer=enhancer, static=static)
 
 
 def build_page(runs: Runs, default_detector: str = "sfd"):
@@ -154,9 +148,8 @@ def _settings_controls(gr, default_detector: str) -> list:
         detector = gr.Dropdown(list(DETECTORS), value=default_detector, label="Face detector",
                                info="mtcnn needs no download", elem_id="detector")
         face_select = gr.Textbox(
-            "largest", label="Target face", interactive=TAKES_FACE_SELECT,
-            info="largest, an index from the left (0: leftmost) or X,Y on the face"
-                 if TAKES_FACE_SELECT else "needs a predictor with face_select (not in this build)",
+            "largest", label="Target face",
+            info="largest, an index from the left (0: leftmost) or X,Y on the face",
             elem_id="face_select")
     with gr.Row():
         pads = [gr.Number(value, label=f"Pad {side}", precision=0, min_width=80,
