@@ -18,7 +18,7 @@ from ..models.generators.wav2lip import MEL_STEP_SIZE, face_input, face_pixels
 from ..utils.audio import DEFAULT_MEL, AudioError, load_wav, melspectrogram
 from ..utils.blend import cross_fade, paste_face
 from ..utils.boxes import XYXYBox
-from ..utils.checks import PREDICTOR_ARGS, CheckError, check_named, one_of
+from ..utils.checks import PRECISIONS, PREDICTOR_ARGS, CheckError, check_named, one_of
 from ..utils.device import default_device
 from ..utils.download import resolve_weights
 from ..utils.silence import passthrough_shares
@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 WAV2LIP_URL = "https://paddlegan.bj.bcebos.com/models/wav2lip_hq.pdparams"
 STEP_BYTES = 256 << 20  # 10 frames of 4K, 43 of 1080p
 # The arguments that choose the networks a predictor loads: `with_options` keeps them.
-NETWORK_ARGUMENTS = ("checkpoint_path", "engine", "cpu", "cpu_threads", "fp16", "face_detector",
+NETWORK_ARGUMENTS = ("checkpoint_path", "engine", "cpu", "cpu_threads", "precision", "fp16", "face_detector",
                      "detector_path", "face_enhancement", "enhancer", "enhancer_path")
 
 
@@ -86,6 +86,15 @@ def _blend_mode(blend: Optional[str], feather: bool) -> str:
     if blend not in (None, "hard"):
         raise InputError(f"feather=False is blend='hard'; it contradicts blend='{blend}'")
     return "hard"
+
+
+def _precision(precision: str, fp16: bool) -> str:
+    """`precision`, with `fp16` its old spelling of "fp16"."""
+    if precision not in PRECISIONS:
+        raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, not '{precision}'")
+    if fp16 and precision not in ("auto", "fp16"):
+        raise InputError(f"fp16 contradicts precision '{precision}'")
+    return "fp16" if fp16 else precision
 
 
 def _checked_arguments(arguments: dict) -> dict:
@@ -141,8 +150,10 @@ class Wav2LipPredictor:
     on the same video and settings), `reference_detection` (detect as the references: every
     frame at full resolution, no cache, and PaddleGAN's BlazeFace crop and face order; it
     overrides the three `det_*` settings), `engine` ("static": Paddle Inference, "eager":
-    dygraph), `detector_path` (local detector weights), `cpu_threads`, `fp16` (half precision
-    for the generator on a GPU), `enhancer` ("gpen", PaddleGAN's, "gfpgan" or "gfpgan_clean":
+    dygraph), `detector_path` (local detector weights), `cpu_threads`, `precision` (the static
+    generator's: "auto", bf16 on a CPU with bf16 units and fp32 elsewhere; "fp32"; "bf16" on a
+    CPU; "fp16" on a GPU; see `ppgan.utils.device.resolve_precision`), `fp16` (the same as
+    precision="fp16"), `enhancer` ("gpen", PaddleGAN's, "gfpgan" or "gfpgan_clean":
     the network `face_enhancement` runs), `enhancer_path` (its weights; default: download
     PaddleGAN's; gfpgan_clean has none),
     `enhance_at` ("frame": the face crop of the frame after the paste; "generated": the 96-px
@@ -167,7 +178,7 @@ class Wav2LipPredictor:
                  det_max_size: int = 360, det_every: int = 5, det_cache: bool = True,
                  reference_detection: bool = False, engine: str = "static", cpu: bool = False,
                  detector_path: Optional[str] = None, cpu_threads: int = 0, fp16: bool = False,
-                 enhancer: str = "gpen", enhancer_path: Optional[str] = None,
+                 precision: str = "auto", enhancer: str = "gpen", enhancer_path: Optional[str] = None,
                  enhance_at: str = "frame", blend: Optional[str] = None,
                  silence_passthrough: bool = False, silence_threshold: float = 30.0,
                  silence_min_span: float = 0.4, color_match: bool = False):
@@ -202,7 +213,7 @@ class Wav2LipPredictor:
         self.engine = engine
         self.device = default_device(cpu)
         self.cpu_threads = checked["cpu_threads"]
-        self.fp16 = fp16
+        self.precision = _precision(precision, fp16)
         self._kept = _Kept()
 
     def with_options(self, **changes: Any) -> "Wav2LipPredictor":
@@ -225,7 +236,7 @@ class Wav2LipPredictor:
         if self._kept.generator is None:
             weights = resolve_weights(self.checkpoint_path, WAV2LIP_URL)
             self._kept.generator = load_generator(weights, self.engine, self.device,
-                                                  self.cpu_threads, self.fp16)
+                                                  self.cpu_threads, self.precision)
         return self._kept.generator
 
     def enhancer(self) -> Optional[Enhancer]:

@@ -12,6 +12,7 @@ from typing import Optional
 
 import paddle
 
+from .checks import PRECISIONS
 from .cpu import has_bf16_units
 
 logger = logging.getLogger(__name__)
@@ -51,8 +52,7 @@ def place_network(net: paddle.nn.Layer, device: str) -> None:
     net.to(device=place_of(device))
 
 
-# "auto": bf16 on a CPU with bf16 units, fp32 elsewhere (fp16 on a GPU only when asked for).
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# fp16 on a GPU only when asked for: "auto" there is fp32.
 _DEVICE_PRECISIONS = {"cpu": ("fp32", "bf16"), "gpu": ("fp32", "fp16")}
 
 
