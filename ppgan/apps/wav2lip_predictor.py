@@ -89,9 +89,7 @@ def _blend_mode(blend: Optional[str], feather: bool) -> str:
 
 
 def _precision(precision: str, fp16: bool) -> str:
-    """`precision`, with `fp16` its old spelling of "fp16"."""
-    if precision not in PRECISIONS:
-        raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, not '{precision}'")
+    """`precision` (checked with the other arguments), with `fp16` its old spelling of "fp16"."""
     if fp16 and precision not in ("auto", "fp16"):
         raise InputError(f"fp16 contradicts precision '{precision}'")
     return "fp16" if fp16 else precision
@@ -101,7 +99,8 @@ def _checked_arguments(arguments: dict) -> dict:
     """The predictor's numeric arguments, checked as the command line checks its flags, and
     its face detector's name."""
     try:
-        return check_named({**PREDICTOR_ARGS, "face_detector": one_of(list(DETECTORS))}, arguments)
+        return check_named({**PREDICTOR_ARGS, "face_detector": one_of(list(DETECTORS)),
+                            "precision": one_of(PRECISIONS)}, arguments)
     except CheckError as err:
         raise InputError(str(err)) from None
 
@@ -159,7 +158,7 @@ class Wav2LipPredictor:
     `enhance_at` ("frame": the face crop of the frame after the paste; "generated": the 96-px
     generated face before it, as PaddleGAN; see `ppgan.apps.face_enhancer`).
 
-    The numeric arguments and `face_detector` are checked on construction as the command line
+    The numeric arguments, `face_detector` and `precision` are checked on construction as the command line
     checks its flags (`ppgan.utils.checks.PREDICTOR_ARGS`, `ppgan.faceutils.detectors`): a
     value they do not allow is an InputError naming it.
 
@@ -213,7 +212,7 @@ class Wav2LipPredictor:
         self.engine = engine
         self.device = default_device(cpu)
         self.cpu_threads = checked["cpu_threads"]
-        self.precision = _precision(precision, fp16)
+        self.precision = _precision(checked["precision"], fp16)
         self._kept = _Kept()
 
     def with_options(self, **changes: Any) -> "Wav2LipPredictor":
