@@ -31,7 +31,8 @@ class DetectionOptions:
     `box`: a fixed box for every frame, skipping detection (None: detect). `pads` (top,
     bottom, left, right) grow detected boxes. `max_size`, `every`, `strict`: see
     `BoxDetector`. `cache`: reuse the detections of an earlier run on the same video and
-    settings. `reference`: the detector behaves as PaddleGAN's.
+    settings. `reference`: the detector behaves as PaddleGAN's. `precision`: S3FD's (the
+    others run in fp32).
     """
     detector: str = "sfd"
     detector_path: Optional[str] = None
@@ -44,6 +45,7 @@ class DetectionOptions:
     every: int = 5
     cache: bool = True
     reference: bool = False
+    precision: str = "fp32"
 
 
 Detections = List[Optional[XYXYBox]]  # per frame its box, None where no face was found
@@ -58,12 +60,16 @@ class DetectionMemory:
     detections: Dict[str, Detections] = field(default_factory=dict)
 
     def detector(self, options: DetectionOptions, device: str) -> FaceAlignment:
-        key = (options.detector, options.detector_path, options.reference, device)
+        key = (options.detector, options.detector_path, options.reference, device, options.precision)
         if key not in self.detectors:
             self.detectors[key] = FaceAlignment(
                 face_detector=options.detector, path_to_detector=options.detector_path,
-                reference=options.reference, device=device)
+                reference=options.reference, device=device, **_precision_argument(options))
         return self.detectors[key]
+
+
+def _precision_argument(options: DetectionOptions) -> dict:
+    return {"precision": options.precision} if options.detector == "sfd" else {}
 
 
 def face_boxes(source: FrameSource, count: int, options: DetectionOptions, device: str,
@@ -117,7 +123,7 @@ def _detections(source: FrameSource, count: int, options: DetectionOptions, devi
     settings = dict(detector=options.detector, weights=_file_identity(options.detector_path),
                     max_size=options.max_size, every=options.every,
                     transform=dict(preprocessing), strict=options.strict,
-                    reference=options.reference)
+                    reference=options.reference, **_precision_argument(options))
     keys = detection_keys(source.path, settings, count)
     found = _recalled(keys, count, memory, options.cache)
     if found is not None:

@@ -150,7 +150,7 @@ class Wav2LipPredictor:
     frame at full resolution, no cache, and PaddleGAN's BlazeFace crop and face order; it
     overrides the three `det_*` settings), `engine` ("static": Paddle Inference, "eager":
     dygraph), `detector_path` (local detector weights), `cpu_threads`, `precision` (the static
-    generator's: "auto", bf16 on a CPU with bf16 units and fp32 elsewhere; "fp32"; "bf16" on a
+    generator's and S3FD's: "auto", bf16 on a CPU with bf16 units and fp32 elsewhere; "fp32"; "bf16" on a
     CPU; "fp16" on a GPU; see `ppgan.utils.device.resolve_precision`), `fp16` (the same as
     precision="fp16"), `enhancer` ("gpen", PaddleGAN's, "gfpgan" or "gfpgan_clean":
     the network `face_enhancement` runs), `enhancer_path` (its weights; default: download
@@ -190,6 +190,7 @@ class Wav2LipPredictor:
             if value not in allowed:
                 raise InputError(f"{name} must be one of {', '.join(allowed)}, not '{value}'")
         self.enhancement = (enhancer, enhancer_path, enhance_at) if face_enhancement else None
+        self.precision = _precision(checked["precision"], fp16)
         self.checkpoint_path = checkpoint_path
         self.static = static
         self.fps = checked["fps"]
@@ -203,7 +204,8 @@ class Wav2LipPredictor:
             else XYXYBox.from_top_bottom_left_right(*checked["box"]), smooth=not nosmooth,
             strict=strict_face, max_size=0 if reference_detection else checked["det_max_size"],
             every=1 if reference_detection else checked["det_every"],
-            cache=det_cache and not reference_detection, reference=reference_detection)
+            cache=det_cache and not reference_detection, reference=reference_detection,
+            precision="fp32" if reference_detection else self.precision)
         self.blend = checked["blend"]
         self.color_match = color_match
         self.silence = (dict(below_speech_db=checked["silence_threshold"],
@@ -212,7 +214,6 @@ class Wav2LipPredictor:
         self.engine = engine
         self.device = default_device(cpu)
         self.cpu_threads = checked["cpu_threads"]
-        self.precision = _precision(checked["precision"], fp16)
         self._kept = _Kept()
 
     def with_options(self, **changes: Any) -> "Wav2LipPredictor":
