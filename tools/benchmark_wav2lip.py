@@ -179,8 +179,11 @@ def bench_detectors(folder: str, names, det_max_size: int) -> dict:
 
     frames = [face_frame(0)] * 4
     results = {}
-    for name in names:
-        aligner = FaceAlignment(face_detector=name, path_to_detector=random_detector_weights(folder, name))
+    for name, precision in [(name, p) for name in names for p in _detector_precisions(name)]:
+        aligner = FaceAlignment(face_detector=name, path_to_detector=random_detector_weights(folder, name),
+                                **({"precision": precision} if precision else {}))
+        if precision:
+            name = f"{name} {precision}"
         for size in (0, det_max_size):
             detector = BoxDetector(aligner, batch_size=4, max_size=size)
             scale = 1.0 if size == 0 else size / WIDTH
@@ -189,6 +192,11 @@ def bench_detectors(folder: str, names, det_max_size: int) -> dict:
             label = "full 720p" if size == 0 else f"longest side {size}"
             results[f"{name} ({label})"] = len(frames) / seconds
     return results
+
+
+def _detector_precisions(name: str) -> tuple:
+    """S3FD follows --precision (each CPU precision timed); the other detectors run in fp32."""
+    return CPU_PRECISIONS if name == "sfd" else (None,)
 
 
 def random_enhancer_weights(folder: str, name: str) -> str:
