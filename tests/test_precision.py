@@ -17,7 +17,8 @@ INTEL_AMX = ("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\n"
              "\nprocessor\t: 1\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\nflags\t\t: fpu\n")
 AMD_ZEN4 = "model name\t: AMD EPYC 9654\nflags\t\t: fpu avx2 avx512f avx512_vnni avx512_bf16\n"
 AMX_ONLY = "flags\t\t: fpu avx2 amx_bf16\n"
-AVX512_NO_BF16 = "model name\t: Intel(R) Xeon(R) Gold 6248\nflags\t\t: fpu avx2 avx512f avx512_vnni\n"
+AVX512_NO_BF16 = ("model name\t: Intel(R) Xeon(R) Gold 6248\n"
+                  "flags\t\t: fpu avx2 avx512f avx512_vnni\n")
 AVX2 = "model name\t: AMD EPYC 7B12\nflags\t\t: fpu avx2 fma\n"
 # Differences of bf16 from fp32 in levels of 255, random weights (save_random_generator), 8
 # frames: measured mean 1.0 and max 41 on a Zen 4 EPYC (AVX-512 BF16); the bounds leave room
@@ -60,7 +61,8 @@ def test_plain_convolution_computes_the_stride_1_transposed_one(channels, kernel
     assert isinstance(plain[0], paddle.nn.Conv2D)
     x = paddle.randn([2, channels[0], 5, 4])
     expected = transposed(x).numpy()
-    np.testing.assert_allclose(plain(x).numpy(), expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+    np.testing.assert_allclose(plain(x).numpy(), expected, rtol=1e-5,
+                               atol=1e-5 * np.abs(expected).max())
 
 
 def test_the_reference_network_keeps_its_layers():

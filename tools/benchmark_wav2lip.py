@@ -106,8 +106,10 @@ def bench_generator(weights: str, batch: int, engines) -> dict:
         if engine == "static" and precision == auto:
             face = run.encode_face(faces[:1])
             skips = [[np.repeat(x, len(mel[s]), axis=0) for x in face] for s in steps]
-            seconds = time_calls(lambda: [run.decode(mel[s], k) for s, k in zip(steps, skips)], repeats)
-            speeds[f"generator (static {precision}, photo: face encoded once, {label})"] = batch / seconds
+            seconds = time_calls(lambda: [run.decode(mel[s], k) for s, k in zip(steps, skips)],
+                                 repeats)
+            speeds[f"generator (static {precision}, photo: face encoded once, {label})"] = (
+                batch / seconds)
     differences = {precision: levels_off(out, outputs["fp32"])
                    for precision, out in outputs.items() if precision != "fp32"}
     return {"speeds": speeds, "auto_precision": auto,

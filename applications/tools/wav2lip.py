@@ -33,7 +33,8 @@ def cross_checks(parser: OneLineParser, args: argparse.Namespace) -> None:
     if args.color_match and (args.hard_paste or args.blend == "hard"):
         parser.error("argument --color_match: needs a feathered blend (--blend mouth or face)")
     if args.fp16 and args.precision not in ("auto", "fp16"):
-        parser.error(f"argument --fp16: is --precision fp16; it contradicts --precision {args.precision}")
+        parser.error("argument --fp16: is --precision fp16; it contradicts --precision "
+                     f"{args.precision}")
 
 
 def build_parser() -> OneLineParser:
@@ -136,7 +137,7 @@ def build_parser() -> OneLineParser:
                         help="static: Paddle Inference with fused kernels (fast); "
                              "eager: dygraph (the reference path)")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="the static generator's arithmetic: auto (bf16 on a CPU with bf16 "
+                        help="the static generator's and S3FD's arithmetic: auto (bf16 on a CPU with bf16 "
                              "units, AMX or AVX-512 BF16; fp32 elsewhere), fp32, bf16 (CPU), "
                              "fp16 (GPU)")
     parser.add_argument("--fp16", action="store_true",
@@ -171,8 +172,8 @@ def predictor_options(args: argparse.Namespace) -> dict:
         blend=args.blend, feather=not args.hard_paste, det_max_size=args.det_max_size,
         det_every=args.det_every, det_cache=not args.no_det_cache,
         reference_detection=args.reference_detection, engine=args.engine, cpu=args.cpu,
-        detector_path=args.detector_path, fp16=args.fp16, precision=args.precision, enhancer=args.enhancer,
-        enhancer_path=args.enhancer_path, enhance_at=args.enhance_at,
+        detector_path=args.detector_path, fp16=args.fp16, precision=args.precision,
+        enhancer=args.enhancer, enhancer_path=args.enhancer_path, enhance_at=args.enhance_at,
         silence_passthrough=args.silence_passthrough, silence_threshold=args.silence_threshold,
         silence_min_span=args.silence_min_span, color_match=args.color_match)
 

@@ -10,7 +10,8 @@ reference.
 In bf16 (`--precision`, CPUs with bf16 units) the decoder is exported with its one stride-1
 transposed convolution computed as the equivalent convolution (`as_plain_convolutions`):
 Paddle 3.3.1's oneDNN bf16 transposed convolution fails on it at run time ("std::exception").
-The fp32 export keeps the network's own layers, so fp32 gives exactly what it always gave. `tools/benchmark_wav2lip.py` measures both engines and the photo path.
+The fp32 export keeps the network's own layers, so fp32 gives exactly what it always gave.
+`tools/benchmark_wav2lip.py` measures both engines, each precision and the photo path.
 """
 import copy
 import logging

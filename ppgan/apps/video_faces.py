@@ -60,7 +60,8 @@ class DetectionMemory:
     detections: Dict[str, Detections] = field(default_factory=dict)
 
     def detector(self, options: DetectionOptions, device: str) -> FaceAlignment:
-        key = (options.detector, options.detector_path, options.reference, device, options.precision)
+        key = (options.detector, options.detector_path, options.reference, device,
+               options.precision)
         if key not in self.detectors:
             self.detectors[key] = FaceAlignment(
                 face_detector=options.detector, path_to_detector=options.detector_path,

@@ -34,8 +34,8 @@ logger = logging.getLogger(__name__)
 WAV2LIP_URL = "https://paddlegan.bj.bcebos.com/models/wav2lip_hq.pdparams"
 STEP_BYTES = 256 << 20  # 10 frames of 4K, 43 of 1080p
 # The arguments that choose the networks a predictor loads: `with_options` keeps them.
-NETWORK_ARGUMENTS = ("checkpoint_path", "engine", "cpu", "cpu_threads", "precision", "fp16", "face_detector",
-                     "detector_path", "face_enhancement", "enhancer", "enhancer_path")
+NETWORK_ARGUMENTS = ("checkpoint_path", "engine", "cpu", "cpu_threads", "precision", "fp16",
+                     "face_detector", "detector_path", "face_enhancement", "enhancer", "enhancer_path")
 
 
 def pingpong_index(i: int, count: int) -> int:
@@ -150,16 +150,16 @@ class Wav2LipPredictor:
     frame at full resolution, no cache, and PaddleGAN's BlazeFace crop and face order; it
     overrides the three `det_*` settings), `engine` ("static": Paddle Inference, "eager":
     dygraph), `detector_path` (local detector weights), `cpu_threads`, `precision` (the static
-    generator's and S3FD's: "auto", bf16 on a CPU with bf16 units and fp32 elsewhere; "fp32"; "bf16" on a
-    CPU; "fp16" on a GPU; see `ppgan.utils.device.resolve_precision`), `fp16` (the same as
-    precision="fp16"), `enhancer` ("gpen", PaddleGAN's, "gfpgan" or "gfpgan_clean":
+    generator's, and S3FD's on a CPU: "auto", bf16 on a CPU with bf16 units and fp32
+    elsewhere; "fp32"; "bf16" on a CPU; "fp16" on a GPU; see
+    `ppgan.utils.device.resolve_precision`), `fp16` (the same as precision="fp16"), `enhancer` ("gpen", PaddleGAN's, "gfpgan" or "gfpgan_clean":
     the network `face_enhancement` runs), `enhancer_path` (its weights; default: download
     PaddleGAN's; gfpgan_clean has none),
     `enhance_at` ("frame": the face crop of the frame after the paste; "generated": the 96-px
     generated face before it, as PaddleGAN; see `ppgan.apps.face_enhancer`).
 
-    The numeric arguments, `face_detector` and `precision` are checked on construction as the command line
-    checks its flags (`ppgan.utils.checks.PREDICTOR_ARGS`, `ppgan.faceutils.detectors`): a
+    The numeric arguments, `face_detector` and `precision` are checked on construction as the
+    command line checks its flags (`ppgan.utils.checks.PREDICTOR_ARGS`, `ppgan.faceutils.detectors`): a
     value they do not allow is an InputError naming it.
 
     A predictor loads its networks on first use and keeps them for later runs, with the face
@@ -177,8 +177,8 @@ class Wav2LipPredictor:
                  det_max_size: int = 360, det_every: int = 5, det_cache: bool = True,
                  reference_detection: bool = False, engine: str = "static", cpu: bool = False,
                  detector_path: Optional[str] = None, cpu_threads: int = 0, fp16: bool = False,
-                 precision: str = "auto", enhancer: str = "gpen", enhancer_path: Optional[str] = None,
-                 enhance_at: str = "frame", blend: Optional[str] = None,
+                 precision: str = "auto", enhancer: str = "gpen",
+                 enhancer_path: Optional[str] = None, enhance_at: str = "frame", blend: Optional[str] = None,
                  silence_passthrough: bool = False, silence_threshold: float = 30.0,
                  silence_min_span: float = 0.4, color_match: bool = False):
         self._arguments = {name: value for name, value in locals().items() if name != "self"}
@@ -205,7 +205,8 @@ class Wav2LipPredictor:
             strict=strict_face, max_size=0 if reference_detection else checked["det_max_size"],
             every=1 if reference_detection else checked["det_every"],
             cache=det_cache and not reference_detection, reference=reference_detection,
-            precision="fp32" if reference_detection else self.precision)
+            # S3FD in fp16 is not measured (no GPU here): it stays fp32 there.
+            precision="fp32" if reference_detection or self.precision == "fp16" else self.precision)
         self.blend = checked["blend"]
         self.color_match = color_match
         self.silence = (dict(below_speech_db=checked["silence_threshold"],

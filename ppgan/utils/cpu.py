@@ -50,7 +50,8 @@ def has_bf16_units(flags: Optional[FrozenSet[str]] = None) -> bool:
 def cpu_summary() -> str:
     """'<model name> (flags: ...)' with the REPORTED_FLAGS this CPU has, for benchmark reports."""
     flags = cpu_flags()
-    return f"{cpu_name()} (flags: {' '.join(f for f in REPORTED_FLAGS if f in flags) or 'none of ' + ', '.join(REPORTED_FLAGS)})"
+    present = [flag for flag in REPORTED_FLAGS if flag in flags]
+    return f"{cpu_name()} (flags: {' '.join(present) or 'none of ' + ', '.join(REPORTED_FLAGS)})"
 
 
 @functools.lru_cache(maxsize=1)

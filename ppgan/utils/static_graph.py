@@ -115,9 +115,9 @@ def _create_predictor(path_prefix: str, device: str, cpu_threads: int, use_onedn
     _set_memory_optim(config, program, memory_optim)
     gpu_id = gpu_index(resolve_device(device))
     if gpu_id is not None:
-        half = precision == "fp16"
-        config.enable_use_gpu(gpu_memory_mb, gpu_id, paddle.inference.PrecisionType.Half if half
-                              else paddle.inference.PrecisionType.Float32)
+        types = paddle.inference.PrecisionType
+        config.enable_use_gpu(gpu_memory_mb, gpu_id,
+                              types.Half if precision == "fp16" else types.Float32)
     else:
         _configure_cpu(config, cpu_threads, use_onednn, bf16=precision == "bf16")
     if quiet:
