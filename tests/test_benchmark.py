@@ -12,6 +12,8 @@ import sys
 
 from media import stop_when
 
+from ppgan.utils.cpu import cpu_name, has_bf16_units
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -29,10 +31,20 @@ def test_benchmark_reports_generator_detectors_and_end_to_end(tmp_path, monkeypa
     results = json.loads(report.read_text())
     speeds = results["frames_per_second"]
     torch_version = __import__("torch").__version__
-    assert {f"generator (PyTorch {torch_version}, the original's layers, batch 16)","generator (static, batch 16 in 16-frame steps)",
-            "generator (static, photo: face encoded once, batch 16 in 16-frame steps)",
-            "generator (eager, batch 16 in 16-frame steps)",
+    label = "batch 16 in 16-frame steps"
+    auto = results["generator"]["auto_precision"]
+    assert auto == ("bf16" if has_bf16_units() else "fp32")
+    torch_precisions = ("fp32", "bf16") if has_bf16_units() else ("fp32",)
+    assert {*(f"generator (PyTorch {torch_version} {p}, the original's layers, batch 16)"
+              for p in torch_precisions),
+            f"generator (static fp32, {label})", f"generator (static bf16, {label})",
+            f"generator (static {auto}, photo: face encoded once, {label})",
+            f"generator (eager fp32, {label})",
             "mtcnn (full 720p)", "mtcnn (longest side 360)"} == set(speeds)
+    bf16_off = results["generator"]["difference_from_static_fp32"]["bf16"]
+    assert 0 <= bf16_off["mean_levels"] <= bf16_off["max_levels"] <= 255
+    assert results["generator"]["auto_vs_fastest_pytorch"] > 0
+    assert cpu_name() in results["machine"]
     assert all(value > 0 for value in speeds.values())
     end_to_end = results["end_to_end_720p_1s"]
     assert end_to_end["wall_seconds"] > 0 and end_to_end["peak_rss_mb"] > 100

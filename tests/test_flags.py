@@ -136,6 +136,8 @@ BAD_FLAGS = [
     ("benchmark_wav2lip", ["--clip_1080p", "-10"], "--clip_1080p", "an integer >= 0 (got -10)"),
     ("benchmark_wav2lip", ["--det_max_size", "1"], "--det_max_size", "an integer >= 64 (got 1)"),
     ("wav2lip", ["--color_match", "--hard_paste"], "--color_match", "needs a feathered blend"),
+    ("wav2lip", ["--precision", "int8"], "--precision", "invalid choice: 'int8'"),
+    ("wav2lip", ["--fp16", "--precision", "fp32"], "--fp16", "contradicts --precision fp32"),
 ]
 
 
@@ -174,6 +176,7 @@ def test_defaults_are_unchanged():
     assert (args.wav2lip_batch_size, args.resize_factor) == (128, 1)
     assert (list(args.crop), list(args.box)) == ([0, -1, 0, -1], [-1, -1, -1, -1])
     assert (args.det_max_size, args.det_every, args.face_select) == (360, 5, None)
+    assert (args.precision, args.fp16) == ("auto", False)
     args = _tool("preprocess_lrs2").parse_args(REQUIRED["preprocess_lrs2"])
     assert (args.batch_size, args.det_max_size, args.rank, args.world_size) == (32, 0, None, None)
     assert (args.val_fraction, args.test_fraction, args.split_seed) == (0.05, 0.05, 0)
@@ -204,6 +207,8 @@ def test_defaults_are_unchanged():
      "face_select 1 contradicts reference_detection"),
     ({"face_select": "largest", "box": (0, 10, 0, 10)}, "face_select largest contradicts box"),
     ({"color_match": True, "blend": "hard"}, "color_match needs a feathered blend"),
+    ({"precision": "int8"}, "precision: must be one of auto, fp32, bf16, fp16 (got int8)"),
+    ({"precision": "bf16", "fp16": True}, "fp16 contradicts precision 'bf16'"),
 ])
 def test_predictor_arguments_are_checked_on_construction(kwargs, message):
     from ppgan.apps import Wav2LipPredictor

@@ -273,7 +273,7 @@ def test_a_video_is_detected_once_for_any_request_past_its_end(media, monkeypatc
 
     def boxes_and_detections(count, cache, memory=None):
         memory = memory or DetectionMemory()
-        memory.detectors[("sfd", None, False, "cpu")] = CountingDetector()  # as if loaded
+        memory.detectors[("sfd", None, False, "cpu", "fp32")] = CountingDetector()  # as if loaded
         before, source = sum(detected_frames), FrameSource(media["video"])
         try:
             boxes = face_boxes(source, count, DetectionOptions(every=1, cache=cache), "cpu", {},

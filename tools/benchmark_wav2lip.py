@@ -3,10 +3,11 @@
     python tools/benchmark_wav2lip.py                     # 10 s and 60 s 720p clips
     python tools/benchmark_wav2lip.py --clips 10 --skip-detectors
 
-Reports frames/s of the generator alone (Paddle Inference, eager, and the same layers in PyTorch
-as the original runs them, when torch is installed), of each face detector
+Reports frames/s of the generator alone (Paddle Inference in each CPU precision with its
+output's difference from fp32, eager, and the same layers in PyTorch as the original runs them,
+in fp32 and, on a CPU with bf16 units, bf16 autocast, when torch is installed), of each face detector
 on a 720p frame (full resolution and the pipeline's reduced copy), and end to end: seconds of
-compute per second of video and peak RSS, each clip in a fresh process. Weights are random
+compute per second of video and peak RSS, each clip in a fresh process (at --precision auto). Weights are random
 (the speed of a network does not depend on its values); the clips show a real face photo
 (scikit-image's astronaut) moving over a 720p background, with speech-like audio.
 """
@@ -80,46 +81,75 @@ def time_calls(fn, repeats: int) -> float:
 
 def bench_generator(weights: str, batch: int, engines) -> dict:
     """Frames/s of the generator as the pipeline runs it: `batch` frames in steps of
-    CPU_CHUNK, and for the static engine also the photo path (face features encoded once)."""
+    CPU_CHUNK; the static engine in each precision this CPU runs (fp32, bf16), each output's
+    difference from fp32 (in levels of 255), and the photo path (face features encoded once)
+    in the precision "auto" picks."""
     from ppgan.apps.generator_runner import CPU_CHUNK, load_generator
+    from ppgan.utils.device import resolve_precision
 
     rng = np.random.default_rng(0)
     mel = rng.standard_normal((batch, 1, 80, 16)).astype(np.float32)
     faces = rng.random((batch, 6, 96, 96)).astype(np.float32)
     steps = [slice(i, i + CPU_CHUNK) for i in range(0, batch, CPU_CHUNK)]
     label = f"batch {batch} in {CPU_CHUNK}-frame steps"
-    results = {}
-    for engine in engines:
-        run = load_generator(weights, engine=engine)
+    auto = resolve_precision("auto", "cpu")
+    speeds, outputs = {}, {}
+    runs = [("static", p) for p in CPU_PRECISIONS] if "static" in engines else []
+    runs += [(engine, "fp32") for engine in engines if engine != "static"]
+    for engine, precision in runs:
+        run = load_generator(weights, engine=engine, device="cpu", precision=precision)
         repeats = 3 if engine == "static" else 1
-        seconds = time_calls(lambda: [run(mel[s], faces[s]) for s in steps], repeats)
-        results[f"generator ({engine}, {label})"] = batch / seconds
         if engine == "static":
+            outputs[precision] = np.concatenate([run(mel[s], faces[s]) for s in steps])
+        seconds = time_calls(lambda: [run(mel[s], faces[s]) for s in steps], repeats)
+        speeds[f"generator ({engine} {precision}, {label})"] = batch / seconds
+        if engine == "static" and precision == auto:
             face = run.encode_face(faces[:1])
             skips = [[np.repeat(x, len(mel[s]), axis=0) for x in face] for s in steps]
-            seconds = time_calls(lambda: [run.decode(mel[s], k) for s, k in zip(steps, skips)], repeats)
-            results[f"generator ({engine}, photo: face encoded once, {label})"] = batch / seconds
-    return results
+            seconds = time_calls(lambda: [run.decode(mel[s], k) for s, k in zip(steps, skips)],
+                                 repeats)
+            speeds[f"generator (static {precision}, photo: face encoded once, {label})"] = (
+                batch / seconds)
+    differences = {precision: levels_off(out, outputs["fp32"])
+                   for precision, out in outputs.items() if precision != "fp32"}
+    return {"speeds": speeds, "auto_precision": auto,
+            "difference_from_static_fp32": differences}
+
+
+# The precisions of the static engine on a CPU, each timed by bench_generator.
+CPU_PRECISIONS = ("fp32", "bf16")
+
+
+def levels_off(output: np.ndarray, reference: np.ndarray) -> dict:
+    """Mean and largest difference of two [0, 1] images, in levels of 255."""
+    levels = np.abs(output.astype(np.float64) - reference) * 255
+    return {"mean_levels": float(levels.mean()), "max_levels": float(levels.max())}
 
 
 def bench_torch_generator(batch: int) -> dict:
     """Frames/s of the original's generator layers in PyTorch (eager, no_grad, one call of
-    `batch` frames, as the original inference.py runs it), if torch is installed. The network is
-    the independent torch implementation the tests check the Paddle one against."""
+    `batch` frames, as the original inference.py runs it), if torch is installed: in fp32, and
+    under bf16 autocast where the CPU has bf16 units (PyTorch's fastest CPU path there). The
+    network is the independent torch implementation the tests check the Paddle one against."""
     try:
         import torch
     except ImportError:
         return {}
     from ppgan.models.torch_reference import TorchWav2Lip
+    from ppgan.utils.cpu import has_bf16_units
 
     torch.set_num_threads(os.cpu_count() or 1)
     net = TorchWav2Lip().eval()
     rng = np.random.default_rng(0)
     mel = torch.from_numpy(rng.standard_normal((batch, 1, 80, 16)).astype(np.float32))
     faces = torch.from_numpy(rng.random((batch, 6, 96, 96)).astype(np.float32))
-    with torch.no_grad():
-        seconds = time_calls(lambda: net(mel, faces), 1)
-    return {f"generator (PyTorch {torch.__version__}, the original's layers, batch {batch})": batch / seconds}
+    results = {}
+    for precision in ("fp32", "bf16") if has_bf16_units() else ("fp32",):
+        with torch.no_grad(), torch.autocast("cpu", torch.bfloat16, enabled=precision == "bf16"):
+            seconds = time_calls(lambda: net(mel, faces), 1)
+        results[f"generator (PyTorch {torch.__version__} {precision}, the original's layers, "
+                f"batch {batch})"] = batch / seconds
+    return results
 
 
 def random_detector_weights(folder: str, name: str):
@@ -151,8 +181,11 @@ def bench_detectors(folder: str, names, det_max_size: int) -> dict:
 
     frames = [face_frame(0)] * 4
     results = {}
-    for name in names:
-        aligner = FaceAlignment(face_detector=name, path_to_detector=random_detector_weights(folder, name))
+    for name, precision in [(name, p) for name in names for p in _detector_precisions(name)]:
+        aligner = FaceAlignment(face_detector=name, path_to_detector=random_detector_weights(folder, name),
+                                **({"precision": precision} if precision else {}))
+        if precision:
+            name = f"{name} {precision}"
         for size in (0, det_max_size):
             detector = BoxDetector(aligner, batch_size=4, max_size=size)
             scale = 1.0 if size == 0 else size / WIDTH
@@ -161,6 +194,11 @@ def bench_detectors(folder: str, names, det_max_size: int) -> dict:
             label = "full 720p" if size == 0 else f"longest side {size}"
             results[f"{name} ({label})"] = len(frames) / seconds
     return results
+
+
+def _detector_precisions(name: str) -> tuple:
+    """S3FD follows --precision (each CPU precision timed); the other detectors run in fp32."""
+    return CPU_PRECISIONS if name == "sfd" else (None,)
 
 
 def random_enhancer_weights(folder: str, name: str) -> str:
@@ -321,7 +359,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def benchmark(args: argparse.Namespace) -> int:
+    from ppgan.apps.generator_runner import CPU_CHUNK
     from ppgan.utils.atomic import atomic_path
+    from ppgan.utils.cpu import cpu_summary
 
     os.makedirs(args.workdir, exist_ok=True)
     os.environ.setdefault("PPGAN_HOME", os.path.join(args.workdir, "cache"))
@@ -330,12 +370,19 @@ def benchmark(args: argparse.Namespace) -> int:
 
     paddle.set_flags({"FLAGS_paddle_num_threads": os.cpu_count() or 1})
     weights = random_weights(args.workdir)
-    results = {"machine": f"{os.cpu_count()} cores, paddle {paddle.__version__}, "
-                          f"load average {os.getloadavg()[0]:.1f} at the start",
+    results = {"machine": f"{os.cpu_count()} cores of {cpu_summary()}, paddle "
+                          f"{paddle.__version__}, load average {os.getloadavg()[0]:.1f} at the start",
                "date": time.strftime("%Y-%m-%d")}
     if not args.skip_generator:
-        results["frames_per_second"] = bench_generator(weights, args.batch, ("static", "eager"))
-        results["frames_per_second"].update(bench_torch_generator(args.batch))
+        generator = bench_generator(weights, args.batch, ("static", "eager"))
+        torch_speeds = bench_torch_generator(args.batch)
+        results["frames_per_second"] = {**generator.pop("speeds"), **torch_speeds}
+        results["generator"] = generator
+        if torch_speeds:
+            ours = results["frames_per_second"][
+                f"generator (static {generator['auto_precision']}, batch {args.batch} in "
+                f"{CPU_CHUNK}-frame steps)"]
+            generator["auto_vs_fastest_pytorch"] = ours / max(torch_speeds.values())
     if not args.skip_detectors:
         results.setdefault("frames_per_second", {}).update(
             bench_detectors(args.workdir, args.detectors.split(","), args.det_max_size))

@@ -11,7 +11,7 @@ from typing import Any, Callable
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
 from ppgan.faceutils.detectors import DETECTORS  # noqa: E402
-from ppgan.utils.checks import BLENDS, MIN_DETECTION_SIZE, PREDICTOR_ARGS  # noqa: E402
+from ppgan.utils.checks import BLENDS, MIN_DETECTION_SIZE, PRECISIONS, PREDICTOR_ARGS  # noqa: E402
 from ppgan.utils.cli import (OneLineParser, arg_type, check_flags, report, run_main,  # noqa: E402
                              setup_logging)
 
@@ -36,6 +36,9 @@ def cross_checks(parser: OneLineParser, args: argparse.Namespace) -> None:
         other = ("--reference_detection (each frame's top-ranked face, as the original)"
                  if args.reference_detection else "--box (one fixed box, no detection)")
         parser.error(f"argument --face_select: contradicts {other}; give one of them")
+    if args.fp16 and args.precision not in ("auto", "fp16"):
+        parser.error("argument --fp16: is --precision fp16; it contradicts --precision "
+                     f"{args.precision}")
 
 
 def build_parser() -> OneLineParser:
@@ -145,9 +148,12 @@ def build_parser() -> OneLineParser:
     parser.add_argument("--engine", choices=["static", "eager"], default="static",
                         help="static: Paddle Inference with fused kernels (fast); "
                              "eager: dygraph (the reference path)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="the static generator's and S3FD's arithmetic: auto (bf16 on a CPU with bf16 "
+                             "units, AMX or AVX-512 BF16; fp32 elsewhere), fp32, bf16 (CPU), "
+                             "fp16 (GPU)")
     parser.add_argument("--fp16", action="store_true",
-                        help="half precision for the generator on a GPU (static engine; "
-                             "ignored on a CPU)")
+                        help="the same as --precision fp16 (half precision on a GPU)")
     return parser
 
 
@@ -178,8 +184,8 @@ def predictor_options(args: argparse.Namespace) -> dict:
         blend=args.blend, feather=not args.hard_paste, det_max_size=args.det_max_size,
         det_every=args.det_every, det_cache=not args.no_det_cache,
         reference_detection=args.reference_detection, engine=args.engine, cpu=args.cpu,
-        detector_path=args.detector_path, fp16=args.fp16, enhancer=args.enhancer,
-        enhancer_path=args.enhancer_path, enhance_at=args.enhance_at,
+        detector_path=args.detector_path, fp16=args.fp16, precision=args.precision,
+        enhancer=args.enhancer, enhancer_path=args.enhancer_path, enhance_at=args.enhance_at,
         silence_passthrough=args.silence_passthrough, silence_threshold=args.silence_threshold,
         silence_min_span=args.silence_min_span, color_match=args.color_match,
         face_select=args.face_select)

@@ -5,8 +5,16 @@ face features can be computed once and decoded against every mel window. The sta
 exports each stage once per weights file (see `cached_export`) and runs it with Paddle
 Inference's fusion passes (BatchNorm folded into the convolutions, fused activations), which
 eager mode lacks; the split adds only one hand-over of the skip tensors. The eager path is the
-reference. `tools/benchmark_wav2lip.py` measures both engines and the photo path.
+reference.
+
+In bf16 (`--precision`, CPUs with bf16 units) the decoder is exported with its one stride-1
+transposed convolution computed as the equivalent convolution (`as_plain_convolutions`):
+Paddle 3.3.1's oneDNN bf16 transposed convolution fails on it at run time ("std::exception").
+The fp32 export keeps the network's own layers, so fp32 gives exactly what it always gave.
+`tools/benchmark_wav2lip.py` measures both engines, each precision and the photo path.
 """
+import copy
+import logging
 import os
 import shutil
 import tempfile
@@ -14,14 +22,17 @@ from typing import List
 
 import numpy as np
 import paddle
+import paddle.nn as nn
 
 from ..models import Wav2Lip
 from ..models.generators.wav2lip import AUDIO_SPEC, FACE_SPEC, SKIP_SPECS
-from ..utils.device import place_network, place_of, resolve_device
+from ..utils.device import place_network, place_of, resolve_device, resolve_precision
 from ..utils.onnx_export import to_onnx
 from ..utils.static_graph import StaticModel, cached_export, export_layer
 from ..utils.video import InputError
 from ..utils.weights import load_weights
+
+logger = logging.getLogger(__name__)
 
 ENGINES = ("static", "eager")
 # The stages the static engine runs, (file name, method, inputs): two programs, so that a photo's
@@ -79,11 +90,42 @@ class InferenceGenerator(GeneratorRunner):
         return self.decoder(mel, *skips)[0]
 
 
-def export_stages(net: Wav2Lip, folder: str) -> List[str]:
+def export_stages(net: Wav2Lip, folder: str, precision: str = "fp32") -> List[str]:
     """Write the generator's stages into `folder` as Paddle Inference models, as the static
-    engine runs them (`open_stages`); returns the files written."""
+    engine runs them in `precision` (`open_stages`); returns the files written."""
+    deployed = as_plain_convolutions(net) if precision == "bf16" else net
     return [path for stage, method, spec in STAGES
-            for path in export_layer(net, os.path.join(folder, stage), spec, method)]
+            for path in export_layer(deployed, os.path.join(folder, stage), spec, method)]
+
+
+def as_plain_convolutions(net: nn.Layer) -> nn.Layer:
+    """A copy of `net` in which every stride-1 transposed convolution is the convolution that
+    computes the same: over the input padded by k-1-p, with the kernel flipped in space and its
+    input and output channels swapped. `net` is left as it is (the reference layout)."""
+    copied = copy.deepcopy(net)
+    for parent in copied.sublayers(include_self=True):
+        for name, layer in parent.named_children():
+            if _is_plain_transpose(layer):
+                parent._sub_layers[name] = _equivalent_convolution(layer)
+    return copied
+
+
+def _is_plain_transpose(layer: nn.Layer) -> bool:
+    return (isinstance(layer, nn.Conv2DTranspose) and list(layer._stride) == [1, 1]
+            and list(layer._dilation) == [1, 1] and layer._groups == 1
+            and not layer.output_padding and layer._padding_algorithm == "EXPLICIT"
+            and layer._data_format == "NCHW")
+
+
+def _equivalent_convolution(transposed: nn.Conv2DTranspose) -> nn.Conv2D:
+    kernel = transposed.weight.numpy()  # (in, out, kh, kw)
+    padding = [k - 1 - p for k, p in zip(transposed._kernel_size, transposed._updated_padding)]
+    conv = nn.Conv2D(transposed._in_channels, transposed._out_channels, transposed._kernel_size,
+                     padding=padding, bias_attr=None if transposed.bias is not None else False)
+    conv.weight.set_value(np.ascontiguousarray(kernel.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]))
+    if transposed.bias is not None:
+        conv.bias.set_value(transposed.bias.numpy())
+    return conv
 
 
 def export_onnx_stages(net: Wav2Lip, folder: str) -> List[str]:
@@ -100,32 +142,43 @@ def export_onnx_stages(net: Wav2Lip, folder: str) -> List[str]:
         shutil.rmtree(programs, ignore_errors=True)
 
 
-def open_stages(folder: str, device: str = "cpu", cpu_threads: int = 0, fp16: bool = False,
+def open_stages(folder: str, device: str = "cpu", cpu_threads: int = 0, precision: str = "fp32",
                 use_onednn: bool = True) -> "InferenceGenerator":
     """The generator `export_stages` wrote into `folder` (the predictor's cache, or
-    tools/export_model.py's output), run by Paddle Inference on `device`."""
+    tools/export_model.py's output), run by Paddle Inference on `device` in a resolved
+    `precision` the folder was exported for."""
     return InferenceGenerator(*(
         StaticModel(os.path.join(folder, stage), device=device, cpu_threads=cpu_threads,
-                    use_onednn=use_onednn, fp16=fp16)
+                    use_onednn=use_onednn, precision=precision)
         for stage, _, _ in STAGES))
 
 
 def load_generator(weights_path: str, engine: str = "static", device: str = "cpu",
-                   cpu_threads: int = 0, fp16: bool = False) -> GeneratorRunner:
+                   cpu_threads: int = 0, precision: str = "fp32") -> GeneratorRunner:
     """The generator holding these weights, run by `engine` on `device`. `weights_path` is a
-    `.pdparams` file (flat, or a trainer checkpoint) or a folder `export_stages` wrote."""
+    `.pdparams` file (flat, or a trainer checkpoint) or a folder `export_stages` wrote (run in
+    fp32 or fp16: its decoder is the fp32 layout). `precision` (`PRECISIONS`) is the static
+    engine's; the eager engine, the reference, runs in fp32."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got '{engine}'")
     device = resolve_device(device)
+    precision = resolve_precision(precision, device)
     if os.path.isdir(weights_path):
         if engine != "static":
             raise InputError(f"{weights_path} is an exported model, which only the static "
                              "engine runs: give its .pdparams for the eager engine")
-        return open_stages(weights_path, device, cpu_threads, fp16)
+        if precision == "bf16":
+            logger.warning("%s is an exported model in the fp32 layout: running it in fp32 "
+                           "(give its .pdparams to run in bf16)", weights_path)
+            precision = "fp32"
+        return open_stages(weights_path, device, cpu_threads, precision)
     net = Wav2Lip()
     load_weights(net, weights_path)
     place_network(net, device)
     if engine == "eager":
         return EagerGenerator(net, device)
-    folder = cached_export(weights_path, "wav2lip", lambda staging: export_stages(net, staging))
-    return open_stages(folder, device, cpu_threads, fp16)
+    # fp16 runs the fp32 program: Paddle Inference converts it on the GPU.
+    name = "wav2lip-bf16" if precision == "bf16" else "wav2lip"
+    folder = cached_export(weights_path, name,
+                           lambda staging: export_stages(net, staging, precision))
+    return open_stages(folder, device, cpu_threads, precision)

@@ -35,7 +35,8 @@ class DetectionOptions:
     settings. `reference`: the detector behaves as PaddleGAN's. `face_select`: the person to
     follow ("largest", an index from the left, or a point (x, y) of the input frame, as
     `ppgan.utils.checks.face_select` takes them; see `ppgan.faceutils.face_track`); None: each
-    frame's top-ranked face, as the references.
+    frame's top-ranked face, as the references. `precision`: S3FD's (the
+    others run in fp32).
     """
     detector: str = "sfd"
     detector_path: Optional[str] = None
@@ -49,6 +50,7 @@ class DetectionOptions:
     cache: bool = True
     reference: bool = False
     face_select: Optional[Selection] = "largest"
+    precision: str = "fp32"
 
 
 Detections = List[Optional[Sighting]]  # per frame the chosen face, None where it was not found
@@ -63,12 +65,17 @@ class DetectionMemory:
     detections: Dict[str, Detections] = field(default_factory=dict)
 
     def detector(self, options: DetectionOptions, device: str) -> FaceAlignment:
-        key = (options.detector, options.detector_path, options.reference, device)
+        key = (options.detector, options.detector_path, options.reference, device,
+               options.precision)
         if key not in self.detectors:
             self.detectors[key] = FaceAlignment(
                 face_detector=options.detector, path_to_detector=options.detector_path,
-                reference=options.reference, device=device)
+                reference=options.reference, device=device, **_precision_argument(options))
         return self.detectors[key]
+
+
+def _precision_argument(options: DetectionOptions) -> dict:
+    return {"precision": options.precision} if options.detector == "sfd" else {}
 
 
 def face_boxes(source: FrameSource, count: int, options: DetectionOptions, device: str,
@@ -132,7 +139,8 @@ def _detections(source: FrameSource, count: int, options: DetectionOptions, devi
                     transform=dict(preprocessing), strict=options.strict,
                     reference=options.reference,
                     face_select=None if choice is None else [choice.rule, choice.index,
-                                                             list(choice.point)])
+                                                             list(choice.point)],
+                    **_precision_argument(options))
     keys = detection_keys(source.path, settings, count)
     found = _recalled(keys, count, memory, options.cache)
     if found is not None:

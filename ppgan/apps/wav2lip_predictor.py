@@ -17,7 +17,7 @@ from ..models.generators.wav2lip import MEL_STEP_SIZE, face_input, face_pixels
 from ..utils.audio import DEFAULT_MEL, AudioError, load_wav, melspectrogram
 from ..utils.blend import cross_fade, paste_face
 from ..utils.boxes import XYXYBox
-from ..utils.checks import PREDICTOR_ARGS, CheckError, check_named, one_of, shown
+from ..utils.checks import PRECISIONS, PREDICTOR_ARGS, CheckError, check_named, one_of, shown
 from ..utils.device import default_device
 from ..utils.download import resolve_weights
 from ..utils.progress import ProgressHook, ReportedBar
@@ -34,11 +34,12 @@ logger = logging.getLogger(__name__)
 WAV2LIP_URL = "https://paddlegan.bj.bcebos.com/models/wav2lip_hq.pdparams"
 STEP_BYTES = 256 << 20  # 10 frames of 4K, 43 of 1080p
 # The arguments that choose the networks a predictor loads (a job list keeps them for all jobs).
-NETWORK_ARGUMENTS = ("checkpoint_path", "engine", "cpu", "cpu_threads", "fp16", "face_detector",
-                     "detector_path", "face_enhancement", "enhancer", "enhancer_path")
+NETWORK_ARGUMENTS = ("checkpoint_path", "engine", "cpu", "cpu_threads", "precision", "fp16",
+                     "face_detector", "detector_path", "face_enhancement", "enhancer",
+                     "enhancer_path")
 # Those that choose the generator and how every network runs: `with_options` keeps them. The
 # detectors and enhancers are kept by name and weights, so siblings may choose others.
-GENERATOR_ARGUMENTS = ("checkpoint_path", "engine", "cpu", "cpu_threads", "fp16")
+GENERATOR_ARGUMENTS = ("checkpoint_path", "engine", "cpu", "cpu_threads", "precision", "fp16")
 
 
 def pingpong_index(i: int, count: int) -> int:
@@ -122,11 +123,19 @@ def _face_choice(face_select, reference_detection: bool, box: Optional[XYXYBox])
     return "largest" if face_select is None else face_select
 
 
+def _precision(precision: str, fp16: bool) -> str:
+    """`precision` (checked with the other arguments), with `fp16` its old spelling of "fp16"."""
+    if fp16 and precision not in ("auto", "fp16"):
+        raise InputError(f"fp16 contradicts precision '{precision}'")
+    return "fp16" if fp16 else precision
+
+
 def _checked_arguments(arguments: dict) -> dict:
     """The predictor's numeric arguments, checked as the command line checks its flags, and
     its face detector's name."""
     try:
-        return check_named({**PREDICTOR_ARGS, "face_detector": one_of(list(DETECTORS))}, arguments)
+        return check_named({**PREDICTOR_ARGS, "face_detector": one_of(list(DETECTORS)),
+                            "precision": one_of(PRECISIONS)}, arguments)
     except CheckError as err:
         raise InputError(str(err)) from None
 
@@ -190,15 +199,17 @@ class Wav2LipPredictor:
     (detect as the references: every frame at full resolution, no cache, PaddleGAN's BlazeFace
     crop and face order, and each frame's top-ranked face; it overrides the three `det_*`
     settings and cannot be combined with `face_select`), `engine` ("static": Paddle Inference,
-    "eager": dygraph), `detector_path` (local detector weights), `cpu_threads`, `fp16` (half precision
-    for the generator on a GPU), `enhancer` ("gpen", PaddleGAN's, "gfpgan" or "gfpgan_clean":
+    "eager": dygraph), `detector_path` (local detector weights), `cpu_threads`, `precision` (the static
+    generator's, and S3FD's on a CPU: "auto", bf16 on a CPU with bf16 units and fp32
+    elsewhere; "fp32"; "bf16" on a CPU; "fp16" on a GPU; see
+    `ppgan.utils.device.resolve_precision`), `fp16` (the same as precision="fp16"), `enhancer` ("gpen", PaddleGAN's, "gfpgan" or "gfpgan_clean":
     the network `face_enhancement` runs), `enhancer_path` (its weights; default: download
     PaddleGAN's; gfpgan_clean has none),
     `enhance_at` ("frame": the face crop of the frame after the paste; "generated": the 96-px
     generated face before it, as PaddleGAN; see `ppgan.apps.face_enhancer`).
 
-    The numeric arguments and `face_detector` are checked on construction as the command line
-    checks its flags (`ppgan.utils.checks.PREDICTOR_ARGS`, `ppgan.faceutils.detectors`): a
+    The numeric arguments, `face_detector` and `precision` are checked on construction as the
+    command line checks its flags (`ppgan.utils.checks.PREDICTOR_ARGS`, `ppgan.faceutils.detectors`): a
     value they do not allow is an InputError naming it.
 
     A predictor loads its networks on first use and keeps them for later runs, with the face
@@ -216,8 +227,8 @@ class Wav2LipPredictor:
                  det_max_size: int = 360, det_every: int = 5, det_cache: bool = True,
                  reference_detection: bool = False, engine: str = "static", cpu: bool = False,
                  detector_path: Optional[str] = None, cpu_threads: int = 0, fp16: bool = False,
-                 enhancer: str = "gpen", enhancer_path: Optional[str] = None,
-                 enhance_at: str = "frame", blend: Optional[str] = None,
+                 precision: str = "auto", enhancer: str = "gpen",
+                 enhancer_path: Optional[str] = None, enhance_at: str = "frame", blend: Optional[str] = None,
                  silence_passthrough: bool = False, silence_threshold: float = 30.0,
                  silence_min_span: float = 0.4, color_match: bool = False,
                  face_select: Union[None, str, int, Sequence[float]] = None):
@@ -230,6 +241,7 @@ class Wav2LipPredictor:
             if value not in allowed:
                 raise InputError(f"{name} must be one of {', '.join(allowed)}, not '{value}'")
         self.enhancement = (enhancer, enhancer_path, enhance_at) if face_enhancement else None
+        self.precision = _precision(checked["precision"], fp16)
         self.checkpoint_path = checkpoint_path
         self.static = static
         self.fps = checked["fps"]
@@ -245,7 +257,9 @@ class Wav2LipPredictor:
             max_size=0 if reference_detection else checked["det_max_size"],
             every=1 if reference_detection else checked["det_every"],
             cache=det_cache and not reference_detection, reference=reference_detection,
-            face_select=_face_choice(checked["face_select"], reference_detection, box))
+            face_select=_face_choice(checked["face_select"], reference_detection, box),
+            # S3FD in fp16 is not measured (no GPU here): it stays fp32 there.
+            precision="fp32" if reference_detection or self.precision == "fp16" else self.precision)
         self.blend = checked["blend"]
         self.color_match = color_match
         self.silence = (dict(below_speech_db=checked["silence_threshold"],
@@ -254,7 +268,6 @@ class Wav2LipPredictor:
         self.engine = engine
         self.device = default_device(cpu)
         self.cpu_threads = checked["cpu_threads"]
-        self.fp16 = fp16
         self._kept = _Kept()
 
     def with_options(self, **changes: Any) -> "Wav2LipPredictor":
@@ -278,7 +291,7 @@ class Wav2LipPredictor:
         if self._kept.generator is None:
             weights = resolve_weights(self.checkpoint_path, WAV2LIP_URL)
             self._kept.generator = load_generator(weights, self.engine, self.device,
-                                                  self.cpu_threads, self.fp16)
+                                                  self.cpu_threads, self.precision)
         return self._kept.generator
 
     def enhancer(self) -> Optional[Enhancer]:

@@ -23,6 +23,9 @@ MIN_CLIP_SECONDS = 0.2
 # How a generated face is pasted back (ppgan/utils/blend.py): the mouth region, the whole face
 # box feathered, or the references' hard box.
 BLENDS = ("mouth", "face", "hard")
+# The static generator's arithmetic (ppgan/utils/device.py resolve_precision): "auto" is bf16 on
+# a CPU with bf16 units and fp32 elsewhere.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def shown(value: Any) -> str:

@@ -1,5 +1,8 @@
 """Devices by name: "cpu", "gpu" or "gpu:N" ("cuda" accepted, as PyTorch spells it).
 
+A network's precision is named as `PRECISIONS`; `resolve_precision` turns "auto" and a
+precision the device lacks into the one it runs.
+
 Each network is placed on the device its caller passes in; Paddle's process-wide default device
 (`paddle.set_device`) is never changed here, so two pipelines in one process can use different
 devices.
@@ -8,6 +11,9 @@ import logging
 from typing import Optional
 
 import paddle
+
+from .checks import PRECISIONS
+from .cpu import has_bf16_units
 
 logger = logging.getLogger(__name__)
 
@@ -44,3 +50,25 @@ def place_of(device: str) -> "paddle.CPUPlace | paddle.CUDAPlace":
 def place_network(net: paddle.nn.Layer, device: str) -> None:
     """Move `net`'s parameters and buffers to a resolved device."""
     net.to(device=place_of(device))
+
+
+# fp16 on a GPU only when asked for: "auto" there is fp32.
+_DEVICE_PRECISIONS = {"cpu": ("fp32", "bf16"), "gpu": ("fp32", "fp16")}
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """The precision ("fp32", "bf16" or "fp16") a network runs in on a resolved `device` when
+    `precision` is asked for. A precision the device lacks (fp16 on a CPU, bf16 on a GPU) is
+    fp32, with a warning; bf16 on a CPU without bf16 units runs (oneDNN emulates it), slowly."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
+    kind = "cpu" if gpu_index(device) is None else "gpu"
+    if precision == "auto":
+        return "bf16" if kind == "cpu" and has_bf16_units() else "fp32"
+    if precision not in _DEVICE_PRECISIONS[kind]:
+        logger.warning("%s is not for the %s: running in fp32", precision, kind.upper())
+        return "fp32"
+    if precision == "bf16" and not has_bf16_units():
+        logger.warning("this CPU has no bf16 units (AMX or AVX-512 BF16): bf16 is emulated, "
+                       "likely slower than fp32")
+    return precision

@@ -106,39 +106,42 @@ def find_model_files(path_prefix: str) -> Tuple[str, str]:
 
 def _create_predictor(path_prefix: str, device: str, cpu_threads: int, use_onednn: bool,
                       gpu_memory_mb: int, memory_optim: bool, quiet: bool,
-                      fp16: bool = False) -> paddle.inference.Predictor:
+                      precision: str = "fp32") -> paddle.inference.Predictor:
+    """`precision` is a resolved one (`ppgan.utils.device.resolve_precision`): fp16 only on a
+    GPU, bf16 only on a CPU."""
     program, params = find_model_files(path_prefix)
     config = paddle.inference.Config(program, params)
     config.switch_ir_optim(True)
     _set_memory_optim(config, program, memory_optim)
     gpu_id = gpu_index(resolve_device(device))
     if gpu_id is not None:
-        precision = paddle.inference.PrecisionType.Half if fp16 else paddle.inference.PrecisionType.Float32
-        config.enable_use_gpu(gpu_memory_mb, gpu_id, precision)
+        types = paddle.inference.PrecisionType
+        config.enable_use_gpu(gpu_memory_mb, gpu_id,
+                              types.Half if precision == "fp16" else types.Float32)
     else:
-        if fp16:
-            logger.warning("fp16 is for GPUs; running in fp32 on the CPU")
-        _configure_cpu(config, cpu_threads, use_onednn)
+        _configure_cpu(config, cpu_threads, use_onednn, bf16=precision == "bf16")
     if quiet:
         config.disable_glog_info()
-    logger.info("loading %s on %s", program, "gpu:%d" % gpu_id if gpu_id is not None else "cpu")
+    logger.info("loading %s on %s in %s", program,
+                "gpu:%d" % gpu_id if gpu_id is not None else "cpu", precision)
     return paddle.inference.create_predictor(config)
 
 
 class StaticModel:
     """Any exported model: called with NumPy arrays in input order, returns every output.
 
+    `precision`: "fp32", "fp16" (GPU) or "bf16" (CPU), as `resolve_precision` gives it.
     `input_names` binds the arguments to inputs by name (default: the program's input order).
     Not thread-safe: the predictor's input and output buffers are shared between calls.
     """
 
     def __init__(self, path_prefix: str, device: str = "cpu", cpu_threads: int = 0,
-                 use_onednn: bool = True, fp16: bool = False, gpu_memory_mb: int = 500,
+                 use_onednn: bool = True, precision: str = "fp32", gpu_memory_mb: int = 500,
                  memory_optim: bool = True, quiet: bool = True,
                  input_names: Optional[Sequence[str]] = None):
         self.path_prefix = path_prefix
         self._predictor = _create_predictor(path_prefix, device, cpu_threads, use_onednn,
-                                            gpu_memory_mb, memory_optim, quiet, fp16)
+                                            gpu_memory_mb, memory_optim, quiet, precision)
         available = self._predictor.get_input_names()
         missing = set(input_names or ()) - set(available)
         if missing:
@@ -218,12 +221,15 @@ def _set_memory_optim(config: paddle.inference.Config, program: str, memory_opti
         config.enable_memory_optim()
 
 
-def _configure_cpu(config: paddle.inference.Config, cpu_threads: int, use_onednn: bool) -> None:
+def _configure_cpu(config: paddle.inference.Config, cpu_threads: int, use_onednn: bool,
+                   bf16: bool = False) -> None:
     config.disable_gpu()
     # Paddle's default is one math thread, which leaves the other cores idle.
     config.set_cpu_math_library_num_threads(cpu_threads if cpu_threads > 0 else os.cpu_count() or 1)
     # paddle.inference.Config turns oneDNN on by default, so off must be explicit.
-    if use_onednn:
+    if use_onednn or bf16:  # bf16 kernels are oneDNN's
         config.enable_onednn()
+        if bf16:
+            config.enable_onednn_bfloat16()
     else:
         config.disable_onednn()

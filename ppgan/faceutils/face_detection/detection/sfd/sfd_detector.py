@@ -9,7 +9,7 @@ import paddle.nn.functional as F
 
 from paddle.static import InputSpec
 
-from .....utils.device import place_network, place_of, resolve_device
+from .....utils.device import place_network, place_of, resolve_device, resolve_precision
 from .....utils.download import resolve_weights
 from .....utils.static_graph import StaticModel, cached_export, export_layer
 from .....utils.weights import load_weights
@@ -38,10 +38,12 @@ class SFDDetector(FaceDetector):
     Paddle's default device.
     engine: "static" runs an exported copy through Paddle Inference (faster, with its fusion
     passes; exported once per weights file); "eager" runs the network in dygraph, the reference.
+    precision: the static engine's (`ppgan.utils.device.resolve_precision`); bf16 ran S3FD twice
+    as fast as fp32 on an AVX-512 BF16 CPU.
     """
 
     def __init__(self, path_to_detector: Optional[str] = None, device: Optional[str] = None,
-                 engine: str = "static", **kwargs):
+                 engine: str = "static", precision: str = "fp32", **kwargs):
         if kwargs:  # FaceAlignment passes options meant for other detectors too
             logger.debug("SFDDetector ignores options %s", sorted(kwargs))
         self.device = resolve_device(device)
@@ -55,7 +57,8 @@ class SFDDetector(FaceDetector):
         if engine == "static":
             folder = cached_export(weights, "s3fd", lambda staging: export_layer(
                 self.net, os.path.join(staging, "s3fd"), [IMAGE_SPEC]))
-            self._static = StaticModel(os.path.join(folder, "s3fd"), device=self.device)
+            self._static = StaticModel(os.path.join(folder, "s3fd"), device=self.device,
+                                       precision=resolve_precision(precision, self.device))
 
     def detect_batch(self, images: np.ndarray) -> List[np.ndarray]:
         images = _check_frames(images)
