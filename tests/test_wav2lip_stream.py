@@ -170,7 +170,9 @@ def test_a_stopped_stream_keeps_a_playable_file_to_that_point(media):
     frames = read_frames(out)
     assert 0 < len(frames) <= 46
     videos, audios, seconds = probe(out)
-    assert (videos, audios) == (1, 1) and abs(seconds - len(frames) / 25) < 0.1
+    # The audio stops with the last frame (-shortest), up to the slack of ffmpeg's muxer queue:
+    # Debian's ffmpeg 5.1 let 0.21 s more audio through (the bundled build, none).
+    assert (videos, audios) == (1, 1) and abs(seconds - len(frames) / 25) < 0.3
     assert leftovers(media["root"]) == []
 
 
