@@ -14,7 +14,7 @@ names differ from PaddleGAN's StyleGANv2Generator: `style_mlp`, `constant_input`
 """
 import math
 import re
-from typing import Any, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import paddle
@@ -212,6 +212,22 @@ class SFTRestorer(nn.Layer):
                     different_w=np.shape(state["final_linear.weight"])[1] != style_dim,
                     channel_multiplier=channel_multiplier_of(2 ** log_size, full_width, narrow, 1))
 
+    def _add_sft(self, channels: Mapping[int, int], sft_half: bool, fix_decoder: bool,
+                 branch: Callable[[int, int, float], nn.Layer]) -> None:
+        """The SFT condition branches, a scale (last bias 1: identity at init) and a shift per
+        resolution from 8 px up, made by `branch(in, out, last_bias)`; with `fix_decoder` the
+        decoder (the prior) stays as pretrained."""
+        if fix_decoder:
+            for param in self.stylegan_decoder.parameters():
+                param.stop_gradient = True
+        self.condition_scale = nn.LayerList()
+        self.condition_shift = nn.LayerList()
+        for log_res in range(3, self.log_size + 1):
+            ch = channels[2 ** log_res]
+            sft_ch = ch if sft_half else ch * 2
+            self.condition_scale.append(branch(ch, sft_ch, 1.0))
+            self.condition_shift.append(branch(ch, sft_ch, 0.0))
+
     def first_features(self, x: paddle.Tensor) -> paddle.Tensor:
         return self.conv_body_first(x)
 
@@ -291,15 +307,4 @@ class GFPGANv1(SFTRestorer):
             # A pretrained StyleGAN2 (a path or URL), for training GFPGAN from scratch.
             path = resolve_weights(decoder_load_path, default_url=decoder_load_path)
             self.stylegan_decoder.set_state_dict(paddle.load(path))
-        if fix_decoder:  # the prior stays as pretrained
-            for param in self.stylegan_decoder.parameters():
-                param.stop_gradient = True
-
-        # SFT: a scale (bias 1: identity at init) and a shift per resolution.
-        self.condition_scale = nn.LayerList()
-        self.condition_shift = nn.LayerList()
-        for log_res in range(3, self.log_size + 1):
-            ch = channels[2 ** log_res]
-            sft_ch = ch if sft_half else ch * 2
-            self.condition_scale.append(_sft_branch(ch, sft_ch, last_bias=1.0))
-            self.condition_shift.append(_sft_branch(ch, sft_ch, last_bias=0.0))
+        self._add_sft(channels, sft_half, fix_decoder, _sft_branch)

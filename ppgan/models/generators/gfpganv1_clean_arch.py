@@ -203,17 +203,8 @@ class GFPGANv1Clean(SFTRestorer):
         self.stylegan_decoder = StyleGAN2GeneratorCSFT(
             out_size=out_size, num_style_feat=num_style_feat, num_mlp=num_mlp,
             channel_multiplier=channel_multiplier, narrow=narrow, sft_half=sft_half)
-        if fix_decoder:  # the prior stays as pretrained
-            for param in self.stylegan_decoder.parameters():
-                param.stop_gradient = True
-
-        self.condition_scale = nn.LayerList()
-        self.condition_shift = nn.LayerList()
-        for log_res in range(3, self.log_size + 1):
-            ch = channels[2 ** log_res]
-            sft_ch = ch if sft_half else ch * 2
-            self.condition_scale.append(_sft_branch(ch, sft_ch))
-            self.condition_shift.append(_sft_branch(ch, sft_ch))
+        # The clean convs keep their default initialisation: no last bias to set.
+        self._add_sft(channels, sft_half, fix_decoder, lambda ch, out, _: _sft_branch(ch, out))
 
     def first_features(self, x: paddle.Tensor) -> paddle.Tensor:
         return F.leaky_relu(self.conv_body_first(x), NEGATIVE_SLOPE)
