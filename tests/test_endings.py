@@ -128,6 +128,26 @@ def test_a_stop_inside_a_deferred_step_is_raised_when_the_step_ends(tmp_path):
     assert steps == ["finished the step"]
 
 
+def test_a_stop_landing_in_a_finaliser_still_stops_the_run():
+    """Python drops exceptions raised in a __del__ (as SIGTERM did once in subprocess.Popen's):
+    the stop must still end the run, not be spent there."""
+    steps = []
+
+    class Finalised:
+        def __del__(self):
+            signal.raise_signal(signal.SIGTERM)  # the handler raises here, in the finaliser
+            steps.append("finaliser ran")
+
+    def body():
+        Finalised()  # collected at once
+        time.sleep(0.2)
+        steps.append("went on")  # never
+        return 0
+
+    assert run_main("tool", body, ()) == 128 + signal.SIGTERM
+    assert "went on" not in steps
+
+
 def test_outputs_get_the_umasks_permissions_not_a_temporary_files(tmp_path):
     old = os.umask(0o022)
     try:

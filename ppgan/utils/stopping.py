@@ -5,12 +5,15 @@ A job scheduler, `docker stop` and `timeout` send SIGTERM, a closed terminal SIG
 `Interrupted` (a KeyboardInterrupt), they unwind through the same cleanup as Ctrl-C.
 """
 import contextlib
+import os
 import signal
+import sys
 import threading
 import warnings
 from typing import Any, Iterator, Optional
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+REPEAT_DELAY = 0.05  # seconds; see _reraise_dropped_stop
 
 
 class Interrupted(KeyboardInterrupt):
@@ -52,6 +55,18 @@ def _on_stop_signal(signum: int, _frame: Any) -> None:
     raise Interrupted(signum)
 
 
+def _reraise_dropped_stop(unraisable: Any) -> None:
+    """sys.unraisablehook: a stop that landed in a finaliser (a `__del__`, where Python drops
+    exceptions) is sent again, otherwise the run would go on with the stop spent. Sent from a
+    thread a moment later, so that it lands after this hook (whose exceptions are dropped too)."""
+    if isinstance(unraisable.exc_value, Interrupted):
+        _StopState.raised = False
+        threading.Timer(REPEAT_DELAY, os.kill,
+                        (os.getpid(), unraisable.exc_value.signum)).start()
+        return
+    sys.__unraisablehook__(unraisable)
+
+
 @contextlib.contextmanager
 def stop_signals_interrupt() -> Iterator[None]:
     """Within the block, Ctrl-C, SIGTERM and SIGHUP (a job scheduler, `docker stop`, `timeout`,
@@ -66,9 +81,11 @@ def stop_signals_interrupt() -> Iterator[None]:
     # a shell its background jobs with SIGINT ignored.
     previous = {sig: signal.signal(sig, _on_stop_signal) for sig in STOP_SIGNALS
                 if signal.getsignal(sig) is not signal.SIG_IGN}
+    previous_hook, sys.unraisablehook = sys.unraisablehook, _reraise_dropped_stop
     try:
         yield
     finally:
+        sys.unraisablehook = previous_hook
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
