@@ -15,13 +15,15 @@ import math
 
 import numpy as np
 import paddle
+import paddle.nn.functional as F
 import pytest
 import scipy.signal
 
 from ppgan.models.generators import GENERATORS, GFPGANv1, GPEN, build_generator
 from ppgan.models.generators.generator_styleganv2 import StyleGANv2Generator
+from ppgan.models.generators.gfpganv1_arch import bilinear_resized
 from ppgan.modules.fused_act import FusedLeakyReLU, fused_leaky_relu
-from ppgan.modules.stylegan2 import ModulatedConv2D
+from ppgan.modules.stylegan2 import ModulatedConv2D, unfuse_modulated_convs
 from ppgan.modules.upfirdn2d import Blur, Upsample, make_kernel, upfirdn2d
 from ppgan.utils.weights import WeightsError, identify_network, load_weights
 
@@ -297,12 +299,16 @@ def np_conv_transpose2(x, w):  # stride 2, no padding: every input scatters a k 
     return out
 
 
+@pytest.mark.parametrize("fused", [True, False], ids=["per-sample", "non-fused"])
 @pytest.mark.parametrize("upsample,demodulate,k", [(False, True, 3), (True, True, 3),
                                                     (False, False, 1)])
-def test_modulated_conv_is_the_papers_weight_modulation(upsample, demodulate, k):
+def test_modulated_conv_is_the_papers_weight_modulation(upsample, demodulate, k, fused):
+    """Both forms: PaddleGAN's per-sample weights, and the non-fused one the exports run."""
     rng = np.random.default_rng(3)
     batch, cin, cout, style_dim = 2, 3, 4, 6
     conv = ModulatedConv2D(cin, cout, k, style_dim, demodulate=demodulate, upsample=upsample)
+    if not fused:
+        unfuse_modulated_convs(conv)
     weight = rng.standard_normal((1, cout, cin, k, k)).astype("float32")
     mod_w = rng.standard_normal((style_dim, cin)).astype("float32")
     mod_b = (1 + 0.1 * rng.standard_normal(cin)).astype("float32")
@@ -442,3 +448,10 @@ def test_gfpgan_full_sft_and_a_shared_w():
     with paddle.no_grad():
         image, _ = net(x)
     assert image.shape == [1, 3, 32, 32] and np.isfinite(image.numpy()).all()
+
+
+@pytest.mark.parametrize("factor", [2, 0.5])
+def test_gfpgans_bilinear_resize_is_interpolates(factor):
+    x = paddle.to_tensor(np.random.default_rng(5).standard_normal((2, 3, 6, 10)).astype("float32"))
+    expected = F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
+    np.testing.assert_allclose(bilinear_resized(x, factor).numpy(), expected.numpy(), atol=1e-6)

@@ -24,7 +24,7 @@ ENHANCER_BATCH = 4  # faces per network call: the pipeline's steps are 16 frames
 
 
 def load_enhancer(name: str, path: Optional[str], engine: str, device: str,
-                  cpu_threads: int) -> Enhancer:
+                  cpu_threads: int, precision: str = "fp32") -> Enhancer:
     """The `name` enhancer (an ENHANCERS key) at the size its weights (`path`, None: the
     default download) were made for."""
     enhancer = ENHANCERS[name]
@@ -37,7 +37,7 @@ def load_enhancer(name: str, path: Optional[str], engine: str, device: str,
         raise InputError(f"--enhancer_path: {err}") from None
     try:
         return enhancer(path, size=None, batch_size=ENHANCER_BATCH, engine=engine,
-                        device=device, cpu_threads=cpu_threads)
+                        device=device, cpu_threads=cpu_threads, precision=precision)
     except OtherNetworkError as err:
         fitting = [other for other, cls in ENHANCERS.items() if cls.NETWORK == err.found]
         if not fitting:

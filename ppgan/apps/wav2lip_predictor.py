@@ -302,7 +302,7 @@ class Wav2LipPredictor:
         name, path, _ = self.enhancement
         if (name, path) not in self._kept.enhancers:
             self._kept.enhancers[name, path] = load_enhancer(name, path, self.engine, self.device,
-                                                             self.cpu_threads)
+                                                             self.cpu_threads, self.precision)
         return self._kept.enhancers[name, path]
 
     def step_size(self, frame_bytes: int) -> int:

@@ -57,6 +57,7 @@ class ModulatedConv2D(nn.Layer):
         self.upsample = upsample
         self.eps = eps
         self.padding = kernel_size // 2
+        self.fused = True  # False: the non-fused form (`unfuse_modulated_convs`)
         if upsample:
             # The transposed conv (stride 2, no padding) gives 2H + k - 2 samples; the blur's
             # padding brings them back to 2H, centred.
@@ -64,6 +65,8 @@ class ModulatedConv2D(nn.Layer):
             self.blur = Blur(blur_kernel, pad=((p + 1) // 2 + 1, p // 2 + 1), upsample_factor=2)
 
     def forward(self, x: paddle.Tensor, style: paddle.Tensor) -> paddle.Tensor:
+        if not self.fused:
+            return self._forward_unfused(x, style)
         batch, in_ch = x.shape[:2]
         s = self.modulation(style).reshape([batch, 1, in_ch, 1, 1])
         weight = self.scale * self.weight * s  # [B, out, in, k, k]
@@ -76,6 +79,15 @@ class ModulatedConv2D(nn.Layer):
         weight = weight.transpose([0, 2, 1, 3, 4]).reshape([batch * in_ch, out_ch, k, k])
         out = F.conv2d_transpose(x, weight, stride=2, groups=batch)
         return self.blur(out.reshape([batch, out_ch, out.shape[2], out.shape[3]]))
+
+    def _forward_unfused(self, x: paddle.Tensor, style: paddle.Tensor) -> paddle.Tensor:
+        s = self.modulation(style)
+        weight = self.scale * self.weight[0]
+        if not self.upsample:
+            return unfused_modulated_conv2d(x, s, weight, self.padding, self.demodulate, self.eps)
+        out = F.conv2d_transpose(x * s.unsqueeze([2, 3]), weight.transpose([1, 0, 2, 3]), stride=2)
+        out = self.blur(out)
+        return demodulate_output(out, s, weight, self.eps) if self.demodulate else out
 
 
 def demodulated(weight: paddle.Tensor, eps: float = 1e-8) -> paddle.Tensor:
@@ -93,6 +105,33 @@ def per_sample_conv2d(x: paddle.Tensor, weight: paddle.Tensor, padding: int) -> 
     out = F.conv2d(x.reshape([1, batch * in_ch, height, width]),
                    weight.reshape([batch * out_ch, in_ch, k, k]), padding=padding, groups=batch)
     return out.reshape([batch, out_ch, out.shape[2], out.shape[3]])
+
+
+def unfused_modulated_conv2d(x: paddle.Tensor, s: paddle.Tensor, weight: paddle.Tensor,
+                             padding: int, demodulate: bool, eps: float) -> paddle.Tensor:
+    """The modulated conv as StyleGAN2's non-fused form: the input scaled by the style s [B, in],
+    one conv with the shared weight [out, in, k, k], the output scaled by the demodulation.
+    Equal to the per-sample form up to float32 rounding (about 1e-5 after GPEN-512's layers), and
+    a plain conv, which oneDNN computes right where it gets the grouped form wrong (Paddle 3.3.1)."""
+    out = F.conv2d(x * s.unsqueeze([2, 3]), weight, padding=padding)
+    return demodulate_output(out, s, weight, eps) if demodulate else out
+
+
+def demodulate_output(out: paddle.Tensor, s: paddle.Tensor, weight: paddle.Tensor,
+                      eps: float) -> paddle.Tensor:
+    """`out` [B, out, H, W] of the non-fused form times each sample's demodulation, the
+    rsqrt of sum over in, k, k of (weight * s)^2 + eps."""
+    squares = paddle.matmul(s * s, weight.pow(2).sum([2, 3]), transpose_y=True)  # [B, out]
+    return out * paddle.rsqrt(squares + eps).unsqueeze([2, 3])
+
+
+def unfuse_modulated_convs(net: nn.Layer) -> nn.Layer:
+    """Switch every modulated conv of `net` (the layers with a `fused` flag) to the non-fused
+    form, for the exported programs that oneDNN runs; eager networks keep PaddleGAN's form."""
+    for layer in net.sublayers(include_self=True):
+        if hasattr(layer, "fused"):
+            layer.fused = False
+    return net
 
 
 def inject_noise(x: paddle.Tensor, strength: paddle.Tensor, noise: Optional[paddle.Tensor] = None,

@@ -106,9 +106,10 @@ def find_model_files(path_prefix: str) -> Tuple[str, str]:
 
 def _create_predictor(path_prefix: str, device: str, cpu_threads: int, use_onednn: bool,
                       gpu_memory_mb: int, memory_optim: bool, quiet: bool,
-                      precision: str = "fp32") -> paddle.inference.Predictor:
+                      precision: str = "fp32",
+                      skip_passes: Sequence[str] = ()) -> paddle.inference.Predictor:
     """`precision` is a resolved one (`ppgan.utils.device.resolve_precision`): fp16 only on a
-    GPU, bf16 only on a CPU."""
+    GPU, bf16 only on a CPU. `skip_passes`: graph passes left out (ones that fail on a model)."""
     program, params = find_model_files(path_prefix)
     config = paddle.inference.Config(program, params)
     config.switch_ir_optim(True)
@@ -120,6 +121,8 @@ def _create_predictor(path_prefix: str, device: str, cpu_threads: int, use_onedn
                               types.Half if precision == "fp16" else types.Float32)
     else:
         _configure_cpu(config, cpu_threads, use_onednn, bf16=precision == "bf16")
+    for name in skip_passes:
+        config.delete_pass(name)
     if quiet:
         config.disable_glog_info()
     logger.info("loading %s on %s in %s", program,
@@ -132,16 +135,18 @@ class StaticModel:
 
     `precision`: "fp32", "fp16" (GPU) or "bf16" (CPU), as `resolve_precision` gives it.
     `input_names` binds the arguments to inputs by name (default: the program's input order).
+    `skip_passes` names graph optimisation passes to leave out.
     Not thread-safe: the predictor's input and output buffers are shared between calls.
     """
 
     def __init__(self, path_prefix: str, device: str = "cpu", cpu_threads: int = 0,
                  use_onednn: bool = True, precision: str = "fp32", gpu_memory_mb: int = 500,
                  memory_optim: bool = True, quiet: bool = True,
-                 input_names: Optional[Sequence[str]] = None):
+                 input_names: Optional[Sequence[str]] = None, skip_passes: Sequence[str] = ()):
         self.path_prefix = path_prefix
         self._predictor = _create_predictor(path_prefix, device, cpu_threads, use_onednn,
-                                            gpu_memory_mb, memory_optim, quiet, precision)
+                                            gpu_memory_mb, memory_optim, quiet, precision,
+                                            skip_passes)
         available = self._predictor.get_input_names()
         missing = set(input_names or ()) - set(available)
         if missing:

@@ -27,7 +27,8 @@ import paddle.nn as nn
 from paddle.static import InputSpec
 
 from ...models.generators import GENERATORS
-from ...utils.device import place_network, place_of, resolve_device
+from ...modules.stylegan2 import unfuse_modulated_convs
+from ...utils.device import place_network, place_of, resolve_device, resolve_precision
 from ...utils.download import resolve_weights
 from ...utils.static_graph import StaticModel, cached_export, export_layer
 from ...utils.weights import WeightsError, load_state_dict, read_state_dict
@@ -36,6 +37,10 @@ logger = logging.getLogger(__name__)
 
 ENGINES = ("eager", "static")
 PADDLEGAN_SIZE = 512  # the size PaddleGAN's mask geometry (26 px inset, 101 px blur) is for
+# Paddle 3.3.1's oneDNN passes that crash (SIGSEGV) on these networks' graphs; the rest run.
+# oneDNN also gets the grouped (per-sample) modulated conv wrong, hence the exported programs'
+# non-fused form (`unfuse_modulated_convs`), equal to PaddleGAN's within 1e-5.
+ONEDNN_FAULTY_PASSES = ("conv_activation_onednn_fuse_pass", "matmul_activation_fuse_pass")
 
 
 def resize_and_crop(image: np.ndarray, dim: int) -> np.ndarray:
@@ -93,7 +98,9 @@ class Enhancer:
     `path_to_enhance`: a local weights file or URL (None: download the default);
     `size`: the face size of the network (None: the size the weights were made for);
     `batch_size`: faces per network call. Keyword-only: `engine` ("eager": dygraph, as PaddleGAN;
-    "static": Paddle Inference, exported once per weights file), `device`, `cpu_threads`.
+    "static": Paddle Inference with oneDNN, exported once per weights file), `device`,
+    `cpu_threads`, `precision` (the static engine's, as `resolve_precision` takes it; eager runs
+    in fp32).
     """
 
     NETWORK = ""
@@ -102,7 +109,7 @@ class Enhancer:
 
     def __init__(self, path_to_enhance: Optional[str] = None, size: Optional[int] = 512,
                  batch_size: int = 1, *, engine: str = "eager", device: str = "cpu",
-                 cpu_threads: int = 0):
+                 cpu_threads: int = 0, precision: str = "fp32"):
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, got '{engine}'")
         if path_to_enhance is None and not self.URL:
@@ -118,14 +125,16 @@ class Enhancer:
         net = self.build(self.size, **shape)
         load_state_dict(net, state, path)
         net.eval()
-        self._forward = self._runner(net, path, engine, resolve_device(device), cpu_threads)
+        device = resolve_device(device)
+        self._forward = self._runner(net, path, engine, device, cpu_threads,
+                                     resolve_precision(precision, device))
 
     @staticmethod
     def build(size: int, **shape) -> nn.Layer:
         raise NotImplementedError
 
-    def _runner(self, net: nn.Layer, path: str, engine: str, device: str,
-                cpu_threads: int) -> Callable[[np.ndarray], np.ndarray]:
+    def _runner(self, net: nn.Layer, path: str, engine: str, device: str, cpu_threads: int,
+                precision: str) -> Callable[[np.ndarray], np.ndarray]:
         """NCHW float32 in [-1, 1] to the restored NCHW image, on `engine`."""
         place_network(net, device)
         if engine == "eager":
@@ -135,16 +144,15 @@ class Enhancer:
             def forward(x: np.ndarray) -> np.ndarray:
                 return net(paddle.to_tensor(x, place=place))[0].numpy()
             return forward
-        # The modulated convolutions group by batch (groups=B), which a traced graph needs as a
-        # number: the program is exported for calls of exactly `batch_size` faces.
+        # The constant input is tiled to the batch, which a traced graph needs as a number: the
+        # program is exported for calls of exactly `batch_size` faces.
         batch = self.batch_size
-        prefix = f"{self.NETWORK.lower()}-{self.size}-b{batch}"
+        prefix = f"{self.NETWORK.lower()}-{self.size}-b{batch}-unfused"
         spec = [InputSpec([batch, 3, self.size, self.size], "float32", "x")]
         folder = cached_export(path, prefix, lambda staging: export_layer(
-            _ImageOnly(net), f"{staging}/{prefix}", spec))
-        # oneDNN off: Paddle 3.3.1's oneDNN conv-fusion pass crashes (SIGSEGV) on these graphs.
+            _ImageOnly(unfuse_modulated_convs(net)), f"{staging}/{prefix}", spec))
         model = StaticModel(f"{folder}/{prefix}", device=device, cpu_threads=cpu_threads,
-                            use_onednn=False)
+                            precision=precision, skip_passes=ONEDNN_FAULTY_PASSES)
 
         def forward(x: np.ndarray) -> np.ndarray:
             count = len(x)  # a short last call is padded with copies of its last face

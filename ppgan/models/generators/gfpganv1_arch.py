@@ -32,6 +32,30 @@ from .builder import GENERATORS
 from .generator_styleganv2 import channel_multiplier_of, stylegan2_channels
 
 
+def _doubled(x: paddle.Tensor, axis: int) -> paddle.Tensor:
+    # Bilinear x2 with half-pixel centres: each output sample is 3/4 of its nearer input and
+    # 1/4 of the next one out, the border sample repeated past the edge.
+    n = x.shape[axis]
+    first, last = x.slice([axis], [0], [1]), x.slice([axis], [n - 1], [n])
+    padded = paddle.concat([first, x, last], axis=axis)
+    before, after = padded.slice([axis], [0], [n]), padded.slice([axis], [2], [n + 2])
+    even, odd = 0.25 * before + 0.75 * x, 0.75 * x + 0.25 * after
+    shape = list(x.shape)
+    shape[axis] = 2 * n
+    return paddle.stack([even, odd], axis=axis + 1).reshape(shape)
+
+
+def bilinear_resized(x: paddle.Tensor, factor: float) -> paddle.Tensor:
+    """x [N, C, H, W] resized by 2 or 1/2 as F.interpolate(mode="bilinear",
+    align_corners=False) does (1/2: the mean of each 2x2 block), written in elementwise ops and
+    pooling because oneDNN cannot run an exported interpolation in Paddle 3.3.1."""
+    if factor == 2:
+        return _doubled(_doubled(x, 2), 3)
+    if factor == 0.5:
+        return F.avg_pool2d(x, 2)
+    raise ValueError(f"bilinear_resized takes a factor of 2 or 0.5, got {factor}")
+
+
 class StyleConv(nn.Layer):
     """Modulated conv, plus noise scaled by `weight`, then the biased leaky ReLU."""
 
@@ -162,8 +186,7 @@ class ConvUpLayer(EqualConv2D):
             self.activation = None
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        out = super().forward(F.interpolate(x, scale_factor=2, mode="bilinear",
-                                            align_corners=False))
+        out = super().forward(bilinear_resized(x, 2))
         return out if self.activation is None else self.activation(out)
 
 

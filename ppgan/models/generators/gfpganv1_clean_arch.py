@@ -23,16 +23,13 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from ...modules.stylegan2 import (ConstantInput, PixelNorm, demodulated, inject_noise,
-                                  noise_resolutions, per_sample_conv2d)
+                                  noise_resolutions, per_sample_conv2d,
+                                  unfused_modulated_conv2d)
 from .builder import GENERATORS
 from .generator_styleganv2 import stylegan2_channels
-from .gfpganv1_arch import SFTDecoder, SFTRestorer
+from .gfpganv1_arch import SFTDecoder, SFTRestorer, bilinear_resized
 
 NEGATIVE_SLOPE = 0.2
-
-
-def _resized(x: paddle.Tensor, factor: float) -> paddle.Tensor:
-    return F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
 
 
 class CleanModulatedConv2D(nn.Layer):
@@ -52,14 +49,19 @@ class CleanModulatedConv2D(nn.Layer):
         self.upsample = upsample
         self.eps = eps
         self.padding = kernel_size // 2
+        self.fused = True  # False: the non-fused form (`unfuse_modulated_convs`)
 
     def forward(self, x: paddle.Tensor, style: paddle.Tensor) -> paddle.Tensor:
+        if not self.fused:
+            x = bilinear_resized(x, 2) if self.upsample else x
+            return unfused_modulated_conv2d(x, self.modulation(style), self.weight[0],
+                                            self.padding, self.demodulate, self.eps)
         s = self.modulation(style).reshape([x.shape[0], 1, x.shape[1], 1, 1])
         weight = self.weight * s
         if self.demodulate:
             weight = demodulated(weight, self.eps)
         if self.upsample:
-            x = _resized(x, 2)
+            x = bilinear_resized(x, 2)
         return per_sample_conv2d(x, weight, self.padding)
 
 
@@ -96,7 +98,7 @@ class CleanToRGB(nn.Layer):
                 skip: Optional[paddle.Tensor] = None) -> paddle.Tensor:
         out = self.modulated_conv(x, style) + self.bias
         if skip is not None:
-            out = out + (_resized(skip, 2) if self.upsample else skip)
+            out = out + (bilinear_resized(skip, 2) if self.upsample else skip)
         return out
 
 
@@ -153,9 +155,9 @@ class CleanResBlock(nn.Layer):
         self.factor = 0.5 if down else 2
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        out = _resized(F.leaky_relu(self.conv1(x), NEGATIVE_SLOPE), self.factor)
+        out = bilinear_resized(F.leaky_relu(self.conv1(x), NEGATIVE_SLOPE), self.factor)
         out = F.leaky_relu(self.conv2(out), NEGATIVE_SLOPE)
-        return out + self.skip(_resized(x, self.factor))
+        return out + self.skip(bilinear_resized(x, self.factor))
 
 
 def _sft_branch(channels: int, out_channels: int) -> nn.Sequential:
