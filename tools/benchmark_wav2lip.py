@@ -213,19 +213,27 @@ def random_enhancer_weights(folder: str, name: str) -> str:
 
 
 def bench_enhancers(folder: str, names) -> dict:
-    """Faces/s of each enhancer at 512 px: as the pipeline runs it (Paddle Inference, batches of
-    ENHANCER_BATCH) and eagerly one face per call, as PaddleGAN runs its FaceEnhancement."""
+    """Faces/s of each enhancer at 512 px: as the pipeline runs it (Paddle Inference with oneDNN,
+    batches of ENHANCER_BATCH, each CPU precision, with its output's difference from the eager
+    network) and eagerly one face per call, as PaddleGAN runs its FaceEnhancement."""
     from ppgan.apps.face_enhancer import ENHANCER_BATCH, load_enhancer
 
     results = {}
+    faces = np.random.default_rng(0).integers(0, 256, (ENHANCER_BATCH, 512, 512, 3), np.uint8)
     for name in names:
         path = random_enhancer_weights(folder, name)
-        for engine, batch in (("static", ENHANCER_BATCH), ("eager", 1)):
-            enhancer = load_enhancer(name, path, engine, "cpu", 0)
-            enhancer.batch_size = batch
-            faces = np.random.default_rng(0).integers(0, 256, (batch, 512, 512, 3), np.uint8)
+        eager = load_enhancer(name, path, "eager", "cpu", 0)
+        eager.batch_size = 1
+        seconds = time_calls(lambda: eager.restore(faces[:1]), 1)
+        results[f"{name} 512 px (eager, 1 face per call, PaddleGAN's way)"] = 1 / seconds
+        reference = eager.restore(faces) / 255.0
+        for precision in CPU_PRECISIONS:
+            enhancer = load_enhancer(name, path, "static", "cpu", 0, precision)
             seconds = time_calls(lambda: enhancer.restore(faces), 1)
-            results[f"{name} 512 px ({engine}, {batch} face(s) per call)"] = batch / seconds
+            key = f"{name} 512 px (static {precision}, {ENHANCER_BATCH} faces per call)"
+            results[key] = ENHANCER_BATCH / seconds
+            results[f"{key}: levels off eager"] = levels_off(enhancer.restore(faces) / 255.0,
+                                                                   reference)
     return results
 
 
