@@ -358,6 +358,7 @@ def _run_eval(capsys, *args):
     return code, capsys.readouterr()
 
 
+@pytest.mark.one_build  # the command's behaviour, the same with either decoder build
 def test_folder_scores_equal_per_file_scores(results_dir, weights, root, capsys):
     code, out = _run_eval(capsys, results_dir, "--syncnet_path", weights, "-o", root / "all.csv")
     assert code == 0, out.err
@@ -385,6 +386,7 @@ def test_folder_scores_equal_per_file_scores(results_dir, weights, root, capsys)
     assert "scored 2 of 3 video(s) (1 skipped)" in out.out
 
 
+@pytest.mark.one_build  # the command's behaviour, the same with either decoder build
 def test_direct_decoding_scores_differ_and_say_so(results_dir, weights, root, capsys):
     code, out = _run_eval(capsys, results_dir / "0.mp4", "--syncnet_path", weights,
                           "--decode", "direct", "-o", root / "direct.csv")
@@ -393,6 +395,7 @@ def test_direct_decoding_scores_differ_and_say_so(results_dir, weights, root, ca
     assert direct["lse_d"] != _read_csv(root / "all.csv")[0]["lse_d"]
 
 
+@pytest.mark.one_build  # the command's behaviour, the same with either decoder build
 def test_eval_stopped_by_sigterm_writes_no_csv_and_cleans_its_frames(results_dir, weights, tmp_path):
     work = tmp_path / "work"
     work.mkdir()
@@ -405,6 +408,7 @@ def test_eval_stopped_by_sigterm_writes_no_csv_and_cleans_its_frames(results_dir
     assert os.listdir(work) == [] and os.listdir(tmp_path) == ["work"]
 
 
+@pytest.mark.one_build  # the command's behaviour, the same with either decoder build
 @pytest.mark.parametrize("case", ["no_weights", "no_input", "missing_input", "bad_weights",
                                   "bad_filelist", "nothing_scored"])
 def test_eval_user_errors_are_one_line_exit_2(case, results_dir, weights, tmp_path, capsys):
@@ -480,6 +484,7 @@ def _two_shot_video(path, per_shot=30):
     return _write_clip(path, frames, _pcm(2 * per_shot / FPS))
 
 
+@pytest.mark.one_build  # the command's behaviour, the same with either decoder build
 def test_real_video_mode_tracks_each_shot(root, weights, capsys):
     video = _two_shot_video(root / "talk.mkv")
     cfg = ft.TrackConfig(facedet_scale=1.0, min_track=10, min_face_size=40)
@@ -505,6 +510,7 @@ def test_real_video_mode_tracks_each_shot(root, weights, capsys):
 # --------------------------------------------------------------------------------------------
 # tools/gen_videos_from_filelist.py
 # --------------------------------------------------------------------------------------------
+@pytest.mark.one_build  # the command's behaviour, the same with either decoder build
 def test_generator_writes_idx_videos_and_skips_unusable_pairs(root, capsys):
     data = root / "lrs2"
     for name in ("spk_a", "spk_b"):
@@ -539,6 +545,7 @@ def test_generator_writes_idx_videos_and_skips_unusable_pairs(root, capsys):
     assert "1 video(s)" in capsys.readouterr().out
 
 
+@pytest.mark.one_build  # the command's behaviour, the same with either decoder build
 def test_generator_stopped_by_sigterm_keeps_only_finished_videos(root):
     data = root / "lrs2_long"
     (data / "spk").mkdir(parents=True)
@@ -562,6 +569,7 @@ def test_generator_stopped_by_sigterm_keeps_only_finished_videos(root):
     assert len(read_frames(results / "0.mp4")) == 60
 
 
+@pytest.mark.one_build  # the command's behaviour, the same with either decoder build
 def test_generator_user_errors_are_one_line_exit_2(root, capsys):
     with pytest.raises(SystemExit) as exit_:
         gen_cli.main(["--filelist", str(root / "missing.txt"), "--data_root", str(root),

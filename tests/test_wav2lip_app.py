@@ -279,6 +279,7 @@ def test_unwritable_output_folder(media, capsys):
     assert code == 2 and "output folder is not writable: /proc" in capsys.readouterr().err
 
 
+@pytest.mark.one_build  # the stop handling, the same with either ffmpeg build
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_a_stop_signal_leaves_no_partial_output(media, stop):
     """Ctrl-C, a job scheduler's SIGTERM (`timeout`, `docker stop`) and a closed terminal's
