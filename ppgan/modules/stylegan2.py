@@ -41,7 +41,8 @@ class ModulatedConv2D(nn.Layer):
 
     Parameters: `weight` [1, out, in, k, k] and `modulation` (style_dim -> in, bias 1). The ops
     are PaddleGAN's, in its order (even w'.pow(2), which rounds differently from w' * w'), so
-    outputs agree with its networks' to float32 rounding.
+    outputs agree with its networks' to float32 rounding. `fused = False` computes the same
+    function in StyleGAN2's non-fused form (`unfused_modulated_conv2d`), for exported programs.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, style_dim: int,
