@@ -206,6 +206,27 @@ def test_the_predictors_fast_path_matches_the_eager_reference(tmp_path):
         np.testing.assert_allclose(once, per_frame, atol=TOLERANCE, rtol=0)
 
 
+def test_a_cached_export_loads_without_building_the_network(tmp_path, monkeypatch):
+    """The second static load of a weights file runs the export cached by the first, and so
+    skips building the network and reading the weights (a second of every run's start-up)."""
+    from ppgan.apps import generator_runner
+
+    weights = str(tmp_path / "g.pdparams")
+    paddle.save(randomised_generator(seed=3).state_dict(), weights)
+    rng = np.random.default_rng(2)
+    mel = rng.standard_normal((2, 1, 80, 16)).astype(np.float32)
+    faces = rng.random((2, 6, 96, 96)).astype(np.float32)
+    first = load_generator(weights)(mel, faces)
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the network was built although its export is cached")
+
+    monkeypatch.setattr(generator_runner, "Wav2Lip", no_network)
+    np.testing.assert_array_equal(load_generator(weights)(mel, faces), first)
+    with pytest.raises(AssertionError, match="export is cached"):
+        load_generator(weights, engine="eager")  # the eager engine does need the network
+
+
 def test_an_exported_folder_needs_the_static_engine(exported):
     from ppgan.utils.errors import UserError
 

@@ -172,13 +172,18 @@ def load_generator(weights_path: str, engine: str = "static", device: str = "cpu
                            "(give its .pdparams to run in bf16)", weights_path)
             precision = "fp32"
         return open_stages(weights_path, device, cpu_threads, precision)
+    if engine == "eager":
+        return EagerGenerator(_loaded_network(weights_path, device), device)
+    # fp16 runs the fp32 program: Paddle Inference converts it on the GPU. The network is built
+    # only to export it: a cached export (every run after the first) skips a second of start-up.
+    name = "wav2lip-bf16" if precision == "bf16" else "wav2lip"
+    folder = cached_export(weights_path, name, lambda staging: export_stages(
+        _loaded_network(weights_path, device), staging, precision))
+    return open_stages(folder, device, cpu_threads, precision)
+
+
+def _loaded_network(weights_path: str, device: str) -> Wav2Lip:
     net = Wav2Lip()
     load_weights(net, weights_path)
     place_network(net, device)
-    if engine == "eager":
-        return EagerGenerator(net, device)
-    # fp16 runs the fp32 program: Paddle Inference converts it on the GPU.
-    name = "wav2lip-bf16" if precision == "bf16" else "wav2lip"
-    folder = cached_export(weights_path, name,
-                           lambda staging: export_stages(net, staging, precision))
-    return open_stages(folder, device, cpu_threads, precision)
+    return net
