@@ -212,16 +212,59 @@ def random_enhancer_weights(folder: str, name: str) -> str:
     return path
 
 
-def bench_enhancers(folder: str, names) -> dict:
+# Run in a PaddleGAN checkout (argv: enhancer name, weights file): the seconds its own face
+# enhancement API takes for one 512-px face, after a warm-up call.
+PADDLEGAN_ENHANCER_TIMING = """
+import sys, time
+import numpy as np
+from ppgan.faceutils.face_enhancement import FaceEnhancement, gfpgan_enhance
+name, weights = sys.argv[1:3]
+if name == "gpen":
+    enhancer = FaceEnhancement(path_to_enhance=weights)
+else:  # its GFPGAN class takes no path: it always downloads
+    gfpgan_enhance.get_path_from_url = lambda url: weights
+    enhancer = gfpgan_enhance.gfp_FaceEnhancement()
+face = np.random.default_rng(0).integers(0, 256, (512, 512, 3), np.uint8)
+enhancer.enhance_from_image(face)
+start = time.perf_counter()
+enhancer.enhance_from_image(face)
+print(time.perf_counter() - start)
+"""
+
+
+def paddlegan_enhancer_seconds(paddlegan: str, name: str, weights: str) -> float:
+    """Seconds a face of PaddleGAN's own enhancer (`name`) takes, run from the PaddleGAN
+    checkout `paddlegan` (its requirements importable) in a process of its own, on `weights`."""
+    import paddle
+
+    if name == "gfpgan":  # PaddleGAN's GFPGAN reads its weights from under this key
+        wrapped = weights.replace(".pdparams", "_paddlegan.pdparams")
+        if not os.path.exists(wrapped):
+            paddle.save({"net_g_ema": paddle.load(weights)}, wrapped)
+        weights = wrapped
+    path = os.pathsep.join(filter(None, [paddlegan, os.environ.get("PYTHONPATH")]))
+    done = subprocess.run([sys.executable, "-c", PADDLEGAN_ENHANCER_TIMING, name, weights],
+                          cwd=paddlegan, env={**os.environ, "PYTHONPATH": path},
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"PaddleGAN's {name} failed: {done.stderr[-2000:]}")
+    return float(done.stdout.split()[-1])
+
+
+def bench_enhancers(folder: str, names, paddlegan: Optional[str] = None) -> dict:
     """Faces/s of each enhancer at 512 px: as the pipeline runs it (Paddle Inference with oneDNN,
     batches of ENHANCER_BATCH, each CPU precision, with its output's difference from the eager
-    network) and eagerly one face per call, as PaddleGAN runs its FaceEnhancement."""
+    network), eagerly one face per call, as PaddleGAN runs its FaceEnhancement, and (with
+    `paddlegan`, a PaddleGAN checkout) PaddleGAN's own code on the same weights."""
     from ppgan.apps.face_enhancer import ENHANCER_BATCH, load_enhancer
 
     results = {}
     faces = np.random.default_rng(0).integers(0, 256, (ENHANCER_BATCH, 512, 512, 3), np.uint8)
     for name in names:
         path = random_enhancer_weights(folder, name)
+        if paddlegan:
+            seconds = paddlegan_enhancer_seconds(paddlegan, name, path)
+            results[f"{name} 512 px (PaddleGAN's own code, eager, 1 face per call)"] = 1 / seconds
         eager = load_enhancer(name, path, "eager", "cpu", 0)
         eager.batch_size = 1
         seconds = time_calls(lambda: eager.restore(faces[:1]), 1)
@@ -346,6 +389,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                              "check detects nearly every frame (slow), but its memory is real")
     parser.add_argument("--enhancers", default="gpen,gfpgan",
                         help="face enhancers to time, comma-separated ('' for none)")
+    parser.add_argument("--paddlegan", metavar="DIR",
+                        help="a PaddleGAN checkout (its requirements importable): also time its "
+                             "own GPEN and GFPGAN face enhancement on the same weights")
     parser.add_argument("--e2e_enhanced_seconds", type=NON_NEGATIVE_INT, default=4,
                         help="length of a 720p clip run end to end with --face_enhancement "
                              "(GPEN, random weights) and without it (0: none)")
@@ -396,7 +442,8 @@ def benchmark(args: argparse.Namespace) -> int:
             bench_detectors(args.workdir, args.detectors.split(","), args.det_max_size))
     enhancers = [name for name in args.enhancers.split(",") if name]
     if enhancers:
-        results.setdefault("faces_per_second", {}).update(bench_enhancers(args.workdir, enhancers))
+        results.setdefault("faces_per_second", {}).update(
+            bench_enhancers(args.workdir, enhancers, args.paddlegan))
     if args.stream_seconds:
         import cv2
 
