@@ -28,6 +28,7 @@ from paddle.static import InputSpec
 
 from ...models.generators import GENERATORS
 from ...modules.stylegan2 import unfuse_modulated_convs
+from ...utils.cpu import BF16_FLAGS
 from ...utils.device import place_network, place_of, resolve_device, resolve_precision
 from ...utils.download import resolve_weights
 from ...utils.static_graph import StaticModel, cached_export, export_layer
@@ -106,6 +107,7 @@ class Enhancer:
     NETWORK = ""
     URL = ""
     SIZE_ARG = "size"
+    AUTO_BF16_ON = BF16_FLAGS  # the CPU units on which precision "auto" is bf16
 
     def __init__(self, path_to_enhance: Optional[str] = None, size: Optional[int] = 512,
                  batch_size: int = 1, *, engine: str = "eager", device: str = "cpu",
@@ -127,7 +129,7 @@ class Enhancer:
         net.eval()
         device = resolve_device(device)
         self._forward = self._runner(net, path, engine, device, cpu_threads,
-                                     resolve_precision(precision, device))
+                                     resolve_precision(precision, device, self.AUTO_BF16_ON))
 
     @staticmethod
     def build(size: int, **shape) -> nn.Layer:
