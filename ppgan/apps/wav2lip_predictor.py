@@ -1,8 +1,9 @@
 """Wav2LipPredictor: a face video or photo plus speech in, a lip-synced video out.
 
 The pipeline streams: a first pass reads the frames once to find a face box per frame (boxes, and
-where the detector marks it each box's mouth, are all it keeps), a second pass reads them again in batches, generates the mouths, pastes them back
-and pipes the frames to ffmpeg. Memory does not grow with the video's length.
+where the detector marks it each box's mouth, are all it keeps), a second pass reads them again
+in batches, generates the mouths, pastes them back and pipes the frames to ffmpeg. Memory does
+not grow with the video's length.
 """
 import logging
 import os
