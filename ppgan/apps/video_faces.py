@@ -84,10 +84,10 @@ def face_boxes(source: FrameSource, count: int, options: DetectionOptions, devic
                preprocessing: Mapping[str, Any], memory: DetectionMemory,
                progress: Optional[ProgressHook] = None) -> np.ndarray:
     """(N, 4) int boxes (XYXYBox's columns) for the first `count` frames (N < count if the
-    video ends sooner): the only per-frame state the pipeline keeps. `preprocessing` says how the
-    source's frames were resized, cropped and rotated (part of the detection cache's key);
-    `progress` is told the frames read for detection (not called for a fixed box or boxes
-    found before)."""
+    video ends sooner): with their mouths (`face_boxes_and_mouths`), the only per-frame state
+    the pipeline keeps. `preprocessing` says how the source's frames were resized, cropped and
+    rotated (part of the detection cache's key); `progress` is told the frames read for
+    detection (not called for a fixed box or boxes found before)."""
     return face_boxes_and_mouths(source, count, options, device, preprocessing, memory,
                                  progress)[0]
 
