@@ -267,9 +267,9 @@ def test_a_video_is_detected_once_for_any_request_past_its_end(media, monkeypatc
     detected_frames = []
 
     class CountingDetector:
-        def get_all_detections_for_batch(self, images):
+        def get_all_detections_with_mouths(self, images):
             detected_frames.append(len(images))
-            return [[XYXYBox(130, 30, 180, 90)]] * len(images)
+            return [[(XYXYBox(130, 30, 180, 90), None)]] * len(images)
 
     def boxes_and_detections(count, cache, memory=None):
         memory = memory or DetectionMemory()

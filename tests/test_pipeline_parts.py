@@ -160,16 +160,19 @@ def as_faces(entry):
 
 class FakeAligner:
     """Stands in for FaceAlignment: each frame carries its index in pixel (0, 0); the faces of
-    frame i are `track[i]` (see `as_faces`). Records which frames it was asked about."""
+    frame i are `track[i]` (see `as_faces`), every one with the mouth `mouths[i]` (no mouths:
+    None, as S3FD). Records which frames it was asked about."""
 
-    def __init__(self, track):
+    def __init__(self, track, mouths=None):
         self.track = track
+        self.mouths = mouths
         self.seen = []
 
-    def get_all_detections_for_batch(self, images):
+    def get_all_detections_with_mouths(self, images):
         indices = [int(image[0, 0, 0]) for image in images]
         self.seen.extend(indices)
-        return [as_faces(self.track[i]) for i in indices]
+        return [[(box, None if self.mouths is None else self.mouths[i])
+                 for box in as_faces(self.track[i])] for i in indices]
 
 
 def frames_for(count):
@@ -227,9 +230,9 @@ class SmallFacesMissed:
         self.min_width = min_width
         self.widths = []
 
-    def get_all_detections_for_batch(self, images):
+    def get_all_detections_with_mouths(self, images):
         self.widths.extend(image.shape[1] for image in images)
-        return [[(w / 4, h / 4, 3 * w / 4, 3 * h / 4)] if w >= self.min_width else []
+        return [[((w / 4, h / 4, 3 * w / 4, 3 * h / 4), None)] if w >= self.min_width else []
                 for h, w in (image.shape[:2] for image in images)]
 
 

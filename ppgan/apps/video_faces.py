@@ -1,4 +1,5 @@
-"""The predictor's first pass: one face box per frame of a video, from a fixed box or detection.
+"""The predictor's first pass: one face box per frame of a video, from a fixed box or detection,
+and where the detector marks mouths (MTCNN, BlazeFace) each frame's mouth within its box.
 
 The detection settings travel together in a `DetectionOptions`; the device the detector runs on
 is passed in, never taken from Paddle's process-wide default. What is worth keeping between runs
@@ -14,7 +15,8 @@ import numpy as np
 from ..faceutils.detection_cache import (detection_keys, entry_path, load_detections,
                                          save_detections)
 from ..faceutils.face_boxes import (BoxDetector, MissingFaceError, NoFaceError, fill_missing,
-                                    nearest_appearances, pad_boxes, smooth_boxes)
+                                    fill_mouths, mouths_in_boxes, nearest_appearances, pad_boxes,
+                                    smooth_boxes, smooth_mouths)
 from ..faceutils.face_detection import FaceAlignment
 from ..faceutils.face_track import FaceChoice, Selection, Sighting
 from ..utils.boxes import XYXYBox
@@ -82,12 +84,23 @@ def face_boxes(source: FrameSource, count: int, options: DetectionOptions, devic
                preprocessing: Mapping[str, Any], memory: DetectionMemory,
                progress: Optional[ProgressHook] = None) -> np.ndarray:
     """(N, 4) int boxes (XYXYBox's columns) for the first `count` frames (N < count if the
-    video ends sooner): the only per-frame state the pipeline keeps. `preprocessing` says how the
-    source's frames were resized, cropped and rotated (part of the detection cache's key);
-    `progress` is told the frames read for detection (not called for a fixed box or boxes
-    found before)."""
+    video ends sooner): with their mouths (`face_boxes_and_mouths`), the only per-frame state
+    the pipeline keeps. `preprocessing` says how the source's frames were resized, cropped and
+    rotated (part of the detection cache's key); `progress` is told the frames read for
+    detection (not called for a fixed box or boxes found before)."""
+    return face_boxes_and_mouths(source, count, options, device, preprocessing, memory,
+                                 progress)[0]
+
+
+def face_boxes_and_mouths(source: FrameSource, count: int, options: DetectionOptions,
+                          device: str, preprocessing: Mapping[str, Any], memory: DetectionMemory,
+                          progress: Optional[ProgressHook] = None
+                          ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """`face_boxes`' boxes, and per frame its mouth as shares of its final box (N, 3): centre
+    x and y, half width, as `paste_face` takes them (NaN rows where none is known). Mouths are
+    filled and smoothed as the boxes are; None without any (a fixed box, S3FD)."""
     if options.box is not None:
-        return _fixed_boxes(source, count, options.box)
+        return _fixed_boxes(source, count, options.box), None
     try:
         sightings = _detections(source, count, options, device, preprocessing, memory, progress)
     except MissingFaceError as err:
@@ -96,9 +109,16 @@ def face_boxes(source: FrameSource, count: int, options: DetectionOptions, devic
     appearances = nearest_appearances(sightings)
     boxes = fill_missing([None if s is None else s.box for s in sightings], source.path,
                          appearances)
+    mouths = fill_mouths(sightings, boxes, appearances)
     boxes = pad_boxes(boxes, options.pads, source.height, source.width)
     _check_padded(boxes, options.pads, source)
-    return smooth_boxes(boxes, appearances=appearances) if options.smooth else boxes.astype(np.int64)
+    if not options.smooth:
+        boxes = boxes.astype(np.int64)
+        return boxes, None if mouths is None else mouths_in_boxes(mouths, boxes)
+    boxes = smooth_boxes(boxes, appearances=appearances)
+    if mouths is None:
+        return boxes, None
+    return boxes, mouths_in_boxes(smooth_mouths(mouths, appearances=appearances), boxes)
 
 
 def _fixed_boxes(source: FrameSource, count: int, box: XYXYBox) -> np.ndarray:

@@ -1,8 +1,9 @@
 """Wav2LipPredictor: a face video or photo plus speech in, a lip-synced video out.
 
-The pipeline streams: a first pass reads the frames once to find a face box per frame (boxes are
-all it keeps), a second pass reads them again in batches, generates the mouths, pastes them back
-and pipes the frames to ffmpeg. Memory does not grow with the video's length.
+The pipeline streams: a first pass reads the frames once to find a face box per frame (boxes, and
+where the detector marks it each box's mouth, are all it keeps), a second pass reads them again
+in batches, generates the mouths, pastes them back and pipes the frames to ffmpeg. Memory does
+not grow with the video's length.
 """
 import logging
 import os
@@ -27,7 +28,7 @@ from ..utils.video import FrameSource, InputError, VideoWriter, check_output_pat
 from ..faceutils.face_enhancement import ENHANCERS, Enhancer
 from .face_enhancer import PLACEMENTS, enhance_frames, enhance_generated, load_enhancer
 from .generator_runner import CPU_CHUNK, GeneratorRunner, load_generator
-from .video_faces import DetectionMemory, DetectionOptions, face_boxes
+from .video_faces import DetectionMemory, DetectionOptions, face_boxes_and_mouths
 
 logger = logging.getLogger(__name__)
 
@@ -313,23 +314,26 @@ class Wav2LipPredictor:
         return min(step, CPU_CHUNK) if self.device == "cpu" else step
 
     def paste_and_write(self, writer: VideoWriter, frames: List[np.ndarray], generated: np.ndarray,
-                         boxes: np.ndarray, shared_frames: bool, source_shares: np.ndarray) -> None:
+                         boxes: np.ndarray, shared_frames: bool, source_shares: np.ndarray,
+                         mouths: Optional[np.ndarray] = None) -> None:
         """Paste the generated faces into their frames and write them; `shared_frames`: the
         frames are one still, copied before each paste; `source_shares`: how much of the
-        source frame each output frame shows instead (silence)."""
+        source frame each output frame shows instead (silence); `mouths`: per frame its mouth
+        in its box (see `SourceFrames.mouths`)."""
         faces = (generated.transpose(0, 2, 3, 1) * 255.0).astype(np.uint8)
         enhancer = self.enhancer()
         at = self.enhancement[2] if enhancer is not None else None
         if enhancer is not None and at == "generated":
             faces = enhance_generated(enhancer, faces)
         pasted_frames: List[Optional[np.ndarray]] = []
-        for frame, face, box, share in zip(frames, faces, boxes, source_shares):
+        for k, (frame, face, box, share) in enumerate(zip(frames, faces, boxes, source_shares)):
             if share >= 1:  # silence: the source frame alone
                 pasted_frames.append(None)
                 continue
             pasted = frame.copy() if shared_frames or share > 0 else frame
+            mouth = None if mouths is None or np.isnan(mouths[k]).any() else tuple(mouths[k])
             paste_face(pasted, face, XYXYBox(*map(int, box)), blend=self.blend,
-                       color_match=self.color_match)
+                       color_match=self.color_match, mouth=mouth)
             pasted_frames.append(pasted)
         if enhancer is not None and at == "frame":
             used = [index for index, pasted in enumerate(pasted_frames) if pasted is not None]
@@ -378,9 +382,10 @@ class Wav2LipPredictor:
         --static's one still, or the video's first `count` frames (all of them if it is
         shorter), found once before the first frame is generated."""
         is_still = source.is_image or self.static
-        boxes = face_boxes(source, 1 if is_still else count, self.detection, self.device,
-                           self.transform, self._kept.detection, progress)
-        return SourceFrames(source, source.read_frame(0) if is_still else None, boxes)
+        boxes, mouths = face_boxes_and_mouths(source, 1 if is_still else count, self.detection,
+                                              self.device, self.transform, self._kept.detection,
+                                              progress)
+        return SourceFrames(source, source.read_frame(0) if is_still else None, boxes, mouths)
 
     def _source_shares(self, wav: np.ndarray, fps: float, total: int) -> np.ndarray:
         """Per output frame, the share of the source frame it shows (0 without
@@ -422,7 +427,8 @@ class Wav2LipPredictor:
                     progress.update(step)
                 last_write = submit_unsplit(paster, self.paste_and_write, writer, images,
                                             generated, frames.boxes[indices], still is not None,
-                                            source_shares[frames_out.start:frames_out.stop])
+                                            source_shares[frames_out.start:frames_out.stop],
+                                            frames.mouths_at(indices))
             last_write.result()
             progress.update(len(steps[-1]))
 
@@ -433,6 +439,12 @@ class SourceFrames:
     source: FrameSource
     still: Optional[np.ndarray]  # the one frame of a photo or --static run; None: the video's
     boxes: np.ndarray  # per source frame, XYXYBox's columns
+    # Per source frame its mouth as shares of its box (`face_boxes_and_mouths`; NaN rows where
+    # unknown); None: no mouths (a fixed box, or a detector without landmarks).
+    mouths: Optional[np.ndarray] = None
+
+    def mouths_at(self, indices: Sequence[int]) -> Optional[np.ndarray]:
+        return None if self.mouths is None else self.mouths[indices]
 
     def still_features(self, generator: GeneratorRunner) -> Optional[List[np.ndarray]]:
         """A still's face features, the same for every frame, encoded once; None for a video."""

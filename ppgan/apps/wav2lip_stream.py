@@ -264,4 +264,5 @@ class Wav2LipStream:
             last_write.result()
         shares = np.zeros(len(frames_out), np.float32)  # no silence passthrough in a stream
         return submit_unsplit(paster, self.predictor.paste_and_write, writer, images, generated,
-                              frames.boxes[indices], frames.still is not None, shares)
+                              frames.boxes[indices], frames.still is not None, shares,
+                              frames.mouths_at(indices))

@@ -1,4 +1,8 @@
-"""One face box per video frame: batched detection, gap filling, padding and smoothing."""
+"""One face box per video frame: batched detection, gap filling, padding and smoothing.
+
+A face's mouth mark (from detectors with landmarks) travels with its box: it is interpolated
+between key frames with it, filled and smoothed as boxes are (`fill_mouths`, `smooth_mouths`).
+"""
 import logging
 from dataclasses import dataclass, field
 from typing import Iterable, List, Optional, Sequence, Tuple, Union
@@ -8,7 +12,7 @@ import numpy as np
 
 from .face_detection import FaceAlignment
 from .face_track import FaceChoice, FaceTracker, Sighting, TopRanked, frame_signature, is_cut
-from ..utils.boxes import XYXYBox
+from ..utils.boxes import Mouth, XYXYBox
 from ..utils.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -41,10 +45,25 @@ def _moved(a: Optional[XYXYBox], b: Optional[XYXYBox], tolerance: float) -> bool
     return max(abs(p - q) for p, q in zip(a, b)) > tolerance * size
 
 
+# One detected face: its box and its mouth (None: the detector marks no mouth).
+Face = Tuple[XYXYBox, Optional[Mouth]]
+
+
 def _interpolate(a: XYXYBox, b: XYXYBox, steps: int) -> List[XYXYBox]:
     """The `steps - 1` boxes strictly between a and b, linearly."""
     return [XYXYBox(*(int(round(p + (q - p) * k / steps)) for p, q in zip(a, b)))
             for k in range(1, steps)]
+
+
+def _interpolate_sightings(a: Sighting, b: Sighting, steps: int) -> List[Sighting]:
+    """The `steps - 1` sightings strictly between a and b (of b's appearance), linearly; their
+    mouths too where both ends have one."""
+    boxes = _interpolate(a.box, b.box, steps)
+    if a.mouth is None or b.mouth is None:
+        return [Sighting(box, b.appearance) for box in boxes]
+    return [Sighting(box, b.appearance,
+                     Mouth(*(p + (q - p) * k / steps for p, q in zip(a.mouth, b.mouth))))
+            for k, box in enumerate(boxes, 1)]
 
 
 @dataclass
@@ -64,8 +83,9 @@ class _Run:
     def cut_at(self, frame: int) -> bool:
         return frame < len(self.cuts) and self.cuts[frame]
 
-    def settle(self, frame: int, faces: List[XYXYBox]) -> Optional[Sighting]:
-        return self.picker.update(frame, faces, self.cut_at(frame))
+    def settle(self, frame: int, faces: List[Face]) -> Optional[Sighting]:
+        return self.picker.update(frame, [box for box, _ in faces], self.cut_at(frame),
+                                  [mouth for _, mouth in faces])
 
 
 class BoxDetector:
@@ -111,13 +131,15 @@ class BoxDetector:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
 
-    def _detect(self, frames: List[np.ndarray], scale: float) -> List[List[XYXYBox]]:
-        found = self.detector.get_all_detections_for_batch(np.stack(frames))
-        return [[XYXYBox(*(int(round(v / scale)) for v in box)) for box in faces] for faces in found]
+    def _detect(self, frames: List[np.ndarray], scale: float) -> List[List[Face]]:
+        found = self.detector.get_all_detections_with_mouths(np.stack(frames))
+        return [[(XYXYBox(*(int(round(v / scale)) for v in box)),
+                  None if mouth is None else mouth.scaled(1 / scale)) for box, mouth in faces]
+                for faces in found]
 
-    def _with_backoff(self, detect, items: list) -> List[List[XYXYBox]]:
+    def _with_backoff(self, detect, items: list) -> List[List[Face]]:
         """`detect` over `items` in sub-batches, halving them whenever the device runs out of memory."""
-        results: List[List[XYXYBox]] = []
+        results: List[List[Face]] = []
         while len(results) < len(items):
             chunk = items[len(results):len(results) + self.batch_size]
             try:
@@ -132,11 +154,11 @@ class BoxDetector:
                 logger.warning("face detection ran out of memory; batch size now %d", self.batch_size)
         return results
 
-    def _detect_small(self, smalls: List[np.ndarray], scale: float) -> List[List[XYXYBox]]:
+    def _detect_small(self, smalls: List[np.ndarray], scale: float) -> List[List[Face]]:
         return self._with_backoff(lambda chunk: self._detect(chunk, scale), smalls)
 
     def _detect_keys(self, keys: List[Tuple[np.ndarray, np.ndarray]],
-                     scale: float) -> List[List[XYXYBox]]:
+                     scale: float) -> List[List[Face]]:
         """Faces of (full, small) key frames: on the small copies, misses again on larger ones
         (twice the size; strict: then the full frame)."""
         faces = self._detect_small([small for _, small in keys], scale)
@@ -195,8 +217,7 @@ class BoxDetector:
                 key = run.settle(frame, faces)
                 interpolated = self._steady(run, key, first, frame)
                 if interpolated:
-                    run.out.extend(Sighting(box, key.appearance) for box in
-                                   _interpolate(run.anchor.box, key.box, len(between) + 1))
+                    run.out.extend(_interpolate_sightings(run.anchor, key, len(between) + 1))
                 else:  # settled again below, after the frames before it
                     run.picker = before
             if not interpolated:
@@ -232,6 +253,20 @@ def nearest_appearances(sightings: Sequence[Optional[Sighting]]) -> np.ndarray:
     return labels[np.where(nearer_before, before, after)]
 
 
+def _blend_gaps(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """(N, k) rows with NaN where unknown: each unknown row a linear blend of the nearest known
+    rows of its group (the nearest one at either end); a group with none stays NaN."""
+    frames = np.arange(len(values))
+    filled = np.full(values.shape, np.nan)
+    for group in np.unique(groups):
+        members = frames[groups == group]
+        known = members[~np.isnan(values[members]).any(axis=1)]
+        if known.size:
+            filled[members] = np.stack([np.interp(members, known, values[known, k])
+                                        for k in range(values.shape[1])], axis=1)
+    return filled
+
+
 def fill_missing(boxes: Sequence[Optional[XYXYBox]], source: str = "the video",
                  appearances: Optional[np.ndarray] = None) -> np.ndarray:
     """(N, 4) float boxes (XYXYBox's columns) where frames without a face take a linear blend
@@ -242,19 +277,43 @@ def fill_missing(boxes: Sequence[Optional[XYXYBox]], source: str = "the video",
     if not found.any():
         raise NoFaceError(f"no face found in {source}; check the input or give --box")
     groups = np.zeros(len(boxes), np.int64) if appearances is None else np.asarray(appearances)
-    frames = np.arange(len(boxes))
-    filled = np.empty((len(boxes), 4))
-    for group in np.unique(groups):
-        members = frames[groups == group]
-        known = members[found[members]]
-        values = np.array([boxes[i] for i in known], dtype=np.float64)
-        filled[members] = np.stack([np.interp(members, known, values[:, k]) for k in range(4)],
-                                   axis=1)
+    values = np.array([(np.nan,) * 4 if b is None else b for b in boxes], dtype=np.float64)
+    filled = _blend_gaps(values, groups)
     missing = len(boxes) - int(found.sum())
     if missing:
         logger.info("no face in %d of %d frames of %s: filled from the nearest detections",
                     missing, len(boxes), source)
     return filled
+
+
+def fill_mouths(sightings: Sequence[Optional[Sighting]], boxes: np.ndarray,
+                appearances: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
+    """(N, 3) mouths (`Mouth`'s columns, pixels) on `fill_missing`'s boxes: a frame whose mouth
+    was marked keeps it; the others blend their nearest marked neighbours' as `fill_missing`
+    blends boxes, each mouth taken relative to its own box (shares of its width and height) and
+    put on this frame's box, so a filled mouth moves with its filled box. NaN rows for an
+    appearance never marked; None if no frame has a mouth (a detector without landmarks)."""
+    if not any(s is not None and s.mouth is not None for s in sightings):
+        return None
+    x1, y1, x2, y2 = boxes.T
+    width, height = np.maximum(x2 - x1, 1), np.maximum(y2 - y1, 1)
+    marks = np.array([(np.nan,) * 3 if s is None or s.mouth is None else s.mouth
+                      for s in sightings], dtype=np.float64)
+    shares = np.stack([(marks[:, 0] - x1) / width, (marks[:, 1] - y1) / height,
+                       marks[:, 2] / width], axis=1)
+    groups = np.zeros(len(boxes), np.int64) if appearances is None else np.asarray(appearances)
+    shares = _blend_gaps(shares, groups)
+    return np.stack([x1 + shares[:, 0] * width, y1 + shares[:, 1] * height,
+                     shares[:, 2] * width], axis=1)
+
+
+def mouths_in_boxes(mouths: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """(N, 3) pixel mouths as shares of their (N, 4) boxes: centre x and y of the width and
+    height from the box's corner, half width of the width (what `paste_face` takes)."""
+    x1, y1, x2, y2 = boxes.astype(np.float64).T
+    width, height = np.maximum(x2 - x1, 1), np.maximum(y2 - y1, 1)
+    return np.stack([(mouths[:, 0] - x1) / width, (mouths[:, 1] - y1) / height,
+                     mouths[:, 2] / width], axis=1)
 
 
 def pad_boxes(boxes: np.ndarray, pads: Sequence[int], height: int, width: int) -> np.ndarray:
@@ -274,14 +333,25 @@ def smooth_boxes(boxes: np.ndarray, window: int = 5,
     int array, so later windows see earlier results and means are truncated.
     With `appearances` (per frame) each run of one appearance is smoothed on its own, as a clip:
     a box is never averaged with another person's."""
-    boxes = boxes.astype(np.int64)
+    return _smooth_runs(boxes.astype(np.int64), window, appearances)
+
+
+def smooth_mouths(mouths: np.ndarray, window: int = 5,
+                  appearances: Optional[np.ndarray] = None) -> np.ndarray:
+    """(N, 3) mouths smoothed over `smooth_boxes`' windows (in floats), so each stays on the
+    face its smoothed box shows."""
+    return _smooth_runs(mouths.astype(np.float64), window, appearances)
+
+
+def _smooth_runs(values: np.ndarray, window: int, appearances: Optional[np.ndarray]) -> np.ndarray:
+    """`smooth_boxes`' windows over the rows of `values`, in place (an int array truncates)."""
     if appearances is not None:
-        starts = [0, *np.flatnonzero(np.diff(appearances)) + 1, len(boxes)]
+        starts = [0, *np.flatnonzero(np.diff(appearances)) + 1, len(values)]
         for start, stop in zip(starts[:-1], starts[1:]):
-            boxes[start:stop] = smooth_boxes(boxes[start:stop], window)
-        return boxes
-    count = len(boxes)
+            values[start:stop] = _smooth_runs(values[start:stop], window, None)
+        return values
+    count = len(values)
     for i in range(count):
-        window_boxes = boxes[count - window:] if i + window > count else boxes[i:i + window]
-        boxes[i] = np.mean(window_boxes, axis=0)
-    return boxes
+        window_rows = values[count - window:] if i + window > count else values[i:i + window]
+        values[i] = np.mean(window_rows, axis=0)
+    return values

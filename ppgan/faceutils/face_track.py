@@ -16,7 +16,7 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Set, Tu
 import cv2
 import numpy as np
 
-from ..utils.boxes import XYXYBox
+from ..utils.boxes import Mouth, XYXYBox
 from ..utils.errors import UserError
 
 # Frames a tracked face may go unseen (hidden, missed, out of the picture) before its track ends.
@@ -59,9 +59,13 @@ class FaceChoiceError(UserError, ValueError):
 class Sighting(NamedTuple):
     """The chosen person's box in one frame, and which of their appearances it belongs to (a
     new one each time they are chosen again): boxes of one appearance may be blended, boxes
-    of two never are."""
+    of two never are. `mouth`: where the detector marked their mouth (None: it marks none)."""
     box: XYXYBox
     appearance: int
+    mouth: Optional[Mouth] = None
+
+
+Mouths = Optional[Sequence[Optional[Mouth]]]  # per face of a frame; None: no detector marks
 
 
 def _centre(box: XYXYBox) -> Tuple[float, float]:
@@ -198,9 +202,11 @@ class FaceTracker:
     def copy(self) -> "FaceTracker":
         return copy.deepcopy(self)
 
-    def update(self, frame: int, faces: Sequence[XYXYBox], cut: bool = False) -> Optional[Sighting]:
-        """The chosen person's box in `frame`, whose detected `faces` are given, or None where
-        they are not seen. `cut`: the frame starts a new shot (everyone is chosen afresh)."""
+    def update(self, frame: int, faces: Sequence[XYXYBox], cut: bool = False,
+               mouths: Mouths = None) -> Optional[Sighting]:
+        """The chosen person's box in `frame`, whose detected `faces` are given (and their
+        `mouths`, carried into the sighting), or None where they are not seen. `cut`: the
+        frame starts a new shot (everyone is chosen afresh)."""
         faces = list(faces[:MAX_FACES])
         self.most_faces = max(self.most_faces, len(faces))
         self._updates += 1
@@ -219,7 +225,8 @@ class FaceTracker:
             self._others.update(t for t in tracks if t != self._target)
         self._last_seen_with = set(self._tracks)
         self._unseen_frames = 0
-        return Sighting(faces[tracks.index(self._target)], self._appearance)
+        chosen = tracks.index(self._target)
+        return Sighting(faces[chosen], self._appearance, None if mouths is None else mouths[chosen])
 
     def _assign(self, frame: int, faces: Sequence[XYXYBox]) -> List[int]:
         """The track of each face: the closest pairs first, one face per track; a face no track
@@ -291,8 +298,11 @@ class TopRanked:
     def copy(self) -> "TopRanked":
         return self
 
-    def update(self, frame: int, faces: Sequence[XYXYBox], cut: bool = False) -> Optional[Sighting]:
-        return Sighting(faces[0], 0) if faces else None
+    def update(self, frame: int, faces: Sequence[XYXYBox], cut: bool = False,
+               mouths: Mouths = None) -> Optional[Sighting]:
+        if not faces:
+            return None
+        return Sighting(faces[0], 0, None if mouths is None else mouths[0])
 
     def finish(self) -> None:
         pass

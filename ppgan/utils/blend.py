@@ -2,8 +2,9 @@
 
 Three modes (`checks.BLENDS`): "mouth" (the default) blends in only the lower half of the box, the part
 the generator was asked to redraw (its input shows it the upper half), so the eyes and nose keep
-the frame's full resolution; "face" feathers the whole box in; "hard" pastes the box as the
-references do.
+the frame's full resolution; where the detector marked the mouth (MTCNN, BlazeFace) it is also
+narrowed to the mouth and the cheeks beside it, so a turned head's far cheek keeps the frame's
+pixels too; "face" feathers the whole box in; "hard" pastes the box as the references do.
 
 `color_match` shifts the generated face's colours so that, over the soft rim of its mask (where
 frame and generated face are both seen), their means equal the frame's: a generator whose
@@ -11,6 +12,7 @@ output is a few levels off in tone then leaves no ring. Only the rim is measured
 mouth (which should be darker) does not count as a cast.
 """
 import functools
+from typing import Optional, Tuple
 
 import cv2
 import numpy as np
@@ -22,6 +24,13 @@ FEATHER = 0.15  # of the box's size: the width of the soft edge
 # over this share of the box's height, so no row above the middle changes at all.
 MOUTH_RISE = 0.15
 RIM = (0.02, 0.98)  # mask weights between these form the rim colour matching measures
+# With a marked mouth the mask is full over the mouth's centre +- this many half widths (the
+# jaw and cheeks move with the lips), easing to 0 over FEATHER of the box's width beyond. A
+# choice, not a measurement: about the cheeks' width beside a closed mouth.
+MOUTH_REACH = 1.8
+# A mouth as `paste_face` takes it: centre x and y, half width, as shares of the box's width,
+# height and width.
+BoxMouth = Tuple[float, float, float]
 
 
 def _smoothstep(t: np.ndarray) -> np.ndarray:
@@ -44,19 +53,37 @@ def feather_mask(height: int, width: int, fraction: float = FEATHER) -> np.ndarr
         np.float32)[..., None]
 
 
+def _mouth_columns(width: int, centre: float, half_width: float) -> np.ndarray:
+    """Weights along the width: 1 within MOUTH_REACH half widths of the mouth's centre (shares
+    of the width), easing to 0 over FEATHER beyond; never above the box's own side feather."""
+    columns = (np.arange(width) + 0.5) / width
+    beyond = np.abs(columns - centre) - MOUTH_REACH * half_width
+    return np.minimum(_smoothstep(1.0 - beyond / FEATHER), _edge_ramp(width, FEATHER))
+
+
 @functools.lru_cache(maxsize=64)
-def mouth_mask(height: int, width: int) -> np.ndarray:
+def mouth_mask(height: int, width: int, mouth: Optional[Tuple[float, float]] = None) -> np.ndarray:
     """(H, W, 1) weights: 0 on the upper half of the box, rising below the middle to 1 over the
-    mouth and chin, feathered at the sides and the bottom like `feather_mask`."""
+    mouth and chin, feathered at the sides and the bottom like `feather_mask`. `mouth`: its
+    centre x and half width as shares of the box's width (rounded, so masks are reused); the
+    mask is then full only around it (see MOUTH_REACH). Its height does not matter: the rows
+    are the generator's lower half whatever the mouth's."""
     rows = (np.arange(height) + 0.5) / height  # pixel centres, as shares of the height
     rise = _smoothstep((rows - 0.5) / MOUTH_RISE)
     bottom = _smoothstep((1.0 - rows) / FEATHER)
-    return np.outer(rise * bottom, _edge_ramp(width, FEATHER)).astype(np.float32)[..., None]
+    columns = _edge_ramp(width, FEATHER) if mouth is None else _mouth_columns(width, *mouth)
+    return np.outer(rise * bottom, columns).astype(np.float32)[..., None]
 
 
-def blend_mask(blend: str, height: int, width: int) -> np.ndarray:
-    """The weights of the generated face for blend mode `blend` ("mouth" or "face")."""
-    return mouth_mask(height, width) if blend == "mouth" else feather_mask(height, width)
+def blend_mask(blend: str, height: int, width: int,
+               mouth: Optional[BoxMouth] = None) -> np.ndarray:
+    """The weights of the generated face for blend mode `blend` ("mouth" or "face"); `mouth`
+    shapes the "mouth" blend (see `paste_face`)."""
+    if blend != "mouth":
+        return feather_mask(height, width)
+    # Rounded to 1/100 of the box, a step the 15/100 feather hides, so frames share masks.
+    key = None if mouth is None else (round(float(mouth[0]), 2), round(float(mouth[2]), 2))
+    return mouth_mask(height, width, key)
 
 
 def rim_color_shift(region: np.ndarray, face: np.ndarray, weight: np.ndarray) -> np.ndarray:
@@ -69,9 +96,11 @@ def rim_color_shift(region: np.ndarray, face: np.ndarray, weight: np.ndarray) ->
 
 
 def paste_face(frame: np.ndarray, face: np.ndarray, box: XYXYBox, blend: str = "mouth",
-               color_match: bool = False) -> None:
+               color_match: bool = False, mouth: Optional[BoxMouth] = None) -> None:
     """Resize `face` (uint8 BGR) to `box` and write it into `frame` in place, as `blend` says,
-    with `color_match` (feathered blends only) its colours matched to the frame's at the rim."""
+    with `color_match` (feathered blends only) its colours matched to the frame's at the rim.
+    `mouth`: where the detector marked the mouth, as shares of the box (`BoxMouth`); only the
+    "mouth" blend uses it. None: the box's whole lower half."""
     if blend not in BLENDS:
         raise ValueError(f"unknown blend '{blend}' (choose from {', '.join(BLENDS)})")
     if color_match and blend == "hard":
@@ -82,7 +111,7 @@ def paste_face(frame: np.ndarray, face: np.ndarray, box: XYXYBox, blend: str = "
         frame[y1:y2, x1:x2] = face
         return
     region = frame[y1:y2, x1:x2].astype(np.float32)
-    weight = blend_mask(blend, y2 - y1, x2 - x1)
+    weight = blend_mask(blend, y2 - y1, x2 - x1, mouth)
     face = face.astype(np.float32)
     if color_match:
         face += rim_color_shift(region, face, weight)

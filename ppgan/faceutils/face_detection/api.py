@@ -1,10 +1,11 @@
-"""PaddleGAN's face-detection entry point: `FaceAlignment(...).get_detections_for_batch(frames)`."""
+"""PaddleGAN's face-detection entry point: `FaceAlignment(...).get_detections_for_batch(frames)`;
+`get_all_detections_with_mouths` adds each face's mouth where the detector marks it."""
 from enum import IntEnum
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 
-from ...utils.boxes import XYXYBox
+from ...utils.boxes import Mouth, XYXYBox
 from ..detectors import build_detector
 
 
@@ -37,10 +38,22 @@ class FaceAlignment:
         """`images` (N, H, W, 3) BGR uint8 -> per frame every face box found (ints, clipped
         at 0), ranked as the detector ranks them (best first); an empty list for none."""
         rgb = np.ascontiguousarray(images[..., ::-1])
-        return [[XYXYBox(*(int(v) for v in np.maximum(row[:4], 0))) for row in boxes]
-                for boxes in self.face_detector.detect_batch(rgb)]
+        return [[_box(row) for row in boxes] for boxes in self.face_detector.detect_batch(rgb)]
+
+    def get_all_detections_with_mouths(
+            self, images: np.ndarray) -> List[List[Tuple[XYXYBox, Optional[Mouth]]]]:
+        """As `get_all_detections_for_batch`, each box paired with its face's mouth (in
+        pixels), or None from a detector without landmarks (S3FD)."""
+        rgb = np.ascontiguousarray(images[..., ::-1])
+        return [[(_box(row), None if mouths is None else Mouth(*map(float, mouths[k])))
+                 for k, row in enumerate(boxes)]
+                for boxes, mouths in self.face_detector.detect_batch_with_mouths(rgb)]
 
     def get_detections_for_batch(self, images: np.ndarray) -> List[Optional[XYXYBox]]:
         """`images` (N, H, W, 3) BGR uint8 -> per frame its best box (ints), or None:
         PaddleGAN's method."""
         return [faces[0] if faces else None for faces in self.get_all_detections_for_batch(images)]
+
+
+def _box(row: np.ndarray) -> XYXYBox:
+    return XYXYBox(*(int(v) for v in np.maximum(row[:4], 0)))

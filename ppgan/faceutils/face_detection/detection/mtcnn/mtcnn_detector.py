@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 MODEL_FILES = ("pnet.onnx", "rnet.onnx", "onet.onnx")
 # Order of the 5 landmarks, "left"/"right" as seen in the image (not the subject's own side).
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+MOUTH_CORNERS = [LANDMARK_NAMES.index("mouth_left"), LANDMARK_NAMES.index("mouth_right")]
 
 # Output layer names inside the ONNX graphs.
 PNET_OUTPUTS = ["conv2d_4", "softmax"]  # box regression (4), face probability (2)
@@ -195,6 +196,16 @@ class MTCNNDetector(FaceDetector):
     def detect_batch(self, images: np.ndarray) -> List[np.ndarray]:
         """(N, H, W, 3) uint8 RGB -> per frame float32 (K, 5) `[x1, y1, x2, y2, score]`, best first."""
         return [boxes for boxes, _ in self.detect_batch_with_landmarks(images)]
+
+    def detect_batch_with_mouths(self, images: np.ndarray) -> List[Pair]:
+        """`detect_batch`'s boxes and their mouths: centred between the two corners, half as
+        wide as the corners are apart."""
+        results = []
+        for boxes, points in self.detect_batch_with_landmarks(images):
+            left, right = points[:, MOUTH_CORNERS[0]], points[:, MOUTH_CORNERS[1]]
+            half_width = np.linalg.norm(right - left, axis=1, keepdims=True) / 2
+            results.append((boxes, np.hstack([(left + right) / 2, half_width]).astype(np.float32)))
+        return results
 
     def detect_batch_with_landmarks(self, images: np.ndarray) -> List[Pair]:
         """Like `detect_batch`, plus float32 (K, 5, 2) landmarks `(x, y)` in `LANDMARK_NAMES` order.
