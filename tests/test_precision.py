@@ -44,7 +44,7 @@ def test_cpu_name_from_cpuinfo():
     (True, "fp16", "cpu", "fp32"), (True, "bf16", "gpu:0", "fp32"), (True, "fp16", "gpu:1", "fp16"),
 ])
 def test_precision_rule(monkeypatch, bf16_units, asked, device_name, runs):
-    monkeypatch.setattr(device, "has_bf16_units", lambda units=None: bf16_units)
+    monkeypatch.setattr(device, "has_bf16_units", lambda: bf16_units)
     assert device.resolve_precision(asked, device_name) == runs
 
 
@@ -105,17 +105,3 @@ def test_the_bf16_layout_gives_the_networks_frames_in_fp32(random_weights):
     with paddle.no_grad():
         np.testing.assert_allclose(as_plain_convolutions(net)(mel, faces).numpy(),
                                    net(mel, faces).numpy(), rtol=0, atol=3e-5)
-
-
-@pytest.mark.parametrize("cpuinfo, gpen, gfpgan", [(INTEL_AMX, "bf16", "bf16"),
-                                                   (AMD_ZEN4, "bf16", "fp32")])
-def test_auto_precision_of_the_enhancers(monkeypatch, cpuinfo, gpen, gfpgan):
-    """GFPGAN ran slower in bf16 than fp32 with AVX-512 BF16 alone: its "auto" takes bf16 only
-    with AMX; GPEN's, as the generator's, with any bf16 units."""
-    from ppgan.faceutils.face_enhancement import ENHANCERS
-    from ppgan.utils import cpu
-
-    monkeypatch.setattr(cpu, "_cached_cpuinfo", lambda: cpuinfo)
-    for name, expected in (("gpen", gpen), ("gfpgan", gfpgan), ("gfpgan_clean", gfpgan)):
-        assert device.resolve_precision("auto", "cpu", ENHANCERS[name].AUTO_BF16_ON) == expected
-    assert device.resolve_precision("auto", "cpu") == "bf16"  # the generator's rule

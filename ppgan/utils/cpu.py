@@ -11,7 +11,6 @@ from typing import FrozenSet, Optional
 CPUINFO = "/proc/cpuinfo"
 # cpuinfo flags of the units that compute bf16 dot products natively.
 BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
-AMX_BF16 = frozenset({"amx_bf16"})  # for networks that gain from bf16 only with AMX's tiles
 # The flags benchmark reports name, to tell the machines they were measured on apart.
 REPORTED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
 
@@ -43,11 +42,9 @@ def cpu_name(cpuinfo: Optional[str] = None) -> str:
     return _first_field(cpuinfo, "model name") or platform.processor() or "unknown CPU"
 
 
-def has_bf16_units(flags: Optional[FrozenSet[str]] = None,
-                   units: FrozenSet[str] = BF16_FLAGS) -> bool:
-    """Whether the CPU computes bf16 in hardware: has one of `units` (default: AMX or AVX-512
-    BF16)."""
-    return bool(units & (cpu_flags() if flags is None else flags))
+def has_bf16_units(flags: Optional[FrozenSet[str]] = None) -> bool:
+    """Whether the CPU computes bf16 in hardware (AMX or AVX-512 BF16)."""
+    return bool(BF16_FLAGS & (cpu_flags() if flags is None else flags))
 
 
 def cpu_summary() -> str:

@@ -8,12 +8,12 @@ Each network is placed on the device its caller passes in; Paddle's process-wide
 devices.
 """
 import logging
-from typing import FrozenSet, Optional
+from typing import Optional
 
 import paddle
 
 from .checks import PRECISIONS
-from .cpu import BF16_FLAGS, has_bf16_units
+from .cpu import has_bf16_units
 
 logger = logging.getLogger(__name__)
 
@@ -56,17 +56,15 @@ def place_network(net: paddle.nn.Layer, device: str) -> None:
 _DEVICE_PRECISIONS = {"cpu": ("fp32", "bf16"), "gpu": ("fp32", "fp16")}
 
 
-def resolve_precision(precision: str, device: str, auto_bf16_on: FrozenSet[str] = BF16_FLAGS) -> str:
+def resolve_precision(precision: str, device: str) -> str:
     """The precision ("fp32", "bf16" or "fp16") a network runs in on a resolved `device` when
-    `precision` is asked for: "auto" is bf16 on a CPU with one of the units `auto_bf16_on`
-    (cpuinfo flags; default: any bf16 units), else fp32. A precision the device lacks (fp16 on
-    a CPU, bf16 on a GPU) is fp32, with a warning; bf16 on a CPU without bf16 units runs (oneDNN
-    emulates it), slowly."""
+    `precision` is asked for. A precision the device lacks (fp16 on a CPU, bf16 on a GPU) is
+    fp32, with a warning; bf16 on a CPU without bf16 units runs (oneDNN emulates it), slowly."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
     kind = "cpu" if gpu_index(device) is None else "gpu"
     if precision == "auto":
-        return "bf16" if kind == "cpu" and has_bf16_units(units=auto_bf16_on) else "fp32"
+        return "bf16" if kind == "cpu" and has_bf16_units() else "fp32"
     if precision not in _DEVICE_PRECISIONS[kind]:
         logger.warning("%s is not for the %s: running in fp32", precision, kind.upper())
         return "fp32"

@@ -28,7 +28,6 @@ from paddle.static import InputSpec
 
 from ...models.generators import GENERATORS
 from ...modules.stylegan2 import unfuse_modulated_convs
-from ...utils.cpu import BF16_FLAGS
 from ...utils.device import place_network, place_of, resolve_device, resolve_precision
 from ...utils.download import resolve_weights
 from ...utils.static_graph import StaticModel, cached_export, export_layer
@@ -107,7 +106,6 @@ class Enhancer:
     NETWORK = ""
     URL = ""
     SIZE_ARG = "size"
-    AUTO_BF16_ON = BF16_FLAGS  # the CPU units on which precision "auto" is bf16
 
     def __init__(self, path_to_enhance: Optional[str] = None, size: Optional[int] = 512,
                  batch_size: int = 1, *, engine: str = "eager", device: str = "cpu",
@@ -129,7 +127,7 @@ class Enhancer:
         net.eval()
         device = resolve_device(device)
         self._forward = self._runner(net, path, engine, device, cpu_threads,
-                                     resolve_precision(precision, device, self.AUTO_BF16_ON))
+                                     resolve_precision(precision, device))
 
     @staticmethod
     def build(size: int, **shape) -> nn.Layer:

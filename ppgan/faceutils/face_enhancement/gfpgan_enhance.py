@@ -4,7 +4,6 @@ import paddle.nn as nn
 
 from ...models.generators.gfpganv1_arch import GFPGANv1
 from ...models.generators.gfpganv1_clean_arch import GFPGANv1Clean
-from ...utils.cpu import AMX_BF16
 from .base import Enhancer
 
 GFPGAN_URL = "https://paddlegan.bj.bcebos.com/models/GFPGAN.pdparams"  # the net under net_g_ema
@@ -13,9 +12,6 @@ GFPGAN_URL = "https://paddlegan.bj.bcebos.com/models/GFPGAN.pdparams"  # the net
 # for a network built without weights; the weights' own shape overrides it.
 RELEASED_SHAPE = dict(num_style_feat=512, num_mlp=8, narrow=1.0, different_w=True,
                       sft_half=True)
-# With AVX-512 BF16 alone GFPGAN ran slower in bf16 than in fp32 (benchmark, AMD EPYC: 1.55
-# against 1.35 s a face), so "auto" takes bf16 for it only with AMX, as on Intel Xeons.
-GFPGAN_AUTO_BF16_ON = AMX_BF16
 
 
 class GFPGANEnhancement(Enhancer):
@@ -25,7 +21,6 @@ class GFPGANEnhancement(Enhancer):
     NETWORK = "GFPGANv1"
     URL = GFPGAN_URL
     SIZE_ARG = "out_size"
-    AUTO_BF16_ON = GFPGAN_AUTO_BF16_ON
 
     @staticmethod
     def build(size: int, **shape) -> nn.Layer:
@@ -41,7 +36,6 @@ class GFPGANCleanEnhancement(Enhancer):
 
     NETWORK = "GFPGANv1Clean"
     SIZE_ARG = "out_size"
-    AUTO_BF16_ON = GFPGAN_AUTO_BF16_ON
 
     @staticmethod
     def build(size: int, **shape) -> nn.Layer:
