@@ -212,40 +212,48 @@ def random_enhancer_weights(folder: str, name: str) -> str:
     return path
 
 
-# Run in a PaddleGAN checkout (argv: enhancer name, weights file): the seconds its own face
-# enhancement API takes for one 512-px face, after a warm-up call.
+# Run in the shim of PaddleGAN's sources (tools/paddlegan_reference.py; argv: enhancer name,
+# weights file, GFPGANv1's arguments): the seconds its own code takes for one 512-px face,
+# after a warm-up call. GPEN through its FaceEnhancement; GFPGAN's class always downloads its
+# weights, so its network is called as that class calls it (the network is nearly all the time).
 PADDLEGAN_ENHANCER_TIMING = """
-import sys, time
+import json, sys, time
 import numpy as np
-from ppgan.faceutils.face_enhancement import FaceEnhancement, gfpgan_enhance
-name, weights = sys.argv[1:3]
-if name == "gpen":
-    enhancer = FaceEnhancement(path_to_enhance=weights)
-else:  # its GFPGAN class takes no path: it always downloads
-    gfpgan_enhance.get_path_from_url = lambda url: weights
-    enhancer = gfpgan_enhance.gfp_FaceEnhancement()
+import paddle
+name, weights, gfpgan_arguments = sys.argv[1:4]
 face = np.random.default_rng(0).integers(0, 256, (512, 512, 3), np.uint8)
-enhancer.enhance_from_image(face)
+if name == "gpen":
+    from ppgan.faceutils.face_enhancement.face_enhance import FaceEnhancement
+    enhance = FaceEnhancement(path_to_enhance=weights).enhance_from_image
+else:
+    from ppgan.models.generators.gfpganv1_arch import GFPGANv1
+    net = GFPGANv1(**json.loads(gfpgan_arguments))
+    net.load_dict(paddle.load(weights))
+    net.eval()
+    def enhance(image):
+        x = paddle.to_tensor(image).transpose([2, 0, 1]).unsqueeze(0).astype("float32")
+        with paddle.no_grad():
+            return net((x / 255.0 - 0.5) / 0.5)[0].numpy()
+enhance(face)
 start = time.perf_counter()
-enhancer.enhance_from_image(face)
+enhance(face)
 print(time.perf_counter() - start)
 """
 
 
 def paddlegan_enhancer_seconds(paddlegan: str, name: str, weights: str) -> float:
-    """Seconds a face of PaddleGAN's own enhancer (`name`) takes, run from the PaddleGAN
-    checkout `paddlegan` (its requirements importable) in a process of its own, on `weights`."""
-    import paddle
+    """Seconds a 512-px face of PaddleGAN's own `name` enhancer takes, run from the PaddleGAN
+    checkout `paddlegan` in a process of its own (as tools/compare_with_paddlegan.py runs it),
+    on `weights`."""
+    from compare_with_paddlegan import GFPGAN_512
+    from paddlegan_reference import make_shim
 
-    if name == "gfpgan":  # PaddleGAN's GFPGAN reads its weights from under this key
-        wrapped = weights.replace(".pdparams", "_paddlegan.pdparams")
-        if not os.path.exists(wrapped):
-            paddle.save({"net_g_ema": paddle.load(weights)}, wrapped)
-        weights = wrapped
-    path = os.pathsep.join(filter(None, [paddlegan, os.environ.get("PYTHONPATH")]))
-    done = subprocess.run([sys.executable, "-c", PADDLEGAN_ENHANCER_TIMING, name, weights],
-                          cwd=paddlegan, env={**os.environ, "PYTHONPATH": path},
-                          capture_output=True, text=True)
+    with tempfile.TemporaryDirectory(prefix="paddlegan-shim-") as folder:
+        shim = make_shim(os.path.abspath(paddlegan), folder)
+        env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "PYTHONPATH": shim}
+        done = subprocess.run([sys.executable, "-c", PADDLEGAN_ENHANCER_TIMING, name, weights,
+                               json.dumps(GFPGAN_512)], cwd=shim, env=env, capture_output=True,
+                              text=True)
     if done.returncode != 0:
         raise RuntimeError(f"PaddleGAN's {name} failed: {done.stderr[-2000:]}")
     return float(done.stdout.split()[-1])
@@ -390,8 +398,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--enhancers", default="gpen,gfpgan",
                         help="face enhancers to time, comma-separated ('' for none)")
     parser.add_argument("--paddlegan", metavar="DIR",
-                        help="a PaddleGAN checkout (its requirements importable): also time its "
-                             "own GPEN and GFPGAN face enhancement on the same weights")
+                        help="a PaddleGAN source checkout: also time its own GPEN "
+                             "(FaceEnhancement) and GFPGANv1 on the same weights")
     parser.add_argument("--e2e_enhanced_seconds", type=NON_NEGATIVE_INT, default=4,
                         help="length of a 720p clip run end to end with --face_enhancement "
                              "(GPEN, random weights) and without it (0: none)")
