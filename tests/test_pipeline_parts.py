@@ -6,7 +6,7 @@ import pytest
 from ppgan.apps.wav2lip_predictor import _runs, mel_window, pingpong_index
 from ppgan.faceutils.face_boxes import (BoxDetector, MissingFaceError, NoFaceError, fill_missing,
                                       pad_boxes, smooth_boxes)
-from ppgan.utils.blend import feather_mask, mouth_mask, paste_face
+from ppgan.utils.blend import blend_mask, feather_mask, mouth_mask, paste_face
 from ppgan.utils.boxes import XYXYBox
 
 
@@ -99,6 +99,29 @@ def test_mouth_paste_leaves_the_upper_half_of_the_box_untouched(height):
     mask = mouth_mask(height, 50)[..., 0]
     assert (mask[:(height + 1) // 2] == 0).all()
     assert np.abs(np.diff(mask, axis=0)).max() < 0.3 and np.abs(np.diff(mask, axis=1)).max() < 0.25
+
+
+@pytest.mark.parametrize("blend, mouth, color_match", [
+    ("mouth", None, False), ("mouth", (0.3, 0.8, 0.1), False), ("mouth", (0.6, 0.7, 0.2), True),
+    ("face", None, False), ("face", None, True)])
+def test_paste_equals_the_blend_of_the_whole_box(blend, mouth, color_match):
+    """The paste computes only where its mask is not 0; the frame it leaves is the one the
+    blend formula gives over the whole box."""
+    rng = np.random.default_rng(4)
+    frame = rng.integers(0, 256, (90, 120, 3), np.uint8)
+    face = rng.integers(0, 256, (96, 96, 3), np.uint8)
+    out = frame.copy()
+    paste_face(out, face, XYXYBox(x1=15, y1=8, x2=95, y2=79), blend, color_match, mouth=mouth)
+    region = frame[8:79, 15:95].astype(np.float32)
+    resized = cv2.resize(face, (80, 71)).astype(np.float32)
+    weight = blend_mask(blend, 71, 80, mouth)
+    if color_match:
+        rim = (weight[..., 0] > 0.02) & (weight[..., 0] < 0.98)
+        resized += region[rim].mean(axis=0) - resized[rim].mean(axis=0)
+    expected = frame.copy()
+    expected[8:79, 15:95] = np.rint(np.clip(region + weight * (resized - region), 0, 255))
+    np.testing.assert_array_equal(out, expected)
+    assert (out != frame).any()
 
 
 @pytest.mark.parametrize("blend", ["mouth", "face"])

@@ -75,15 +75,32 @@ def mouth_mask(height: int, width: int, mouth: Optional[Tuple[float, float]] = N
     return np.outer(rise * bottom, columns).astype(np.float32)[..., None]
 
 
+def _mouth_key(mouth: Optional[BoxMouth]) -> Optional[Tuple[float, float]]:
+    # Rounded to 1/100 of the box, a step the 15/100 feather hides, so frames share masks.
+    return None if mouth is None else (round(float(mouth[0]), 2), round(float(mouth[2]), 2))
+
+
 def blend_mask(blend: str, height: int, width: int,
                mouth: Optional[BoxMouth] = None) -> np.ndarray:
     """The weights of the generated face for blend mode `blend` ("mouth" or "face"); `mouth`
     shapes the "mouth" blend (see `paste_face`)."""
     if blend != "mouth":
         return feather_mask(height, width)
-    # Rounded to 1/100 of the box, a step the 15/100 feather hides, so frames share masks.
-    key = None if mouth is None else (round(float(mouth[0]), 2), round(float(mouth[2]), 2))
-    return mouth_mask(height, width, key)
+    return mouth_mask(height, width, _mouth_key(mouth))
+
+
+@functools.lru_cache(maxsize=64)
+def _mask_support(blend: str, height: int, width: int,
+                  key: Optional[Tuple[float, float]]) -> Tuple[slice, slice, np.ndarray]:
+    """The rows and columns of the box where the mask is not 0, and the mask there: outside
+    them the paste leaves the frame as it is, so it need not be computed (half the box for
+    the mouth blend)."""
+    mask = mouth_mask(height, width, key) if blend == "mouth" else feather_mask(height, width)
+    rows, columns = np.flatnonzero(mask.any(axis=(1, 2))), np.flatnonzero(mask.any(axis=(0, 2)))
+    if not rows.size:
+        return slice(0, 0), slice(0, 0), mask[:0, :0]
+    ys, xs = slice(rows[0], rows[-1] + 1), slice(columns[0], columns[-1] + 1)
+    return ys, xs, mask[ys, xs]
 
 
 def rim_color_shift(region: np.ndarray, face: np.ndarray, weight: np.ndarray) -> np.ndarray:
@@ -110,13 +127,15 @@ def paste_face(frame: np.ndarray, face: np.ndarray, box: XYXYBox, blend: str = "
     if blend == "hard":
         frame[y1:y2, x1:x2] = face
         return
-    region = frame[y1:y2, x1:x2].astype(np.float32)
-    weight = blend_mask(blend, y2 - y1, x2 - x1, mouth)
-    face = face.astype(np.float32)
-    if color_match:
+    ys, xs, weight = _mask_support(blend, y2 - y1, x2 - x1,
+                                   _mouth_key(mouth) if blend == "mouth" else None)
+    target = frame[y1:y2, x1:x2][ys, xs]  # a view: written in place below
+    region = target.astype(np.float32)
+    face = face[ys, xs].astype(np.float32)
+    if color_match:  # the rim lies where the mask is not 0, all of it in the support
         face += rim_color_shift(region, face, weight)
     mixed = region + weight * (face - region)
-    frame[y1:y2, x1:x2] = np.rint(np.clip(mixed, 0, 255)).astype(np.uint8)
+    target[...] = np.rint(np.clip(mixed, 0, 255)).astype(np.uint8)
 
 
 def cross_fade(generated: np.ndarray, source: np.ndarray, source_share: float) -> np.ndarray:
