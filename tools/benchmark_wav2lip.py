@@ -7,7 +7,8 @@ Reports frames/s of the generator alone (Paddle Inference in each CPU precision 
 output's difference from fp32, eager, and the same layers in PyTorch as the original runs them,
 in fp32 and, on a CPU with bf16 units, bf16 autocast, when torch is installed), of each face detector
 on a 720p frame (full resolution and the pipeline's reduced copy), and end to end: seconds of
-compute per second of video and peak RSS, each clip in a fresh process (at --precision auto). Weights are random
+compute per second of video and peak RSS, each clip in a fresh process (at --precision auto); faces/s
+of the face enhancers (with --paddlegan CHECKOUT, PaddleGAN's own code beside ours). Weights are random
 (the speed of a network does not depend on its values); the clips show a real face photo
 (scikit-image's astronaut) moving over a 720p background, with speech-like audio.
 """
