@@ -242,6 +242,18 @@ def test_upfirdn2d_matches_its_definition(up, down, pad):
     np.testing.assert_allclose(out, ref, atol=1e-5)
 
 
+@pytest.mark.parametrize("kernel_shape, pad", [((4, 5), (1, 2)), ((5, 4), (2, 1)), ((4, 4), (3, 0))])
+def test_upsampling_as_a_transposed_convolution_matches_the_definition(kernel_shape, pad):
+    """Zero insertion then the filter is computed as a stride-2 transposed convolution where the
+    pads allow it (here with padding that differs before and after, per axis)."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 3, 5, 6)).astype("float32")
+    kernel = rng.random(kernel_shape).astype("float32")
+    out = upfirdn2d(paddle.to_tensor(x), paddle.to_tensor(kernel), 2, 1, pad).numpy()
+    np.testing.assert_allclose(out, np_upfirdn(x.astype("float64"), kernel.astype("float64"),
+                                               2, 1, pad), atol=1e-5)
+
+
 def test_upsample_is_scipys_upfirdn_centred():
     # Separable [1, 3, 3, 1] x2: scipy's upfirdn along each axis (full convolution of the
     # zero-inserted signal) shifted by kernel length - 1 - pad_before = 1 sample.

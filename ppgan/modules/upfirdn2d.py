@@ -6,7 +6,7 @@ scipy.signal.upfirdn in 2-D: insert `up - 1` zeros after every sample, pad (a ne
 crops), convolve with the kernel (a true convolution: the kernel is flipped) and keep every
 `down`-th sample.
 """
-from typing import Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import paddle
@@ -32,12 +32,27 @@ def _insert_zeros(x: paddle.Tensor, up: int, axis: int) -> paddle.Tensor:
     return stacked.reshape(shape)
 
 
+def _transposed_padding(kernel_size: int, up: int, pad: Tuple[int, int]) -> Optional[List[int]]:
+    """The padding of the stride-`up` transposed convolution that equals zero insertion, `pad`
+    and the true convolution along one axis (its kernel then unflipped); None where there is
+    none (a negative pad, or more padding than the kernel reaches)."""
+    before, after = pad
+    crop = [kernel_size - 1 - before, kernel_size - up - after]
+    return crop if min(before, after, *crop) >= 0 else None
+
+
 def upfirdn2d(x: paddle.Tensor, kernel: paddle.Tensor, up: int = 1, down: int = 1,
               pad: Tuple[int, int] = (0, 0)) -> paddle.Tensor:
     """Resample (N, C, H, W) by `up` and `down` with `kernel` (kh, kw); `pad` = (before, after)
     for both spatial axes. Output side: (H * up + before + after - kh) // down + 1."""
     _, channels, height, width = x.shape
     x = x.reshape([-1, 1, height, width])  # each channel filtered alone
+    rows, columns = (_transposed_padding(k, up, pad) for k in kernel.shape)
+    if up > 1 and down == 1 and rows is not None and columns is not None:
+        # The same sums without the zeros: a quarter of the work, and no stacked copies.
+        x = F.conv2d_transpose(x, kernel.reshape([1, 1] + list(kernel.shape)), stride=up,
+                               padding=rows + columns)
+        return x.reshape([-1, channels, x.shape[2], x.shape[3]])
     if up > 1:
         x = _insert_zeros(_insert_zeros(x, up, 2), up, 3)
     before, after = pad

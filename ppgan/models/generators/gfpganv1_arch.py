@@ -32,25 +32,27 @@ from .builder import GENERATORS
 from .generator_styleganv2 import channel_multiplier_of, stylegan2_channels
 
 
-def _doubled(x: paddle.Tensor, axis: int) -> paddle.Tensor:
-    # Bilinear x2 with half-pixel centres: each output sample is 3/4 of its nearer input and
-    # 1/4 of the next one out, the border sample repeated past the edge.
-    n = x.shape[axis]
-    first, last = x.slice([axis], [0], [1]), x.slice([axis], [n - 1], [n])
-    padded = paddle.concat([first, x, last], axis=axis)
-    before, after = padded.slice([axis], [0], [n]), padded.slice([axis], [2], [n + 2])
-    even, odd = 0.25 * before + 0.75 * x, 0.75 * x + 0.25 * after
-    shape = list(x.shape)
-    shape[axis] = 2 * n
-    return paddle.stack([even, odd], axis=axis + 1).reshape(shape)
+# Bilinear x2 with half-pixel centres along one axis: each output sample is 3/4 of its nearer
+# input and 1/4 of the next one out, the border sample repeated past the edge.
+BILINEAR_X2 = (0.25, 0.75, 0.75, 0.25)
+
+
+def _doubled(x: paddle.Tensor) -> paddle.Tensor:
+    # Both axes at once: a stride-2 transposed convolution of the edge-padded channels with the
+    # kernel's outer product (cropped by 3 where the padding's own outputs fall).
+    _, channels, height, width = x.shape
+    padded = F.pad(x.reshape([-1, 1, height, width]), [1, 1, 1, 1], mode="replicate")
+    kernel = paddle.to_tensor(np.outer(BILINEAR_X2, BILINEAR_X2).astype("float32"))
+    doubled = F.conv2d_transpose(padded, kernel.reshape([1, 1, 4, 4]), stride=2, padding=3)
+    return doubled.reshape([-1, channels, 2 * height, 2 * width])
 
 
 def bilinear_resized(x: paddle.Tensor, factor: float) -> paddle.Tensor:
     """x [N, C, H, W] resized by 2 or 1/2 as F.interpolate(mode="bilinear",
-    align_corners=False) does (1/2: the mean of each 2x2 block), written in elementwise ops and
-    pooling because oneDNN cannot run an exported interpolation in Paddle 3.3.1."""
+    align_corners=False) does (1/2: the mean of each 2x2 block), written as a transposed
+    convolution and pooling because oneDNN cannot run an exported interpolation in Paddle 3.3.1."""
     if factor == 2:
-        return _doubled(_doubled(x, 2), 3)
+        return _doubled(x)
     if factor == 0.5:
         return F.avg_pool2d(x, 2)
     raise ValueError(f"bilinear_resized takes a factor of 2 or 0.5, got {factor}")
