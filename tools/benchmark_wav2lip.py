@@ -213,15 +213,20 @@ def random_enhancer_weights(folder: str, name: str) -> str:
     return path
 
 
+# Timed calls of each enhancer after its warm-up: one call takes seconds, and single calls
+# varied by a tenth from run to run on the same host.
+ENHANCER_REPEATS = 2
+
 # Run in the shim of PaddleGAN's sources (tools/paddlegan_reference.py; argv: enhancer name,
-# weights file, GFPGANv1's arguments): the seconds its own code takes for one 512-px face,
-# after a warm-up call. GPEN through its FaceEnhancement; GFPGAN's class always downloads its
-# weights, so its network is called as that class calls it (the network is nearly all the time).
+# weights file, GFPGANv1's arguments, repeats): the seconds its own code takes for one 512-px
+# face, the mean of that many calls after a warm-up call. GPEN through its FaceEnhancement;
+# GFPGAN's class always downloads its weights, so its network is called as that class calls
+# it (the network is nearly all the time).
 PADDLEGAN_ENHANCER_TIMING = """
 import json, sys, time
 import numpy as np
 import paddle
-name, weights, gfpgan_arguments = sys.argv[1:4]
+name, weights, gfpgan_arguments, REPEATS = *sys.argv[1:4], int(sys.argv[4])
 face = np.random.default_rng(0).integers(0, 256, (512, 512, 3), np.uint8)
 if name == "gpen":
     from ppgan.faceutils.face_enhancement.face_enhance import FaceEnhancement
@@ -237,8 +242,9 @@ else:
             return net((x / 255.0 - 0.5) / 0.5)[0].numpy()
 enhance(face)
 start = time.perf_counter()
-enhance(face)
-print(time.perf_counter() - start)
+for _ in range(REPEATS):
+    enhance(face)
+print((time.perf_counter() - start) / REPEATS)
 """
 
 
@@ -253,8 +259,8 @@ def paddlegan_enhancer_seconds(paddlegan: str, name: str, weights: str) -> float
         shim = make_shim(os.path.abspath(paddlegan), folder)
         env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "PYTHONPATH": shim}
         done = subprocess.run([sys.executable, "-c", PADDLEGAN_ENHANCER_TIMING, name, weights,
-                               json.dumps(GFPGAN_512)], cwd=shim, env=env, capture_output=True,
-                              text=True)
+                               json.dumps(GFPGAN_512), str(ENHANCER_REPEATS)], cwd=shim, env=env,
+                              capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"PaddleGAN's {name} failed: {done.stderr[-2000:]}")
     return float(done.stdout.split()[-1])
@@ -276,13 +282,14 @@ def bench_enhancers(folder: str, names, paddlegan: Optional[str] = None) -> dict
             results[f"{name} 512 px (PaddleGAN's own code, eager, 1 face per call)"] = 1 / seconds
         eager = load_enhancer(name, path, "eager", "cpu", 0)
         eager.batch_size = 1
-        seconds = time_calls(lambda: eager.restore(faces[:1]), 1)
+        seconds = time_calls(lambda: eager.restore(faces[:1]), ENHANCER_REPEATS)
         results[f"{name} 512 px (eager, 1 face per call, PaddleGAN's way)"] = 1 / seconds
         reference = eager.restore(faces) / 255.0
         for precision in CPU_PRECISIONS:
             enhancer = load_enhancer(name, path, "static", "cpu", 0, precision)
             restored = []  # the timed calls' outputs, measured against eager's below
-            seconds = time_calls(lambda: restored.append(enhancer.restore(faces)), 1)
+            seconds = time_calls(lambda: restored.append(enhancer.restore(faces)),
+                                 ENHANCER_REPEATS)
             key = f"{name} 512 px (static {precision}, {ENHANCER_BATCH} faces per call)"
             results[key] = ENHANCER_BATCH / seconds
             results[f"{key}: levels off eager"] = levels_off(restored[-1] / 255.0, reference)
