@@ -253,14 +253,13 @@ def paddlegan_enhancer_seconds(paddlegan: str, name: str, weights: str) -> float
     checkout `paddlegan` in a process of its own (as tools/compare_with_paddlegan.py runs it),
     on `weights`."""
     from compare_with_paddlegan import GFPGAN_512
-    from paddlegan_reference import make_shim
+    from paddlegan_reference import make_shim, shim_environment
 
     with tempfile.TemporaryDirectory(prefix="paddlegan-shim-") as folder:
         shim = make_shim(os.path.abspath(paddlegan), folder)
-        env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "PYTHONPATH": shim}
         done = subprocess.run([sys.executable, "-c", PADDLEGAN_ENHANCER_TIMING, name, weights,
-                               json.dumps(GFPGAN_512), str(ENHANCER_REPEATS)], cwd=shim, env=env,
-                              capture_output=True, text=True)
+                               json.dumps(GFPGAN_512), str(ENHANCER_REPEATS)], cwd=shim,
+                              env=shim_environment(shim), capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"PaddleGAN's {name} failed: {done.stderr[-2000:]}")
     return float(done.stdout.split()[-1])

@@ -21,7 +21,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from paddlegan_reference import astronaut_face, make_shim  # noqa: E402
+from paddlegan_reference import astronaut_face, make_shim, shim_environment  # noqa: E402
 
 logger = logging.getLogger("compare_with_paddlegan")
 
@@ -45,10 +45,8 @@ NETWORK_CASES = [
 
 def run_reference(shim: str, case: dict, out: str) -> Dict[str, np.ndarray]:
     """PaddleGAN's result for `case`, computed in the shim (its own process and PYTHONPATH)."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["PYTHONPATH"] = shim
     subprocess.run([sys.executable, os.path.join(HERE, "paddlegan_reference.py"),
-                    json.dumps(case), out], check=True, env=env, cwd=shim)
+                    json.dumps(case), out], check=True, env=shim_environment(shim), cwd=shim)
     data = np.load(out)
     return {key: data[key] for key in data.files}
 

@@ -54,6 +54,12 @@ def make_shim(checkout: str, dst: str) -> str:
     return dst
 
 
+def shim_environment(shim: str) -> dict:
+    """This process's environment with the shim, alone, on PYTHONPATH (its `ppgan` is
+    PaddleGAN's, not ours)."""
+    return {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "PYTHONPATH": shim}
+
+
 def randomised_state(net, rng):
     """Every entry moved off its initial value: constants (biases, noise strengths, the ones of
     GFPGAN's noise maps) get random ones, so each takes part in the comparison."""

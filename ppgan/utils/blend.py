@@ -75,18 +75,23 @@ def mouth_mask(height: int, width: int, mouth: Optional[Tuple[float, float]] = N
     return np.outer(rise * bottom, columns).astype(np.float32)[..., None]
 
 
-def _mouth_key(mouth: Optional[BoxMouth]) -> Optional[Tuple[float, float]]:
-    # Rounded to 1/100 of the box, a step the 15/100 feather hides, so frames share masks.
-    return None if mouth is None else (round(float(mouth[0]), 2), round(float(mouth[2]), 2))
+def _mouth_key(blend: str, mouth: Optional[BoxMouth]) -> Optional[Tuple[float, float]]:
+    """What of `mouth` shapes `blend`'s mask (only the "mouth" blend's), rounded to 1/100 of the
+    box, a step the 15/100 feather hides, so frames share masks."""
+    if blend != "mouth" or mouth is None:
+        return None
+    return round(float(mouth[0]), 2), round(float(mouth[2]), 2)
+
+
+def _mask(blend: str, height: int, width: int, key: Optional[Tuple[float, float]]) -> np.ndarray:
+    return mouth_mask(height, width, key) if blend == "mouth" else feather_mask(height, width)
 
 
 def blend_mask(blend: str, height: int, width: int,
                mouth: Optional[BoxMouth] = None) -> np.ndarray:
     """The weights of the generated face for blend mode `blend` ("mouth" or "face"); `mouth`
     shapes the "mouth" blend (see `paste_face`)."""
-    if blend != "mouth":
-        return feather_mask(height, width)
-    return mouth_mask(height, width, _mouth_key(mouth))
+    return _mask(blend, height, width, _mouth_key(blend, mouth))
 
 
 @functools.lru_cache(maxsize=64)
@@ -95,7 +100,7 @@ def _mask_support(blend: str, height: int, width: int,
     """The rows and columns of the box where the mask is not 0, and the mask there: outside
     them the paste leaves the frame as it is, so it need not be computed (half the box for
     the mouth blend)."""
-    mask = mouth_mask(height, width, key) if blend == "mouth" else feather_mask(height, width)
+    mask = _mask(blend, height, width, key)
     rows, columns = np.flatnonzero(mask.any(axis=(1, 2))), np.flatnonzero(mask.any(axis=(0, 2)))
     if not rows.size:
         return slice(0, 0), slice(0, 0), mask[:0, :0]
@@ -127,8 +132,7 @@ def paste_face(frame: np.ndarray, face: np.ndarray, box: XYXYBox, blend: str = "
     if blend == "hard":
         frame[y1:y2, x1:x2] = face
         return
-    ys, xs, weight = _mask_support(blend, y2 - y1, x2 - x1,
-                                   _mouth_key(mouth) if blend == "mouth" else None)
+    ys, xs, weight = _mask_support(blend, y2 - y1, x2 - x1, _mouth_key(blend, mouth))
     target = frame[y1:y2, x1:x2][ys, xs]  # a view: written in place below
     region = target.astype(np.float32)
     face = face[ys, xs].astype(np.float32)
