@@ -33,17 +33,18 @@ from .generator_styleganv2 import channel_multiplier_of, stylegan2_channels
 
 
 # Bilinear x2 with half-pixel centres along one axis: each output sample is 3/4 of its nearer
-# input and 1/4 of the next one out, the border sample repeated past the edge.
+# input and 1/4 of the next one out, the border sample repeated past the edge. Both axes at
+# once: the outer product, as the (1, 1, 4, 4) kernel of a transposed convolution.
 BILINEAR_X2 = (0.25, 0.75, 0.75, 0.25)
+BILINEAR_X2_KERNEL = np.outer(BILINEAR_X2, BILINEAR_X2).astype("float32").reshape(1, 1, 4, 4)
 
 
 def _doubled(x: paddle.Tensor) -> paddle.Tensor:
-    # Both axes at once: a stride-2 transposed convolution of the edge-padded channels with the
-    # kernel's outer product (cropped by 3 where the padding's own outputs fall).
+    # A stride-2 transposed convolution of the edge-padded channels, cropped by 3 where the
+    # padding's own outputs fall.
     _, channels, height, width = x.shape
     padded = F.pad(x.reshape([-1, 1, height, width]), [1, 1, 1, 1], mode="replicate")
-    kernel = paddle.to_tensor(np.outer(BILINEAR_X2, BILINEAR_X2).astype("float32"))
-    doubled = F.conv2d_transpose(padded, kernel.reshape([1, 1, 4, 4]), stride=2, padding=3)
+    doubled = F.conv2d_transpose(padded, paddle.to_tensor(BILINEAR_X2_KERNEL), stride=2, padding=3)
     return doubled.reshape([-1, channels, 2 * height, 2 * width])
 
 
