@@ -38,12 +38,18 @@ def test_benchmark_reports_generator_detectors_and_end_to_end(tmp_path, monkeypa
     assert {*(f"generator (PyTorch {torch_version} {p}, the original's layers, batch 16)"
               for p in torch_precisions),
             f"generator (static fp32, {label})", f"generator (static bf16, {label})",
-            f"generator (static {auto}, photo: face encoded once, {label})",
+            *(f"generator (static {p}, lower face for the mouth blend, {label})"
+              for p in ("fp32", "bf16")),
+            f"generator (static {auto}, photo: face encoded once, lower face, {label})",
             f"generator (eager fp32, {label})",
             "mtcnn (full 720p)", "mtcnn (longest side 360)"} == set(speeds)
-    bf16_off = results["generator"]["difference_from_static_fp32"]["bf16"]
-    assert 0 <= bf16_off["mean_levels"] <= bf16_off["max_levels"] <= 255
+    differences = results["generator"]["difference_from_static_fp32"]
+    assert set(differences) == {"bf16", "fp32 lower face", "bf16 lower face"}
+    for off in differences.values():
+        assert 0 <= off["mean_levels"] <= off["max_levels"] <= 255
+    assert differences["fp32 lower face"]["max_levels"] < 0.01  # the same rows, computed alone
     assert results["generator"]["auto_vs_fastest_pytorch"] > 0
+    assert results["generator"]["auto_lower_face_vs_fastest_pytorch"] > 0
     assert cpu_name() in results["machine"]
     assert all(value > 0 for value in speeds.values())
     end_to_end = results["end_to_end_720p_1s"]

@@ -6,7 +6,7 @@ import pytest
 from ppgan.apps.wav2lip_predictor import _runs, mel_window, pingpong_index
 from ppgan.faceutils.face_boxes import (BoxDetector, MissingFaceError, NoFaceError, fill_missing,
                                       pad_boxes, smooth_boxes)
-from ppgan.utils.blend import blend_mask, feather_mask, mouth_mask, paste_face
+from ppgan.utils.blend import blend_mask, feather_mask, first_face_row, mouth_mask, paste_face
 from ppgan.utils.boxes import XYXYBox
 
 
@@ -122,6 +122,36 @@ def test_paste_equals_the_blend_of_the_whole_box(blend, mouth, color_match):
     expected[8:79, 15:95] = np.rint(np.clip(region + weight * (resized - region), 0, 255))
     np.testing.assert_array_equal(out, expected)
     assert (out != frame).any()
+
+
+@pytest.mark.parametrize("blend, mouth, color_match", [
+    ("mouth", None, False), ("mouth", (0.45, 0.7, 0.15), True), ("face", None, False),
+    ("hard", None, False)])
+def test_the_paste_reads_the_face_only_from_its_first_row(blend, mouth, color_match):
+    """Whatever the box (smaller or larger than the face, odd, half its size, not square), the
+    rows above `first_face_row` do not change the pasted frame, and the row at it does (or the
+    bound would be loose): the generator need not draw them."""
+    rng = np.random.default_rng(5)
+    face = rng.integers(0, 256, (96, 96, 3), np.uint8)
+    first = first_face_row(blend, 96)
+    touched = False
+    for height, width in [(7, 9), (31, 30), (48, 48), (48, 47), (95, 96), (96, 96), (97, 97),
+                          (150, 121), (301, 300), (620, 600)]:
+        frame = rng.integers(0, 256, (height + 20, width + 10, 3), np.uint8)
+        box = XYXYBox(x1=4, y1=11, x2=4 + width, y2=11 + height)
+        expected = frame.copy()
+        paste_face(expected, face, box, blend, color_match, mouth=mouth)
+        above = face.copy()
+        above[:first] = rng.integers(0, 256, (first, 96, 3), np.uint8)
+        out = frame.copy()
+        paste_face(out, above, box, blend, color_match, mouth=mouth)
+        np.testing.assert_array_equal(out, expected, err_msg=f"box {height}x{width}")
+        at_first = face.copy()
+        at_first[first] = 255 - face[first]
+        out = frame.copy()
+        paste_face(out, at_first, box, blend, color_match, mouth=mouth)
+        touched |= bool((out != expected).any())
+    assert touched
 
 
 @pytest.mark.parametrize("blend", ["mouth", "face"])
@@ -294,3 +324,14 @@ def test_predictor_blend_and_silence_arguments():
         Wav2LipPredictor(silence_passthrough=True, silence_threshold=-3)
     with pytest.raises(InputError, match="silence_min_span: must be a number > 0"):
         Wav2LipPredictor(silence_min_span=0)
+
+
+def test_only_the_mouth_blend_draws_only_the_lower_face():
+    """The generator draws whole faces where the paste or the enhancer reads them."""
+    from ppgan.apps import Wav2LipPredictor
+
+    assert Wav2LipPredictor().lower_only()
+    assert Wav2LipPredictor(face_enhancement=True, enhance_at="frame").lower_only()
+    assert not Wav2LipPredictor(face_enhancement=True, enhance_at="generated").lower_only()
+    assert not Wav2LipPredictor(blend="face").lower_only()
+    assert not Wav2LipPredictor(blend="hard").lower_only()

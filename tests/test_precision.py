@@ -8,6 +8,7 @@ from media import save_random_generator
 
 from ppgan.apps.generator_runner import as_plain_convolutions, load_generator
 from ppgan.models import Wav2Lip
+from ppgan.models.generators.wav2lip import LOWER_FIRST_ROW
 from ppgan.utils import device
 from ppgan.utils.cpu import cpu_flags, cpu_name, has_bf16_units
 from ppgan.utils.weights import load_weights
@@ -91,6 +92,11 @@ def test_bf16_is_close_to_fp32(random_weights):
     assert levels.mean() < BF16_MEAN_LEVELS and levels.max() < BF16_MAX_LEVELS
     if has_bf16_units():  # bf16 really ran: fp32 would be within 0.01 of a level
         assert levels.mean() > 0.01
+    # The lower decoder, in bf16: as close to fp32's rows (its sums differ from the whole
+    # decoder's in bf16, by at most half a level where measured).
+    lower = bf16_run.decode_lower(mel, bf16_run.encode_face(faces))
+    levels = np.abs(lower - fp32[:, :, LOWER_FIRST_ROW:]) * 255
+    assert levels.mean() < BF16_MEAN_LEVELS and levels.max() < BF16_MAX_LEVELS
 
 
 def test_the_bf16_layout_gives_the_networks_frames_in_fp32(random_weights):

@@ -267,7 +267,8 @@ def test_the_generator_is_loaded_once_and_a_stop_leaves_nothing_behind(app):
     assert proc.wait(timeout=60) == 128 + signal.SIGTERM
     log = _log(app["log"])
     assert log.strip().splitlines()[-1] == "webui.py: stopped; working folder removed"
-    loads = re.findall(r"loading \S+ on cpu", log)  # the generator's two stages, at start
+    # the generator's face encoder and the mouth blend's decoder, at start
+    loads = re.findall(r"loading \S+ on cpu", log)
     assert len(loads) == 2 and log.index(loads[-1]) < log.index("Running on local URL")
     assert os.listdir(app["tmp"]) == [] and os.listdir(app["cwd"]) == []
     assert [files for _, _, files in os.walk(app["home"]) if files] == []

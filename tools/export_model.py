@@ -5,11 +5,12 @@
     python tools/export_model.py --random-init --output_dir /tmp/bench   # tests and benchmarks
 
 `--load` takes a flat generator state dict or a trainer checkpoint holding it (under `netG`).
-The folder holds the two programs the inference command runs (the face encoder, and the audio
-encoder with the decoder), as it caches them for itself; give the folder to its
-`--checkpoint_path` to run them. `--format onnx` writes the same two stages as
-`face_encoder.onnx` and `decoder.onnx` (inputs `face`; `audio`, `skip0`..`skip6`; batch dynamic)
-for ONNX Runtime or TensorRT.
+The folder holds the programs the inference command runs (the face encoder; the audio encoder
+with the decoder; the same drawing only the rows from 44 on, all the default mouth blend
+shows), as it caches them for itself; give the folder to its `--checkpoint_path` to run them.
+`--format onnx` writes the same stages as `face_encoder.onnx`, `decoder.onnx` and
+`decoder_lower.onnx` (inputs `face`; `audio`, `skip0`..`skip6`; batch dynamic) for ONNX Runtime
+or TensorRT.
 """
 import argparse
 import logging

@@ -1,7 +1,9 @@
 """Runs the Wav2Lip generator on NumPy batches, through Paddle Inference (fast) or eagerly.
 
 The generator runs in two stages, face encoder then audio encoder + decoder, so that a photo's
-face features can be computed once and decoded against every mel window. The static path
+face features can be computed once and decoded against every mel window. The decoder comes in
+two programs: the whole face, and its rows from LOWER_FIRST_ROW on, all the default "mouth"
+blend reads (`Wav2Lip.decode_lower`, a third faster). The static path
 exports each stage once per weights file (see `cached_export`) and runs it with Paddle
 Inference's fusion passes (BatchNorm folded into the convolutions, fused activations), which
 eager mode lacks; the split adds only one hand-over of the skip tensors. The eager path is the
@@ -18,27 +20,28 @@ import logging
 import os
 import shutil
 import tempfile
-from typing import List
+from typing import Any, Dict, List
 
 import numpy as np
 import paddle
 import paddle.nn as nn
 
 from ..models import Wav2Lip
-from ..models.generators.wav2lip import AUDIO_SPEC, FACE_SPEC, SKIP_SPECS
+from ..models.generators.wav2lip import AUDIO_SPEC, FACE_SPEC, LOWER_FIRST_ROW, SKIP_SPECS
 from ..utils.device import place_network, place_of, resolve_device, resolve_precision
 from ..utils.onnx_export import to_onnx
-from ..utils.static_graph import StaticModel, cached_export, export_layer
+from ..utils.static_graph import StaticModel, cached_export, export_layer, has_model_files
 from ..utils.video import InputError
 from ..utils.weights import load_weights
 
 logger = logging.getLogger(__name__)
 
 ENGINES = ("static", "eager")
-# The stages the static engine runs, (file name, method, inputs): two programs, so that a photo's
-# face features are encoded once and decoded against every mel window.
+# The programs the static engine runs, (file name, method, inputs): the face encoder apart, so
+# that a photo's face features are encoded once and decoded against every mel window.
 STAGES = (("face_encoder", "encode_face", [FACE_SPEC]),
-          ("decoder", "decode", [AUDIO_SPEC, SKIP_SPECS]))
+          ("decoder", "decode", [AUDIO_SPEC, SKIP_SPECS]),
+          ("decoder_lower", "decode_lower", [AUDIO_SPEC, SKIP_SPECS]))
 # Frames per generator call on a CPU: on the 2-core machines this was tuned on, calls of 8-16
 # frames ran faster than larger ones, and small calls hold fewer frames in memory.
 # tools/benchmark_wav2lip.py measures the generator in calls of this size (figures: README).
@@ -54,6 +57,13 @@ class GeneratorRunner:
 
     def decode(self, mel: np.ndarray, skips: List[np.ndarray]) -> np.ndarray:
         raise NotImplementedError
+
+    def decode_lower(self, mel: np.ndarray, skips: List[np.ndarray]) -> np.ndarray:
+        """The faces' rows from LOWER_FIRST_ROW on, (B,3,96-LOWER_FIRST_ROW,96)."""
+        raise NotImplementedError
+
+    def prepare(self, lower_only: bool) -> None:
+        """Load now what `decode_lower` (or `decode`) will run, not on its first call."""
 
     def __call__(self, mel: np.ndarray, faces: np.ndarray) -> np.ndarray:
         return self.decode(mel, self.encode_face(faces))
@@ -78,16 +88,42 @@ class EagerGenerator(GeneratorRunner):
     def decode(self, mel: np.ndarray, skips: List[np.ndarray]) -> np.ndarray:
         return self.net.decode(self._tensor(mel), [self._tensor(s) for s in skips]).numpy()
 
+    @paddle.no_grad()
+    def decode_lower(self, mel: np.ndarray, skips: List[np.ndarray]) -> np.ndarray:
+        return self.net.decode_lower(self._tensor(mel), [self._tensor(s) for s in skips]).numpy()
+
 
 class InferenceGenerator(GeneratorRunner):
-    def __init__(self, encoder: StaticModel, decoder: StaticModel):
-        self.encoder, self.decoder = encoder, decoder
+    """The programs `export_stages` wrote into a folder, each opened on its first use: a run
+    that blends only mouths never loads the whole-face decoder, nor the others the lower one."""
+
+    def __init__(self, folder: str, **options: Any):
+        self.folder, self.options = folder, options
+        self._programs: Dict[str, StaticModel] = {}
+        self._program("face_encoder")  # every run needs it: fail early on a broken folder
+
+    def _program(self, stage: str) -> StaticModel:
+        if stage not in self._programs:
+            self._programs[stage] = StaticModel(os.path.join(self.folder, stage), **self.options)
+        return self._programs[stage]
 
     def encode_face(self, faces: np.ndarray) -> List[np.ndarray]:
-        return self.encoder(faces)
+        return self._program("face_encoder")(faces)
 
     def decode(self, mel: np.ndarray, skips: List[np.ndarray]) -> np.ndarray:
-        return self.decoder(mel, *skips)[0]
+        return self._program("decoder")(mel, *skips)[0]
+
+    def decode_lower(self, mel: np.ndarray, skips: List[np.ndarray]) -> np.ndarray:
+        if not self._has_lower_decoder():
+            return self.decode(mel, skips)[:, :, LOWER_FIRST_ROW:]
+        return self._program("decoder_lower")(mel, *skips)[0]
+
+    def prepare(self, lower_only: bool) -> None:
+        self._program("decoder_lower" if lower_only and self._has_lower_decoder() else "decoder")
+
+    def _has_lower_decoder(self) -> bool:
+        # Not in a folder exported before it existed: its rows are then cut out of whole faces.
+        return has_model_files(os.path.join(self.folder, "decoder_lower"))
 
 
 def export_stages(net: Wav2Lip, folder: str, precision: str = "fp32") -> List[str]:
@@ -147,10 +183,8 @@ def open_stages(folder: str, device: str = "cpu", cpu_threads: int = 0, precisio
     """The generator `export_stages` wrote into `folder` (the predictor's cache, or
     tools/export_model.py's output), run by Paddle Inference on `device` in a resolved
     `precision` the folder was exported for."""
-    return InferenceGenerator(*(
-        StaticModel(os.path.join(folder, stage), device=device, cpu_threads=cpu_threads,
-                    use_onednn=use_onednn, precision=precision)
-        for stage, _, _ in STAGES))
+    return InferenceGenerator(folder, device=device, cpu_threads=cpu_threads,
+                              use_onednn=use_onednn, precision=precision)
 
 
 def load_generator(weights_path: str, engine: str = "static", device: str = "cpu",
@@ -176,7 +210,8 @@ def load_generator(weights_path: str, engine: str = "static", device: str = "cpu
         return EagerGenerator(_loaded_network(weights_path, device), device)
     # fp16 runs the fp32 program: Paddle Inference converts it on the GPU. The network is built
     # only to export it: a cached export (every run after the first) skips a second of start-up.
-    name = "wav2lip-bf16" if precision == "bf16" else "wav2lip"
+    # Named by the programs they hold, so an export made before one was added is not taken.
+    name = f"wav2lip-{len(STAGES)}stages" + ("-bf16" if precision == "bf16" else "")
     folder = cached_export(weights_path, name, lambda staging: export_stages(
         _loaded_network(weights_path, device), staging, precision))
     return open_stages(folder, device, cpu_threads, precision)

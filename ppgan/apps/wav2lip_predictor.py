@@ -14,9 +14,10 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..faceutils.detectors import DETECTORS
-from ..models.generators.wav2lip import MEL_STEP_SIZE, face_input, face_pixels
+from ..models.generators.wav2lip import (FACE_SIZE, LOWER_FIRST_ROW, MEL_STEP_SIZE, face_input,
+                                         face_pixels)
 from ..utils.audio import DEFAULT_MEL, AudioError, load_wav, melspectrogram
-from ..utils.blend import cross_fade, paste_face
+from ..utils.blend import cross_fade, first_face_row, paste_face
 from ..utils.boxes import XYXYBox
 from ..utils.checks import PRECISIONS, PREDICTOR_ARGS, CheckError, check_named, one_of, shown
 from ..utils.device import default_device
@@ -160,12 +161,19 @@ class _Kept:
 
 
 def generate(generator: GeneratorRunner, mels: np.ndarray, faces: Optional[np.ndarray],
-             still_skips: Optional[List[np.ndarray]]) -> np.ndarray:
+             still_skips: Optional[List[np.ndarray]], lower_only: bool = False) -> np.ndarray:
     """One step's generated faces (B,3,96,96) for its mel windows (B,80,16), from its face input
-    or, for a still, the face features encoded once."""
+    or, for a still, the face features encoded once; `lower_only`: drawn only from
+    LOWER_FIRST_ROW on, the rows above left 0."""
     skips = (generator.encode_face(faces) if still_skips is None
              else [np.repeat(s, len(mels), axis=0) for s in still_skips])
-    return generator.decode(mels[:, None].astype(np.float32), skips)
+    mels = mels[:, None].astype(np.float32)
+    if not lower_only:
+        return generator.decode(mels, skips)
+    lower = generator.decode_lower(mels, skips)
+    generated = np.zeros(lower.shape[:2] + (FACE_SIZE, FACE_SIZE), np.float32)
+    generated[:, :, LOWER_FIRST_ROW:] = lower
+    return generated
 
 
 def frame_faces(frames: Sequence[np.ndarray], boxes: np.ndarray) -> np.ndarray:
@@ -288,11 +296,12 @@ class Wav2LipPredictor:
     # ---- generation ---------------------------------------------------------------------
     def generator(self) -> GeneratorRunner:
         """The generator these settings run: loaded (or downloaded) on the first call and kept,
-        so a predictor that runs many clips loads it once."""
+        so a predictor that runs many clips loads it once, with the decoder they need."""
         if self._kept.generator is None:
             weights = resolve_weights(self.checkpoint_path, WAV2LIP_URL)
             self._kept.generator = load_generator(weights, self.engine, self.device,
                                                   self.cpu_threads, self.precision)
+        self._kept.generator.prepare(self.lower_only())
         return self._kept.generator
 
     def enhancer(self) -> Optional[Enhancer]:
@@ -305,6 +314,14 @@ class Wav2LipPredictor:
             self._kept.enhancers[name, path] = load_enhancer(name, path, self.engine, self.device,
                                                              self.cpu_threads, self.precision)
         return self._kept.enhancers[name, path]
+
+    def lower_only(self) -> bool:
+        """Whether the paste reads only the generated faces' rows from LOWER_FIRST_ROW on (the
+        "mouth" blend, unless the enhancer restores the whole generated face first), so the
+        generator need draw no others."""
+        enhances_generated = self.enhancement is not None and self.enhancement[2] == "generated"
+        return (not enhances_generated
+                and first_face_row(self.blend, FACE_SIZE) >= LOWER_FIRST_ROW)
 
     def step_size(self, frame_bytes: int) -> int:
         """Frames per generator call. Three steps are in flight (read, generated, written), so
@@ -421,7 +438,7 @@ class Wav2LipPredictor:
                 if n + 1 < len(steps):
                     next_read = submit_unsplit(reader, frames.read_step, steps[n + 1])
                 mels = np.stack([mel_window(mel, i, source.fps) for i in frames_out])
-                generated = generate(generator, mels, faces, still_skips)
+                generated = generate(generator, mels, faces, still_skips, self.lower_only())
                 if last_write is not None:
                     last_write.result()
                     progress.update(step)

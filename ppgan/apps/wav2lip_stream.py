@@ -259,7 +259,7 @@ class Wav2LipStream:
         are out; returns the paster's future."""
         indices, images, faces = ahead.take(frames_out)
         mels = np.stack([windows.window(i) for i in frames_out])
-        generated = generate(generator, mels, faces, still_skips)
+        generated = generate(generator, mels, faces, still_skips, self.predictor.lower_only())
         if last_write is not None:
             last_write.result()
         shares = np.zeros(len(frames_out), np.float32)  # no silence passthrough in a stream

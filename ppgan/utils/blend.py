@@ -108,6 +108,13 @@ def _mask_support(blend: str, height: int, width: int,
     return ys, xs, mask[ys, xs]
 
 
+def first_face_row(blend: str, face_height: int) -> int:
+    """The first row of a `face_height`-row generated face that `paste_face` reads in blend mode
+    `blend`, whatever the box: the "mouth" blend's mask is 0 down to the box's middle, and the
+    bilinear resize reaches from there at most one row above the face's middle."""
+    return face_height // 2 - 1 if blend == "mouth" else 0
+
+
 def rim_color_shift(region: np.ndarray, face: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """The per-channel offset that gives `face` the mean colour of `region` (both float32
     (H, W, 3)) over the rim of `weight`; zero where the mask has no rim."""

@@ -104,6 +104,14 @@ def find_model_files(path_prefix: str) -> Tuple[str, str]:
         f"{PIR_PROGRAM_SUFFIX} or {LEGACY_PROGRAM_SUFFIX} together with {PARAMS_SUFFIX}")
 
 
+def has_model_files(path_prefix: str) -> bool:
+    try:
+        find_model_files(path_prefix)
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def _create_predictor(path_prefix: str, device: str, cpu_threads: int, use_onednn: bool,
                       gpu_memory_mb: int, memory_optim: bool, quiet: bool,
                       precision: str = "fp32",

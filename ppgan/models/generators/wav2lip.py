@@ -16,6 +16,13 @@ from .builder import GENERATORS
 
 FACE_SIZE = 96  # the side of the square faces the generator takes and draws
 MEL_STEP_SIZE = 16  # mel steps per window: 0.2 s of audio, 5 video frames at 25 fps
+# The first face row `decode_lower` draws. The default "mouth" blend reads the generated face
+# only from row 47 on (`ppgan.utils.blend.first_face_row`); three rows are spare. Decoding from
+# here skips the upper half of the decoder's three largest stages, a third of its work.
+LOWER_FIRST_ROW = 44
+# Each of the decoder's upsampling blocks: a transposed convolution (3x3, stride 2) followed by
+# this many 3x3 convolutions, each of which spoils one row at the top of a cut-off input.
+_CONVS_AFTER_UPSAMPLING = 2
 
 # The inputs as exported for Paddle Inference; the leading None makes the batch size dynamic, so
 # one exported model serves any batch.
@@ -40,6 +47,18 @@ def face_input(target: np.ndarray, reference: np.ndarray, channel_axis: int) -> 
     masked = target.copy()
     masked[..., target.shape[-2] // 2:, :] = 0
     return np.concatenate([masked, reference], axis=channel_axis)
+
+
+def _decoder_first_rows(first_row: int) -> List[int]:
+    """Per decoder block, the first row of its output (at its own size) that `first_row` of the
+    face depends on. A stride-2 transposed convolution (3x3, padding 1, output padding 1) given
+    its input from row i draws rows from 2i exactly; each 3x3 convolution after it spoils one
+    more at the top. The output block's 3x3 convolution needs one row above `first_row`."""
+    rows = [0] * 7
+    rows[6] = max(first_row - 1, 0)
+    for block in range(6, 2, -1):  # blocks 3..6 upsample; the chain reaches row 0 before 3
+        rows[block - 1] = max((rows[block] - _CONVS_AFTER_UPSAMPLING) // 2, 0)
+    return rows
 
 
 def _residuals(channels: int, count: int):
@@ -91,12 +110,27 @@ class Wav2Lip(nn.Layer):
             skips.append(x)
         return skips
 
-    def decode(self, audio: paddle.Tensor, skips: Sequence[paddle.Tensor]) -> paddle.Tensor:
-        """Mel windows (B,1,80,16) and `encode_face`'s outputs -> faces (B,3,96,96)."""
-        x = self.audio_encoder(audio)
-        for i, block in enumerate(self.face_decoder_blocks):
-            x = paddle.concat([block(x), skips[-1 - i]], axis=1)
-        return self.output_block(x)
+    def decode(self, audio: paddle.Tensor, skips: Sequence[paddle.Tensor],
+               first_row: int = 0) -> paddle.Tensor:
+        """Mel windows (B,1,80,16) and `encode_face`'s outputs -> faces (B,3,96,96), or with
+        `first_row` only their rows from there on (B,3,96-first_row,96), the same values
+        computed on the rows they depend on alone."""
+        if first_row == 0:
+            x = self.audio_encoder(audio)
+            for i, block in enumerate(self.face_decoder_blocks):
+                x = paddle.concat([block(x), skips[-1 - i]], axis=1)
+            return self.output_block(x)
+        x, top = self.audio_encoder(audio), 0  # top: the full-size row of x's first row
+        for block, skip, row in zip(self.face_decoder_blocks, reversed(skips),
+                                    _decoder_first_rows(first_row)):
+            drawn = block(x)  # from row 2 * top (or 0, where top is)
+            x = paddle.concat([drawn[:, :, row - 2 * top:], skip[:, :, row:]], axis=1)
+            top = row
+        return self.output_block(x)[:, :, first_row - top:]
+
+    def decode_lower(self, audio: paddle.Tensor, skips: Sequence[paddle.Tensor]) -> paddle.Tensor:
+        """`decode`'s rows from LOWER_FIRST_ROW on: (B,3,96-LOWER_FIRST_ROW,96)."""
+        return self.decode(audio, skips, LOWER_FIRST_ROW)
 
     def forward(self, audio_sequences: paddle.Tensor, face_sequences: paddle.Tensor) -> paddle.Tensor:
         has_time = len(face_sequences.shape) > 4
