@@ -207,3 +207,27 @@ def test_hls_output_has_its_playlist_and_segments(media):
     segments = [line for line in playlist.splitlines() if line.endswith(".ts")]
     assert "#EXT-X-ENDLIST" in playlist and len(segments) >= 1
     assert sum(len(read_frames(folder / s)) for s in segments) == 30
+
+
+def test_audio_that_arrived_while_the_stream_was_busy_is_taken_at_once():
+    """A stream that fell behind gets all the samples that came meanwhile in one piece, so it
+    generates their frames in one larger (faster) step, not one chunk's frame per step."""
+    import threading
+
+    from ppgan.apps.wav2lip_stream import _taken_in
+
+    later = threading.Event()
+
+    def chunks():
+        yield np.zeros(10, np.float32)
+        later.wait(10)
+        for k in range(4):
+            yield np.full(10, k, np.float32)
+
+    taken = _taken_in(chunks(), None)
+    assert next(taken).size == 10
+    later.set()
+    time.sleep(0.5)  # the other four chunks arrive while the stream is busy
+    rest = list(taken)
+    assert [piece.size for piece in rest] == [40]
+    np.testing.assert_array_equal(rest[0], np.repeat(np.arange(4, dtype=np.float32), 10))

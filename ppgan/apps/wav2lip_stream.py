@@ -92,13 +92,20 @@ def _taken_in(chunks: Iterator[np.ndarray], writer: Optional[StreamWriter]) -> I
             arrived.put(None)
 
     threading.Thread(target=take_in, name="wav2lip-audio-in", daemon=True).start()
-    while True:
-        chunk = arrived.get()
-        if chunk is None:
-            return
-        if isinstance(chunk, BaseException):
-            raise chunk
-        yield chunk
+    # Everything that has arrived is taken at once: a stream that fell behind then generates
+    # its frames in larger, faster steps instead of one frame per chunk forever.
+    ended = False
+    while not ended:
+        taken = [arrived.get()]
+        while taken[-1] is not None and not arrived.empty():
+            taken.append(arrived.get())
+        ended = taken[-1] is None
+        for item in taken:
+            if isinstance(item, BaseException):
+                raise item
+        samples = [item for item in taken if item is not None]
+        if samples:
+            yield np.concatenate(samples)
 
 
 class _MelWindows:
@@ -201,6 +208,8 @@ class Wav2LipStream:
             generator = predictor.generator()
             predictor.enhancer()
             frames = predictor.frames_to_sync(source, WHOLE_VIDEO)
+            # librosa loads its STFT on first use (about a second): before the audio comes.
+            StreamingMel().feed(np.zeros(2 * DEFAULT_MEL.n_fft, np.float32))
             logger.info("streaming at %.2f fps from %d source frame(s)", source.fps,
                         len(frames.boxes))
             with StreamWriter(output, source.width, source.height, source.fps, audio_path,

@@ -115,7 +115,7 @@ class Wav2Lip(nn.Layer):
         """Mel windows (B,1,80,16) and `encode_face`'s outputs -> faces (B,3,96,96), or with
         `first_row` only their rows from there on (B,3,96-first_row,96), the same values
         computed on the rows they depend on alone."""
-        if first_row == 0:
+        if first_row == 0:  # the network as the paper draws it, the reference
             x = self.audio_encoder(audio)
             for i, block in enumerate(self.face_decoder_blocks):
                 x = paddle.concat([block(x), skips[-1 - i]], axis=1)
@@ -123,7 +123,7 @@ class Wav2Lip(nn.Layer):
         x, top = self.audio_encoder(audio), 0  # top: the full-size row of x's first row
         for block, skip, row in zip(self.face_decoder_blocks, reversed(skips),
                                     _decoder_first_rows(first_row)):
-            drawn = block(x)  # from row 2 * top (or 0, where top is)
+            drawn = block(x)  # its rows from 2 * top on: blocks given top > 0 all upsample by 2
             x = paddle.concat([drawn[:, :, row - 2 * top:], skip[:, :, row:]], axis=1)
             top = row
         return self.output_block(x)[:, :, first_row - top:]
