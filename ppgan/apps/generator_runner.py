@@ -3,7 +3,7 @@
 The generator runs in two stages, face encoder then audio encoder + decoder, so that a photo's
 face features can be computed once and decoded against every mel window. The decoder comes in
 two programs: the whole face, and its rows from LOWER_FIRST_ROW on, all the default "mouth"
-blend reads (`Wav2Lip.decode_lower`, a third faster). The static path
+blend reads (`Wav2Lip.decode_lower`; the generator 1.3-1.4 times as fast). The static path
 exports each stage once per weights file (see `cached_export`) and runs it with Paddle
 Inference's fusion passes (BatchNorm folded into the convolutions, fused activations), which
 eager mode lacks; the split adds only one hand-over of the skip tensors. The eager path is the

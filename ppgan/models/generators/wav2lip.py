@@ -18,7 +18,8 @@ FACE_SIZE = 96  # the side of the square faces the generator takes and draws
 MEL_STEP_SIZE = 16  # mel steps per window: 0.2 s of audio, 5 video frames at 25 fps
 # The first face row `decode_lower` draws. The default "mouth" blend reads the generated face
 # only from row 47 on (`ppgan.utils.blend.first_face_row`); three rows are spare. Decoding from
-# here skips the upper half of the decoder's three largest stages, a third of its work.
+# here skips the upper half of the decoder's largest blocks: the generator ran 1.3-1.4 times as
+# fast (README.md, "The lower-face decoder").
 LOWER_FIRST_ROW = 44
 # Each of the decoder's upsampling blocks: a transposed convolution (3x3, stride 2) followed by
 # this many 3x3 convolutions, each of which spoils one row at the top of a cut-off input.
