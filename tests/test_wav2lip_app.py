@@ -189,6 +189,7 @@ def test_silence_passthrough_shows_the_source_frames_in_long_silences(media):
     assert MOUTH_CODEC_TOLERANCE < mouth_difference(36) < mouth_difference(33)  # the fade in
 
 
+@pytest.mark.one_build  # geometry, boxes or decoding: the same with any encoder build
 def test_photo_input(media):
     _, out = run_cli(media, "--face", media["photo"], "--audio", media["audio"], "--box", *map(str, BOX),
                      "--fps", "20")
@@ -198,6 +199,7 @@ def test_photo_input(media):
     assert max(outside_box_difference(f, photo, BOX) for f in frames) < CODEC_TOLERANCE
 
 
+@pytest.mark.one_build  # the generator's path: the same with any encoder build
 def test_a_photo_is_encoded_once_and_matches_the_per_frame_path(media, monkeypatch):
     """A photo's face features are computed once; the frames equal those of a lossless video of
     the same photo repeated, where every frame goes through the whole network (each generator
