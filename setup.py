@@ -33,7 +33,8 @@ setup(
         # tools/export_model.py --format onnx; onnxruntime runs the result (and its test).
         "onnx": ["paddle2onnx>=2.0", "onnxruntime"],
         # Selenium drives the browser tests of the web app (Debian's Chromium, README.md).
-        "test": ["pytest", "torch==2.13.0", "scikit-image", "paddle2onnx>=2.0", "onnxruntime",
+        # pytest-xdist: the suite runs on both cores, one test file per worker (README.md).
+        "test": ["pytest", "pytest-xdist", "torch==2.13.0", "scikit-image", "paddle2onnx>=2.0", "onnxruntime",
                  "selenium>=4.51,<5"],
         # The web app (applications/tools/webui.py); tested with Gradio 6.31.
         "webui": ["gradio>=6.31,<7"],
