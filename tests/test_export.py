@@ -128,13 +128,13 @@ def test_the_lower_decoder_draws_the_whole_decoders_rows(predictors, inputs):
                                atol=TOLERANCE, rtol=0)
 
 
-@pytest.mark.parametrize("kept", ["face_encoder", "decoder"])
-def test_a_folder_runs_with_the_programs_a_run_needs(exported, inputs, tmp_path, kept):
+@pytest.mark.parametrize("stages", [("face_encoder", "decoder_lower"), ("face_encoder", "decoder")])
+def test_a_folder_runs_with_the_programs_a_run_needs(exported, inputs, tmp_path, stages):
     """Programs open on first use: a mouth-blend run needs no whole-face decoder; a folder
     exported before the lower decoder existed gives its rows from the whole faces."""
     folder = tmp_path / "partial"
     folder.mkdir()
-    for stage in ("face_encoder", kept if kept != "face_encoder" else "decoder_lower"):
+    for stage in stages:
         for name in os.listdir(exported["folder"]):
             if name.split(".")[0] == stage:
                 shutil.copy(os.path.join(exported["folder"], name), folder)

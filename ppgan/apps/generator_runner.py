@@ -101,6 +101,8 @@ class InferenceGenerator(GeneratorRunner):
         self.folder, self.options = folder, options
         self._programs: Dict[str, StaticModel] = {}
         self._program("face_encoder")  # every run needs it: fail early on a broken folder
+        # Not in a folder exported before it existed: its rows are then cut out of whole faces.
+        self._has_lower_decoder = has_model_files(os.path.join(folder, "decoder_lower"))
 
     def _program(self, stage: str) -> StaticModel:
         if stage not in self._programs:
@@ -114,16 +116,12 @@ class InferenceGenerator(GeneratorRunner):
         return self._program("decoder")(mel, *skips)[0]
 
     def decode_lower(self, mel: np.ndarray, skips: List[np.ndarray]) -> np.ndarray:
-        if not self._has_lower_decoder():
+        if not self._has_lower_decoder:
             return self.decode(mel, skips)[:, :, LOWER_FIRST_ROW:]
         return self._program("decoder_lower")(mel, *skips)[0]
 
     def prepare(self, lower_only: bool) -> None:
-        self._program("decoder_lower" if lower_only and self._has_lower_decoder() else "decoder")
-
-    def _has_lower_decoder(self) -> bool:
-        # Not in a folder exported before it existed: its rows are then cut out of whole faces.
-        return has_model_files(os.path.join(self.folder, "decoder_lower"))
+        self._program("decoder_lower" if lower_only and self._has_lower_decoder else "decoder")
 
 
 def export_stages(net: Wav2Lip, folder: str, precision: str = "fp32") -> List[str]:
