@@ -37,14 +37,15 @@ def test_benchmark_reports_generator_detectors_and_end_to_end(tmp_path, monkeypa
     torch_precisions = ("fp32", "bf16") if has_bf16_units() else ("fp32",)
     assert {*(f"generator (PyTorch {torch_version} {p}, the original's layers, batch 16)"
               for p in torch_precisions),
-            f"generator (static fp32, {label})", f"generator (static bf16, {label})",
+            *(f"generator (static {p}, {label})" for p in ("fp32", "bf16", "int8")),
             *(f"generator (static {p}, lower face for the mouth blend, {label})"
-              for p in ("fp32", "bf16")),
+              for p in ("fp32", "bf16", "int8")),
             f"generator (static {auto}, photo: face encoded once, lower face, {label})",
             f"generator (eager fp32, {label})",
             "mtcnn (full 720p)", "mtcnn (longest side 360)"} == set(speeds)
     differences = results["generator"]["difference_from_static_fp32"]
-    assert set(differences) == {"bf16", "fp32 lower face", "bf16 lower face"}
+    assert set(differences) == {"bf16", "int8", "fp32 lower face", "bf16 lower face",
+                                "int8 lower face"}
     for off in differences.values():
         assert 0 <= off["mean_levels"] <= off["max_levels"] <= 255
     assert differences["fp32 lower face"]["max_levels"] < 0.01  # the same rows, computed alone

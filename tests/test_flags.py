@@ -136,7 +136,7 @@ BAD_FLAGS = [
     ("benchmark_wav2lip", ["--clip_1080p", "-10"], "--clip_1080p", "an integer >= 0 (got -10)"),
     ("benchmark_wav2lip", ["--det_max_size", "1"], "--det_max_size", "an integer >= 64 (got 1)"),
     ("wav2lip", ["--color_match", "--hard_paste"], "--color_match", "needs a feathered blend"),
-    ("wav2lip", ["--precision", "int8"], "--precision", "invalid choice: 'int8'"),
+    ("wav2lip", ["--precision", "int4"], "--precision", "invalid choice: 'int4'"),
     ("wav2lip", ["--fp16", "--precision", "fp32"], "--fp16", "contradicts --precision fp32"),
 ]
 
@@ -207,7 +207,7 @@ def test_defaults_are_unchanged():
      "face_select 1 contradicts reference_detection"),
     ({"face_select": "largest", "box": (0, 10, 0, 10)}, "face_select largest contradicts box"),
     ({"color_match": True, "blend": "hard"}, "color_match needs a feathered blend"),
-    ({"precision": "int8"}, "precision: must be one of auto, fp32, bf16, fp16 (got int8)"),
+    ({"precision": "int4"}, "precision: must be one of auto, fp32, bf16, int8, fp16 (got int4)"),
     ({"precision": "bf16", "fp16": True}, "fp16 contradicts precision 'bf16'"),
 ])
 def test_predictor_arguments_are_checked_on_construction(kwargs, message):

@@ -1,16 +1,20 @@
 """The generator's precision: the CPU-feature rule that "auto" follows, the bf16 export's
-equivalent convolution, and bf16's outputs against fp32's (random weights)."""
+equivalent convolution, and bf16's and int8's outputs against fp32's (random weights)."""
 import numpy as np
 import paddle
 import pytest
 
 from media import save_random_generator
 
+from ppgan.apps.generator_int8 import without_output_sigmoid
 from ppgan.apps.generator_runner import as_plain_convolutions, load_generator
+from ppgan.apps.wav2lip_predictor import Wav2LipPredictor, frame_faces, mel_window
+from ppgan.data_preparation.samples import face_box_in_frame, face_frame, speech_like
 from ppgan.models import Wav2Lip
 from ppgan.models.generators.wav2lip import LOWER_FIRST_ROW
 from ppgan.utils import device
-from ppgan.utils.cpu import cpu_flags, cpu_name, has_bf16_units
+from ppgan.utils.audio import melspectrogram
+from ppgan.utils.cpu import cpu_flags, cpu_name, has_bf16_units, has_int8_units
 from ppgan.utils.weights import load_weights
 
 INTEL_AMX = ("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\n"
@@ -25,6 +29,10 @@ AVX2 = "model name\t: AMD EPYC 7B12\nflags\t\t: fpu avx2 fma\n"
 # frames: measured mean 1.0 and max 41 on a Zen 4 EPYC (AVX-512 BF16); the bounds leave room
 # for other bf16 units, and a wrong layer (a misplaced flip or padding) is off by far more.
 BF16_MEAN_LEVELS, BF16_MAX_LEVELS = 3.0, 96.0
+# int8 against fp32, random weights, the astronaut's face and speech-like audio (8 frames):
+# measured mean 4.6 and 99th percentile 45 levels on a Zen 4 EPYC (VNNI); a wrong scale, or a
+# missing or doubled sigmoid, is off by tens of levels on average.
+INT8_MEAN_LEVELS, INT8_P99_LEVELS = 8.0, 80.0
 
 
 @pytest.mark.parametrize("cpuinfo, bf16", [(INTEL_AMX, True), (AMD_ZEN4, True), (AMX_ONLY, True),
@@ -38,11 +46,19 @@ def test_cpu_name_from_cpuinfo():
     assert cpu_name(AMD_ZEN4) == "AMD EPYC 9654"
 
 
+@pytest.mark.parametrize("cpuinfo, int8", [(INTEL_AMX, True), (AMD_ZEN4, True),
+                                           (AVX512_NO_BF16, True), (AMX_ONLY, False),
+                                           (AVX2, False), ("", False)])
+def test_int8_units_are_read_from_the_first_cpus_flags(cpuinfo, int8):
+    assert has_int8_units(cpu_flags(cpuinfo)) is int8
+
+
 @pytest.mark.parametrize("bf16_units, asked, device_name, runs", [
     (True, "auto", "cpu", "bf16"), (False, "auto", "cpu", "fp32"),
     (True, "auto", "gpu:0", "fp32"), (True, "fp32", "cpu", "fp32"),
     (False, "bf16", "cpu", "bf16"),  # asked for: emulated, with a warning
     (True, "fp16", "cpu", "fp32"), (True, "bf16", "gpu:0", "fp32"), (True, "fp16", "gpu:1", "fp16"),
+    (False, "int8", "cpu", "int8"), (True, "int8", "gpu:0", "fp32"),  # only when asked for
 ])
 def test_precision_rule(monkeypatch, bf16_units, asked, device_name, runs):
     monkeypatch.setattr(device, "has_bf16_units", lambda: bf16_units)
@@ -50,8 +66,13 @@ def test_precision_rule(monkeypatch, bf16_units, asked, device_name, runs):
 
 
 def test_unknown_precision_is_refused():
-    with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16, fp16"):
-        device.resolve_precision("int8", "cpu")
+    with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16, int8, fp16"):
+        device.resolve_precision("int4", "cpu")
+
+
+def test_only_the_generator_runs_in_int8():
+    predictor = Wav2LipPredictor(precision="int8")
+    assert (predictor.precision, predictor.detection.precision) == ("int8", "fp32")
 
 
 @pytest.mark.parametrize("channels, kernel, padding", [((6, 5), 3, 0), ((4, 3), (3, 2), 1)])
@@ -111,3 +132,40 @@ def test_the_bf16_layout_gives_the_networks_frames_in_fp32(random_weights):
     with paddle.no_grad():
         np.testing.assert_allclose(as_plain_convolutions(net)(mel, faces).numpy(),
                                    net(mel, faces).numpy(), rtol=0, atol=3e-5)
+
+
+@pytest.fixture(scope="module")
+def photo_inputs():
+    """8 frames of the astronaut's face and speech-like mel windows, as the pipeline feeds them."""
+    frame, box = face_frame(640, 360, 256, 100, 50), face_box_in_frame(256, 100, 50)
+    faces = frame_faces([frame] * 8, np.array([box] * 8))
+    mel = melspectrogram(speech_like(1.3))
+    mels = np.stack([mel_window(mel, 3 * i, 25.0) for i in range(8)])[:, None]
+    return mels.astype(np.float32), faces
+
+
+def test_int8_is_close_to_fp32(random_weights, photo_inputs):
+    mel, faces = photo_inputs
+    fp32 = load_generator(random_weights, precision="fp32")(mel, faces)
+    int8_run = load_generator(random_weights, precision="int8")
+    skips = int8_run.encode_face(faces)
+    for drawn, expected in ((int8_run.decode(mel, skips), fp32),
+                            (int8_run.decode_lower(mel, skips), fp32[:, :, LOWER_FIRST_ROW:])):
+        levels = np.abs(drawn - expected) * 255
+        assert levels.mean() < INT8_MEAN_LEVELS
+        assert np.percentile(levels, 99) < INT8_P99_LEVELS
+        assert levels.mean() > 0.1  # int8 ran: fp32 would be within 0.01 of a level
+
+
+def test_the_int8_export_draws_logits(random_weights):
+    net = Wav2Lip()
+    load_weights(net, random_weights)
+    net.eval()
+    rng = np.random.default_rng(2)
+    mel = paddle.to_tensor(rng.standard_normal((2, 1, 80, 16)).astype(np.float32))
+    faces = paddle.to_tensor(rng.random((2, 6, 96, 96)).astype(np.float32))
+    with paddle.no_grad():
+        logits = without_output_sigmoid(net)(mel, faces)
+        np.testing.assert_allclose(paddle.nn.functional.sigmoid(logits).numpy(),
+                                   net(mel, faces).numpy(), rtol=0, atol=1e-6)
+    assert isinstance(net.output_block[2], paddle.nn.Sigmoid)  # the network is left alone

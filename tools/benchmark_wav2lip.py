@@ -82,7 +82,7 @@ def time_calls(fn, repeats: int) -> float:
 
 def bench_generator(weights: str, batch: int, engines) -> dict:
     """Frames/s of the generator as the pipeline runs it: `batch` frames in steps of
-    CPU_CHUNK; the static engine in each precision this CPU runs (fp32, bf16), drawing whole
+    CPU_CHUNK; the static engine in each precision this CPU runs (fp32, bf16, int8), drawing whole
     faces (as the face and hard blends need) and only the lower face (LOWER_FIRST_ROW on, as
     the default mouth blend runs it), each output's difference from fp32's whole faces (in
     levels of 255), and the photo path (face features encoded once, lower face) in the
@@ -98,7 +98,7 @@ def bench_generator(weights: str, batch: int, engines) -> dict:
     label = f"batch {batch} in {CPU_CHUNK}-frame steps"
     auto = resolve_precision("auto", "cpu")
     speeds, outputs = {}, {}
-    runs = [("static", p) for p in CPU_PRECISIONS] if "static" in engines else []
+    runs = [("static", p) for p in GENERATOR_PRECISIONS] if "static" in engines else []
     runs += [(engine, "fp32") for engine in engines if engine != "static"]
     for engine, precision in runs:
         run = load_generator(weights, engine=engine, device="cpu", precision=precision)
@@ -129,8 +129,10 @@ def bench_generator(weights: str, batch: int, engines) -> dict:
             "difference_from_static_fp32": differences}
 
 
-# The precisions of the static engine on a CPU, each timed by bench_generator.
+# The precisions of the static engine on a CPU, each timed for the detectors and enhancers;
+# the generator also has int8 (opt-in: `ppgan.apps.generator_int8`).
 CPU_PRECISIONS = ("fp32", "bf16")
+GENERATOR_PRECISIONS = CPU_PRECISIONS + ("int8",)
 
 
 def levels_off(output: np.ndarray, reference: np.ndarray) -> dict:

@@ -13,6 +13,8 @@ In bf16 (`--precision`, CPUs with bf16 units) the decoder is exported with its o
 transposed convolution computed as the equivalent convolution (`as_plain_convolutions`):
 Paddle 3.3.1's oneDNN bf16 transposed convolution fails on it at run time ("std::exception").
 The fp32 export keeps the network's own layers, so fp32 gives exactly what it always gave.
+In int8 (opt-in) the stages are quantised programs (`ppgan.apps.generator_int8`) whose decoders
+end before the sigmoid, applied here.
 `tools/benchmark_wav2lip.py` measures both engines, each precision and the photo path.
 """
 import copy
@@ -25,6 +27,7 @@ from typing import Any, Dict, List
 import numpy as np
 import paddle
 import paddle.nn as nn
+from scipy.special import expit
 
 from ..models import Wav2Lip
 from ..models.generators.wav2lip import AUDIO_SPEC, FACE_SPEC, LOWER_FIRST_ROW, SKIP_SPECS
@@ -99,6 +102,7 @@ class InferenceGenerator(GeneratorRunner):
 
     def __init__(self, folder: str, **options: Any):
         self.folder, self.options = folder, options
+        self._logits = options.get("precision") == "int8"  # its decoders end before the sigmoid
         self._programs: Dict[str, StaticModel] = {}
         self._program("face_encoder")  # every run needs it: fail early on a broken folder
         # Not in a folder exported before it existed: its rows are then cut out of whole faces.
@@ -113,12 +117,15 @@ class InferenceGenerator(GeneratorRunner):
         return self._program("face_encoder")(faces)
 
     def decode(self, mel: np.ndarray, skips: List[np.ndarray]) -> np.ndarray:
-        return self._program("decoder")(mel, *skips)[0]
+        return self._faces(self._program("decoder")(mel, *skips)[0])
 
     def decode_lower(self, mel: np.ndarray, skips: List[np.ndarray]) -> np.ndarray:
         if not self._has_lower_decoder:
             return self.decode(mel, skips)[:, :, LOWER_FIRST_ROW:]
-        return self._program("decoder_lower")(mel, *skips)[0]
+        return self._faces(self._program("decoder_lower")(mel, *skips)[0])
+
+    def _faces(self, output: np.ndarray) -> np.ndarray:
+        return expit(output, out=output) if self._logits else output
 
     def prepare(self, lower_only: bool) -> None:
         self._program("decoder_lower" if lower_only and self._has_lower_decoder else "decoder")
@@ -127,6 +134,10 @@ class InferenceGenerator(GeneratorRunner):
 def export_stages(net: Wav2Lip, folder: str, precision: str = "fp32") -> List[str]:
     """Write the generator's stages into `folder` as Paddle Inference models, as the static
     engine runs them in `precision` (`open_stages`); returns the files written."""
+    if precision == "int8":
+        from .generator_int8 import export_int8_stages  # late: calibration imports much
+
+        return export_int8_stages(net, folder)
     deployed = as_plain_convolutions(net) if precision == "bf16" else net
     return [path for stage, method, spec in STAGES
             for path in export_layer(deployed, os.path.join(folder, stage), spec, method)]
@@ -199,9 +210,9 @@ def load_generator(weights_path: str, engine: str = "static", device: str = "cpu
         if engine != "static":
             raise InputError(f"{weights_path} is an exported model, which only the static "
                              "engine runs: give its .pdparams for the eager engine")
-        if precision == "bf16":
+        if precision in ("bf16", "int8"):
             logger.warning("%s is an exported model in the fp32 layout: running it in fp32 "
-                           "(give its .pdparams to run in bf16)", weights_path)
+                           "(give its .pdparams to run in %s)", weights_path, precision)
             precision = "fp32"
         return open_stages(weights_path, device, cpu_threads, precision)
     if engine == "eager":
@@ -209,7 +220,7 @@ def load_generator(weights_path: str, engine: str = "static", device: str = "cpu
     # fp16 runs the fp32 program: Paddle Inference converts it on the GPU. The network is built
     # only to export it: a cached export (every run after the first) skips a second of start-up.
     # Named by the programs they hold, so an export made before one was added is not taken.
-    name = f"wav2lip-{len(STAGES)}stages" + ("-bf16" if precision == "bf16" else "")
+    name = f"wav2lip-{len(STAGES)}stages" + (f"-{precision}" if precision in ("bf16", "int8") else "")
     folder = cached_export(weights_path, name, lambda staging: export_stages(
         _loaded_network(weights_path, device), staging, precision))
     return open_stages(folder, device, cpu_threads, precision)

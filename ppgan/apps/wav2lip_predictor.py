@@ -132,6 +132,12 @@ def _precision(precision: str, fp16: bool) -> str:
     return "fp16" if fp16 else precision
 
 
+def _without_int8(precision: str) -> str:
+    """The detectors' and enhancers' precision for the generator's: only the generator has an
+    int8 export (`ppgan.apps.generator_int8`)."""
+    return "fp32" if precision == "int8" else precision
+
+
 def _checked_arguments(arguments: dict) -> dict:
     """The predictor's numeric arguments, checked as the command line checks its flags, and
     its face detector's name."""
@@ -210,7 +216,8 @@ class Wav2LipPredictor:
     settings and cannot be combined with `face_select`), `engine` ("static": Paddle Inference,
     "eager": dygraph), `detector_path` (local detector weights), `cpu_threads`, `precision` (the static
     generator's, and S3FD's on a CPU: "auto", bf16 on a CPU with bf16 units and fp32
-    elsewhere; "fp32"; "bf16" on a CPU; "fp16" on a GPU; see
+    elsewhere; "fp32"; "bf16" on a CPU; "int8" on a CPU, the generator alone, quantised on
+    first use (`ppgan.apps.generator_int8`); "fp16" on a GPU; see
     `ppgan.utils.device.resolve_precision`), `fp16` (the same as precision="fp16"), `enhancer` ("gpen", PaddleGAN's, "gfpgan" or "gfpgan_clean":
     the network `face_enhancement` runs), `enhancer_path` (its weights; default: download
     PaddleGAN's; gfpgan_clean has none),
@@ -268,7 +275,8 @@ class Wav2LipPredictor:
             cache=det_cache and not reference_detection, reference=reference_detection,
             face_select=_face_choice(checked["face_select"], reference_detection, box),
             # S3FD in fp16 is not measured (no GPU here): it stays fp32 there.
-            precision="fp32" if reference_detection or self.precision == "fp16" else self.precision)
+            precision=("fp32" if reference_detection or self.precision == "fp16"
+                       else _without_int8(self.precision)))
         self.blend = checked["blend"]
         self.color_match = color_match
         self.silence = (dict(below_speech_db=checked["silence_threshold"],
@@ -311,8 +319,9 @@ class Wav2LipPredictor:
             return None
         name, path, _ = self.enhancement
         if (name, path) not in self._kept.enhancers:
-            self._kept.enhancers[name, path] = load_enhancer(name, path, self.engine, self.device,
-                                                             self.cpu_threads, self.precision)
+            self._kept.enhancers[name, path] = load_enhancer(
+                name, path, self.engine, self.device, self.cpu_threads,
+                _without_int8(self.precision))
         return self._kept.enhancers[name, path]
 
     def lower_only(self) -> bool:

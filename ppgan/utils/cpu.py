@@ -11,6 +11,8 @@ from typing import FrozenSet, Optional
 CPUINFO = "/proc/cpuinfo"
 # cpuinfo flags of the units that compute bf16 dot products natively.
 BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
+# ... and int8 ones (VNNI, in AVX-512 or AVX form, or AMX).
+INT8_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
 # The flags benchmark reports name, to tell the machines they were measured on apart.
 REPORTED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
 
@@ -45,6 +47,11 @@ def cpu_name(cpuinfo: Optional[str] = None) -> str:
 def has_bf16_units(flags: Optional[FrozenSet[str]] = None) -> bool:
     """Whether the CPU computes bf16 in hardware (AMX or AVX-512 BF16)."""
     return bool(BF16_FLAGS & (cpu_flags() if flags is None else flags))
+
+
+def has_int8_units(flags: Optional[FrozenSet[str]] = None) -> bool:
+    """Whether the CPU has int8 dot-product instructions (VNNI or AMX)."""
+    return bool(INT8_FLAGS & (cpu_flags() if flags is None else flags))
 
 
 def cpu_summary() -> str:

@@ -13,7 +13,7 @@ from typing import Optional
 import paddle
 
 from .checks import PRECISIONS
-from .cpu import has_bf16_units
+from .cpu import has_bf16_units, has_int8_units
 
 logger = logging.getLogger(__name__)
 
@@ -53,13 +53,14 @@ def place_network(net: paddle.nn.Layer, device: str) -> None:
 
 
 # fp16 on a GPU only when asked for: "auto" there is fp32.
-_DEVICE_PRECISIONS = {"cpu": ("fp32", "bf16"), "gpu": ("fp32", "fp16")}
+_DEVICE_PRECISIONS = {"cpu": ("fp32", "bf16", "int8"), "gpu": ("fp32", "fp16")}
 
 
 def resolve_precision(precision: str, device: str) -> str:
-    """The precision ("fp32", "bf16" or "fp16") a network runs in on a resolved `device` when
-    `precision` is asked for. A precision the device lacks (fp16 on a CPU, bf16 on a GPU) is
-    fp32, with a warning; bf16 on a CPU without bf16 units runs (oneDNN emulates it), slowly."""
+    """The precision ("fp32", "bf16", "int8" or "fp16") a network runs in on a resolved `device`
+    when `precision` is asked for. A precision the device lacks (fp16 on a CPU, bf16 or int8 on
+    a GPU) is fp32, with a warning; bf16 on a CPU without bf16 units runs (oneDNN emulates it),
+    slowly, and so does int8 without VNNI units."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
     kind = "cpu" if gpu_index(device) is None else "gpu"
@@ -71,4 +72,7 @@ def resolve_precision(precision: str, device: str) -> str:
     if precision == "bf16" and not has_bf16_units():
         logger.warning("this CPU has no bf16 units (AMX or AVX-512 BF16): bf16 is emulated, "
                        "likely slower than fp32")
+    if precision == "int8" and not has_int8_units():
+        logger.warning("this CPU has no int8 dot-product units (VNNI or AMX): int8 is likely "
+                       "slower than fp32")
     return precision

@@ -4,14 +4,29 @@ Rank 0 logs to stdout and to `<output_dir>/log.txt`. Other ranks of a distribute
 files (rank 0 speaks for the run); they log warnings and errors to stderr, which
 `paddle.distributed.launch` keeps in `log/workerlog.N`.
 """
+import contextlib
 import logging
 import os
 import sys
-from typing import Optional
+from typing import Iterator, Optional
 
 LOGGER_NAME = "ppgan"
 FORMAT = "[%(asctime)s] ppgan %(levelname)s: %(message)s"
 DATE_FORMAT = "%Y/%m/%d %H:%M:%S"
+
+
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Send what C libraries write to file descriptor 2 to /dev/null for the block."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def get_logger() -> logging.Logger:

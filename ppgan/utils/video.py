@@ -2,7 +2,6 @@
 
 Nothing here holds more than one frame: the inference pipeline can run on videos of any length.
 """
-import contextlib
 import logging
 import os
 import sys
@@ -20,6 +19,7 @@ from .atomic import DISK_FULL_ERRNOS, AtomicPath
 from .ffmpeg_tools import FFmpegPipe
 from .stopping import block_stop_signals, stop_deferred
 from .errors import UserError
+from .logger import native_stderr_silenced
 
 logger = logging.getLogger(__name__)
 
@@ -84,20 +84,6 @@ def point_in_frame(x: float, y: float, input_size: Tuple[int, int], resize_facto
         raise InputError(f"{given} is cut off by --crop {' '.join(map(str, crop))} (the point is in "
                          "pixels of the input, before --resize_factor, --rotate and --crop)")
     return x - left, y - top
-
-
-@contextlib.contextmanager
-def _native_stderr_silenced() -> Iterator[None]:
-    """Send what C libraries write to file descriptor 2 to /dev/null for the block."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as devnull:
-            os.dup2(devnull.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 class PyAVCapture:
@@ -190,7 +176,7 @@ class FrameSource:
     def _open_image(self) -> Optional[np.ndarray]:
         """The photo as 8-bit BGR (alpha dropped, EXIF orientation applied), or None when the
         file is no image after all (a video named .png is then read as a video)."""
-        with _native_stderr_silenced():  # libpng prints "libpng error: ..." for a broken file
+        with native_stderr_silenced():  # libpng prints "libpng error: ..." for a broken file
             return cv2.imread(self.path, cv2.IMREAD_COLOR)
 
     def _try_pyav(self) -> None:

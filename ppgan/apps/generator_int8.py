@@ -1,0 +1,91 @@
+"""The generator's stages in int8 (`--precision int8`): exported, calibrated, quantised.
+
+Each stage is exported in the legacy format and quantised by `ppgan.utils.quantization`,
+calibrated on synthetic talking faces (`ppgan.data_preparation.synthetic`: drawn faces whose
+mouths follow their own speech-like audio), which is deterministic, so an export is the same on
+every machine. Each face is its own reference, as at inference. The decoder programs end before
+the output sigmoid, which Paddle 3.3.1 cannot trace in the legacy format: `InferenceGenerator`
+applies it to their outputs. They take the bf16 layout (`as_plain_convolutions`): with the
+stride-1 transposed convolution kept, oneDNN fails on the int8 convolution after it ("could not
+construct a memory descriptor using strides").
+"""
+import copy
+import os
+import tempfile
+from typing import Dict, List
+
+import numpy as np
+import paddle
+import paddle.nn as nn
+from tqdm import tqdm
+
+from ..data_preparation.synthetic import FPS, draw_face, make_clip
+from ..models import Wav2Lip
+from ..utils.audio import melspectrogram
+from ..utils.quantization import quantize_program
+from ..utils.static_graph import export_layer
+from .generator_runner import STAGES, as_plain_convolutions
+from .wav2lip_predictor import frame_faces, mel_window
+
+# Calibration: one batch per clip, each clip a different face and voice. abs_max scales need
+# only the extremes; 4 batches of 16 gave int8 frames within the tolerance tests/test_int8.py
+# states (random weights).
+CALIBRATION_CLIPS = 4
+CALIBRATION_FRAMES = 16
+_FACE_MARGIN = 0.15  # background around the drawn face, as a detector's padded box has
+
+
+def export_int8_stages(net: Wav2Lip, folder: str) -> List[str]:
+    """Write the generator's `STAGES` into `folder` as int8 programs; returns the files
+    written."""
+    batches = calibration_batches(net)
+    deployed = as_plain_convolutions(without_output_sigmoid(net))
+    written = []
+    with tempfile.TemporaryDirectory(prefix=".fp32-", dir=folder) as fp32:
+        for stage, method, spec in tqdm(STAGES, desc="int8 calibration", unit="program"):
+            export_layer(deployed, os.path.join(fp32, stage), spec, method, legacy=True)
+            names = [s.name for s in paddle.utils.flatten(spec)]
+            feeds = [{name: batch[name] for name in names} for batch in batches]
+            quantize_program(os.path.join(fp32, stage), os.path.join(folder, stage),
+                             lambda: iter(feeds), len(feeds))
+            written += [os.path.join(folder, stage + suffix) for suffix in (".pdmodel", ".pdiparams")]
+    return written
+
+
+def without_output_sigmoid(net: Wav2Lip) -> Wav2Lip:
+    """A copy of `net` whose decoder ends before its sigmoid: it draws logits."""
+    copied = copy.deepcopy(net)
+    last = str(len(copied.output_block) - 1)
+    if not isinstance(copied.output_block[int(last)], nn.Sigmoid):
+        raise TypeError("the generator's output block does not end with a sigmoid")
+    copied.output_block._sub_layers[last] = nn.Identity()
+    return copied
+
+
+@paddle.no_grad()
+def calibration_batches(net: Wav2Lip) -> List[Dict[str, np.ndarray]]:
+    """Feed dicts of every stage's inputs ("face", "audio", "skip0".."skip6"), one per clip;
+    the skips are `net`'s own (eager, fp32) face encodings of the faces."""
+    was_training = net.training
+    net.eval()
+    batches = []
+    for seed in range(CALIBRATION_CLIPS):
+        clip = make_clip(CALIBRATION_FRAMES / FPS + 0.2, seed)
+        frames = [_drawn_face(clip, opening) for opening in clip.openings[:CALIBRATION_FRAMES]]
+        boxes = np.array([(0, 0, f.shape[1], f.shape[0]) for f in frames])
+        faces = frame_faces(frames, boxes)
+        mel = melspectrogram(clip.audio)
+        audio = np.stack([mel_window(mel, i, clip.fps) for i in range(len(frames))])[:, None]
+        skips = net.encode_face(paddle.to_tensor(faces))
+        batches.append({"face": faces, "audio": audio.astype(np.float32),
+                        **{f"skip{i}": skip.numpy() for i, skip in enumerate(skips)}})
+    if was_training:
+        net.train()
+    return batches
+
+
+def _drawn_face(clip, opening: float, size: int = 128) -> np.ndarray:
+    margin = int(size * _FACE_MARGIN)
+    canvas = np.full((size + 2 * margin, size + 2 * margin, 3), clip.style.background, np.uint8)
+    draw_face(canvas, margin, margin, size, opening, clip.style)
+    return canvas
