@@ -19,17 +19,16 @@ import paddle
 import paddle.nn as nn
 from tqdm import tqdm
 
-from ..data_preparation.synthetic import FPS, draw_face, make_clip
+from ..data_preparation.synthetic import FPS, SyntheticClip, draw_face, make_clip
 from ..models import Wav2Lip
 from ..utils.audio import melspectrogram
 from ..utils.quantization import quantize_program
-from ..utils.static_graph import export_layer
+from ..utils.static_graph import LEGACY_PROGRAM_SUFFIX, PARAMS_SUFFIX, export_layer
 from .generator_runner import STAGES, as_plain_convolutions
 from .wav2lip_predictor import frame_faces, mel_window
 
-# Calibration: one batch per clip, each clip a different face and voice. abs_max scales need
-# only the extremes; 4 batches of 16 gave int8 frames within the tolerance tests/test_int8.py
-# states (random weights).
+# Calibration: one batch per clip, each clip a different face and voice (abs_max scales need
+# only the extremes). The static executor that calibrates is slow: about 20 s a decoder.
 CALIBRATION_CLIPS = 4
 CALIBRATION_FRAMES = 16
 _FACE_MARGIN = 0.15  # background around the drawn face, as a detector's padded box has
@@ -48,7 +47,8 @@ def export_int8_stages(net: Wav2Lip, folder: str) -> List[str]:
             feeds = [{name: batch[name] for name in names} for batch in batches]
             quantize_program(os.path.join(fp32, stage), os.path.join(folder, stage),
                              lambda: iter(feeds), len(feeds))
-            written += [os.path.join(folder, stage + suffix) for suffix in (".pdmodel", ".pdiparams")]
+            written += [os.path.join(folder, stage + suffix)
+                        for suffix in (LEGACY_PROGRAM_SUFFIX, PARAMS_SUFFIX)]
     return written
 
 
@@ -84,7 +84,7 @@ def calibration_batches(net: Wav2Lip) -> List[Dict[str, np.ndarray]]:
     return batches
 
 
-def _drawn_face(clip, opening: float, size: int = 128) -> np.ndarray:
+def _drawn_face(clip: SyntheticClip, opening: float, size: int = 128) -> np.ndarray:
     margin = int(size * _FACE_MARGIN)
     canvas = np.full((size + 2 * margin, size + 2 * margin, 3), clip.style.background, np.uint8)
     draw_face(canvas, margin, margin, size, opening, clip.style)
