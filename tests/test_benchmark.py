@@ -26,7 +26,8 @@ def test_benchmark_reports_generator_detectors_and_end_to_end(tmp_path, monkeypa
     monkeypatch.setattr("sys.argv", ["benchmark_wav2lip.py", "--workdir", str(tmp_path), "--clips", "1",
                                      "--clip_1080p", "0", "--batch", "16", "--detectors", "mtcnn",
                                      "--enhancers", "", "--e2e_enhanced_seconds", "0",
-                                     "--stream_seconds", "1", "--json", str(report)])
+                                     "--stream_seconds", "1", "--skip-int8",
+                                     "--json", str(report)])
     assert benchmark.main() == 0
     results = json.loads(report.read_text())
     speeds = results["frames_per_second"]
@@ -37,15 +38,14 @@ def test_benchmark_reports_generator_detectors_and_end_to_end(tmp_path, monkeypa
     torch_precisions = ("fp32", "bf16") if has_bf16_units() else ("fp32",)
     assert {*(f"generator (PyTorch {torch_version} {p}, the original's layers, batch 16)"
               for p in torch_precisions),
-            *(f"generator (static {p}, {label})" for p in ("fp32", "bf16", "int8")),
+            *(f"generator (static {p}, {label})" for p in ("fp32", "bf16")),
             *(f"generator (static {p}, lower face for the mouth blend, {label})"
-              for p in ("fp32", "bf16", "int8")),
+              for p in ("fp32", "bf16")),
             f"generator (static {auto}, photo: face encoded once, lower face, {label})",
             f"generator (eager fp32, {label})",
             "mtcnn (full 720p)", "mtcnn (longest side 360)"} == set(speeds)
     differences = results["generator"]["difference_from_static_fp32"]
-    assert set(differences) == {"bf16", "int8", "fp32 lower face", "bf16 lower face",
-                                "int8 lower face"}
+    assert set(differences) == {"bf16", "fp32 lower face", "bf16 lower face"}  # --skip-int8
     for off in differences.values():
         assert 0 <= off["mean_levels"] <= off["max_levels"] <= 255
     assert differences["fp32 lower face"]["max_levels"] < 0.01  # the same rows, computed alone

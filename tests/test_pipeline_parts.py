@@ -3,7 +3,8 @@ import cv2
 import numpy as np
 import pytest
 
-from ppgan.apps.wav2lip_predictor import _runs, mel_window, pingpong_index
+from ppgan.apps.wav2lip_predictor import _runs, pingpong_index
+from ppgan.utils.audio import mel_window
 from ppgan.faceutils.face_boxes import (BoxDetector, MissingFaceError, NoFaceError, fill_missing,
                                       pad_boxes, smooth_boxes)
 from ppgan.utils.blend import blend_mask, feather_mask, first_face_row, mouth_mask, paste_face

@@ -8,12 +8,12 @@ from media import save_random_generator
 
 from ppgan.apps.generator_int8 import without_output_sigmoid
 from ppgan.apps.generator_runner import as_plain_convolutions, load_generator
-from ppgan.apps.wav2lip_predictor import Wav2LipPredictor, frame_faces, mel_window
+from ppgan.apps.wav2lip_predictor import Wav2LipPredictor
 from ppgan.data_preparation.samples import face_box_in_frame, face_frame, speech_like
 from ppgan.models import Wav2Lip
-from ppgan.models.generators.wav2lip import LOWER_FIRST_ROW
+from ppgan.models.generators.wav2lip import LOWER_FIRST_ROW, frame_faces
 from ppgan.utils import device
-from ppgan.utils.audio import melspectrogram
+from ppgan.utils.audio import mel_window, melspectrogram
 from ppgan.utils.cpu import cpu_flags, cpu_name, has_bf16_units, has_int8_units
 from ppgan.utils.weights import load_weights
 

@@ -138,7 +138,8 @@ def test_the_lower_face_gives_the_frames_the_whole_face_gives(media, box):
     whole faces make, in fp32: equal but where the two programs' sums round a level apart
     (they sum in another order on other shapes, 1e-7 apart)."""
     from ppgan.apps.generator_runner import load_generator
-    from ppgan.apps.wav2lip_predictor import Wav2LipPredictor, frame_faces, generate
+    from ppgan.apps.wav2lip_predictor import Wav2LipPredictor, generate
+    from ppgan.models.generators.wav2lip import frame_faces
 
     rng = np.random.default_rng(7)
     frames = [rng.integers(0, 256, (H, W, 3), np.uint8) for _ in range(8)]

@@ -80,9 +80,15 @@ def time_calls(fn, repeats: int) -> float:
     return (time.perf_counter() - start) / repeats
 
 
-def bench_generator(weights: str, batch: int, engines) -> dict:
+# The precisions of the static engine on a CPU, each timed for the detectors and enhancers;
+# the generator also has int8 (opt-in: `ppgan.apps.generator_int8`).
+CPU_PRECISIONS = ("fp32", "bf16")
+GENERATOR_PRECISIONS = CPU_PRECISIONS + ("int8",)
+
+
+def bench_generator(weights: str, batch: int, engines, precisions=CPU_PRECISIONS) -> dict:
     """Frames/s of the generator as the pipeline runs it: `batch` frames in steps of
-    CPU_CHUNK; the static engine in each precision this CPU runs (fp32, bf16, int8), drawing whole
+    CPU_CHUNK; the static engine in each of `precisions` (fp32 among them), drawing whole
     faces (as the face and hard blends need) and only the lower face (LOWER_FIRST_ROW on, as
     the default mouth blend runs it), each output's difference from fp32's whole faces (in
     levels of 255), and the photo path (face features encoded once, lower face) in the
@@ -98,7 +104,7 @@ def bench_generator(weights: str, batch: int, engines) -> dict:
     label = f"batch {batch} in {CPU_CHUNK}-frame steps"
     auto = resolve_precision("auto", "cpu")
     speeds, outputs = {}, {}
-    runs = [("static", p) for p in GENERATOR_PRECISIONS] if "static" in engines else []
+    runs = [("static", p) for p in precisions] if "static" in engines else []
     runs += [(engine, "fp32") for engine in engines if engine != "static"]
     for engine, precision in runs:
         run = load_generator(weights, engine=engine, device="cpu", precision=precision)
@@ -127,12 +133,6 @@ def bench_generator(weights: str, batch: int, engines) -> dict:
                    for name, out in outputs.items() if name != "fp32"}
     return {"speeds": speeds, "auto_precision": auto,
             "difference_from_static_fp32": differences}
-
-
-# The precisions of the static engine on a CPU, each timed for the detectors and enhancers;
-# the generator also has int8 (opt-in: `ppgan.apps.generator_int8`).
-CPU_PRECISIONS = ("fp32", "bf16")
-GENERATOR_PRECISIONS = CPU_PRECISIONS + ("int8",)
 
 
 def levels_off(output: np.ndarray, reference: np.ndarray) -> dict:
@@ -430,6 +430,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--skip-end-to-end", action="store_true")
     parser.add_argument("--skip-generator", action="store_true")
     parser.add_argument("--skip-detectors", action="store_true")
+    parser.add_argument("--skip-int8", action="store_true",
+                        help="leave the generator's int8 rows out (it is quantised first: about "
+                             "a minute on 2 cores)")
     parser.add_argument("--json", help="also write the results here")
     return parser.parse_args(argv)
 
@@ -457,7 +460,8 @@ def benchmark(args: argparse.Namespace) -> int:
                           f"{paddle.__version__}, load average {os.getloadavg()[0]:.1f} at the start",
                "date": time.strftime("%Y-%m-%d")}
     if not args.skip_generator:
-        generator = bench_generator(weights, args.batch, ("static", "eager"))
+        precisions = CPU_PRECISIONS if args.skip_int8 else GENERATOR_PRECISIONS
+        generator = bench_generator(weights, args.batch, ("static", "eager"), precisions)
         torch_speeds = bench_torch_generator(args.batch)
         results["frames_per_second"] = {**generator.pop("speeds"), **torch_speeds}
         results["generator"] = generator

@@ -5,14 +5,12 @@ calibrated on synthetic talking faces (`ppgan.data_preparation.synthetic`: drawn
 mouths follow their own speech-like audio), which is deterministic, so an export is the same on
 every machine. Each face is its own reference, as at inference. The decoder programs end before
 the output sigmoid, which Paddle 3.3.1 cannot trace in the legacy format: `InferenceGenerator`
-applies it to their outputs. They take the bf16 layout (`as_plain_convolutions`): with the
-stride-1 transposed convolution kept, oneDNN fails on the int8 convolution after it ("could not
-construct a memory descriptor using strides").
+applies it to their outputs.
 """
 import copy
 import os
 import tempfile
-from typing import Dict, List
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import paddle
@@ -21,27 +19,29 @@ from tqdm import tqdm
 
 from ..data_preparation.synthetic import FPS, SyntheticClip, draw_face, make_clip
 from ..models import Wav2Lip
-from ..utils.audio import melspectrogram
+from ..models.generators.wav2lip import frame_faces
+from ..utils.audio import mel_window, melspectrogram
 from ..utils.quantization import quantize_program
 from ..utils.static_graph import LEGACY_PROGRAM_SUFFIX, PARAMS_SUFFIX, export_layer
-from .generator_runner import STAGES, as_plain_convolutions
-from .wav2lip_predictor import frame_faces, mel_window
 
-# Calibration: one batch per clip, each clip a different face and voice (abs_max scales need
-# only the extremes). The static executor that calibrates is slow: about 20 s a decoder.
+# Calibration: one batch per clip, each clip a different face and voice. With random weights,
+# 4 batches of 8 frames drew frames 1.2 times as far from fp32's as 4 of 16; the static executor
+# that calibrates is slow (about 20 s a decoder for 4 of 16).
 CALIBRATION_CLIPS = 4
 CALIBRATION_FRAMES = 16
 _FACE_MARGIN = 0.15  # background around the drawn face, as a detector's padded box has
 
 
-def export_int8_stages(net: Wav2Lip, folder: str) -> List[str]:
-    """Write the generator's `STAGES` into `folder` as int8 programs; returns the files
-    written."""
+def export_int8_stages(net: Wav2Lip, deployed: Wav2Lip, folder: str,
+                       stages: Sequence[Tuple[str, str, list]]) -> List[str]:
+    """Write `stages` ((file name, method, inputs), as `generator_runner.STAGES`) of `deployed`
+    (`net` in the layout it is exported in) into `folder` as int8 programs, calibrated on
+    `net`'s face encodings; returns the files written."""
     batches = calibration_batches(net)
-    deployed = as_plain_convolutions(without_output_sigmoid(net))
+    deployed = without_output_sigmoid(deployed)
     written = []
     with tempfile.TemporaryDirectory(prefix=".fp32-", dir=folder) as fp32:
-        for stage, method, spec in tqdm(STAGES, desc="int8 calibration", unit="program"):
+        for stage, method, spec in tqdm(stages, desc="int8 calibration", unit="program"):
             export_layer(deployed, os.path.join(fp32, stage), spec, method, legacy=True)
             names = [s.name for s in paddle.utils.flatten(spec)]
             feeds = [{name: batch[name] for name in names} for batch in batches]

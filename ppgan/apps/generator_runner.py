@@ -12,9 +12,10 @@ reference.
 In bf16 (`--precision`, CPUs with bf16 units) the decoder is exported with its one stride-1
 transposed convolution computed as the equivalent convolution (`as_plain_convolutions`):
 Paddle 3.3.1's oneDNN bf16 transposed convolution fails on it at run time ("std::exception").
-The fp32 export keeps the network's own layers, so fp32 gives exactly what it always gave.
-In int8 (opt-in) the stages are quantised programs (`ppgan.apps.generator_int8`) whose decoders
-end before the sigmoid, applied here.
+The int8 export (opt-in; `ppgan.apps.generator_int8`) takes the same layout: with the stride-1
+transposed convolution kept, oneDNN fails on the int8 convolution after it ("could not construct
+a memory descriptor using strides"); its decoders end before the sigmoid, applied here. The fp32
+export keeps the network's own layers, so fp32 gives exactly what it always gave.
 `tools/benchmark_wav2lip.py` measures both engines, each precision and the photo path.
 """
 import copy
@@ -134,11 +135,11 @@ class InferenceGenerator(GeneratorRunner):
 def export_stages(net: Wav2Lip, folder: str, precision: str = "fp32") -> List[str]:
     """Write the generator's stages into `folder` as Paddle Inference models, as the static
     engine runs them in `precision` (`open_stages`); returns the files written."""
+    deployed = as_plain_convolutions(net) if precision in ("bf16", "int8") else net
     if precision == "int8":
         from .generator_int8 import export_int8_stages  # late: calibration imports much
 
-        return export_int8_stages(net, folder)
-    deployed = as_plain_convolutions(net) if precision == "bf16" else net
+        return export_int8_stages(net, deployed, folder, STAGES)
     return [path for stage, method, spec in STAGES
             for path in export_layer(deployed, os.path.join(folder, stage), spec, method)]
 

@@ -14,9 +14,8 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..faceutils.detectors import DETECTORS
-from ..models.generators.wav2lip import (FACE_SIZE, LOWER_FIRST_ROW, MEL_STEP_SIZE, face_input,
-                                         face_pixels)
-from ..utils.audio import DEFAULT_MEL, AudioError, load_wav, melspectrogram
+from ..models.generators.wav2lip import FACE_SIZE, LOWER_FIRST_ROW, MEL_STEP_SIZE, frame_faces
+from ..utils.audio import DEFAULT_MEL, AudioError, load_wav, mel_window, melspectrogram
 from ..utils.blend import cross_fade, first_face_row, paste_face
 from ..utils.boxes import XYXYBox
 from ..utils.checks import PRECISIONS, PREDICTOR_ARGS, CheckError, check_named, one_of, shown
@@ -51,18 +50,6 @@ def pingpong_index(i: int, count: int) -> int:
     period = 2 * count - 2
     r = i % period
     return r if r < count else period - r
-
-
-def mel_window_start(frame: int, fps: float, columns: int) -> int:
-    """The first mel column of output frame `frame`'s 16-step window in a mel of `columns`
-    columns: windows past the end repeat the last one."""
-    return min(int(frame * DEFAULT_MEL.frames_per_second / fps), columns - MEL_STEP_SIZE)
-
-
-def mel_window(mel: np.ndarray, frame: int, fps: float) -> np.ndarray:
-    """The 16-step mel window of output frame `frame`; windows past the end repeat the last one."""
-    start = mel_window_start(frame, fps, mel.shape[1])
-    return mel[:, start:start + MEL_STEP_SIZE]
 
 
 def _runs(indices: Sequence[int]) -> Iterator[List[int]]:
@@ -180,14 +167,6 @@ def generate(generator: GeneratorRunner, mels: np.ndarray, faces: Optional[np.nd
     generated = np.zeros(lower.shape[:2] + (FACE_SIZE, FACE_SIZE), np.float32)
     generated[:, :, LOWER_FIRST_ROW:] = lower
     return generated
-
-
-def frame_faces(frames: Sequence[np.ndarray], boxes: np.ndarray) -> np.ndarray:
-    """The generator's face input (B,6,96,96) for the faces in `boxes`: each face is its own
-    reference, as at inference the mouth is all that changes."""
-    faces = face_pixels([f[y1:y2, x1:x2] for f, (x1, y1, x2, y2) in zip(frames, boxes)])
-    faces = faces.transpose(0, 3, 1, 2)
-    return face_input(faces, faces, channel_axis=1)
 
 
 class Wav2LipPredictor:

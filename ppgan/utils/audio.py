@@ -15,6 +15,7 @@ import librosa
 import numpy as np
 from scipy import signal
 
+from .checks import MEL_STEP_SIZE
 from .errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -231,3 +232,15 @@ class StreamingMel:
 
     def _no_columns(self) -> np.ndarray:
         return np.zeros((self.cfg.num_mels, 0), np.float32)
+
+
+def mel_window_start(frame: int, fps: float, columns: int) -> int:
+    """The first mel column of output frame `frame`'s 16-step window in a mel of `columns`
+    columns: windows past the end repeat the last one."""
+    return min(int(frame * DEFAULT_MEL.frames_per_second / fps), columns - MEL_STEP_SIZE)
+
+
+def mel_window(mel: np.ndarray, frame: int, fps: float) -> np.ndarray:
+    """The 16-step mel window of output frame `frame`; windows past the end repeat the last one."""
+    start = mel_window_start(frame, fps, mel.shape[1])
+    return mel[:, start:start + MEL_STEP_SIZE]

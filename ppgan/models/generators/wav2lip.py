@@ -50,6 +50,14 @@ def face_input(target: np.ndarray, reference: np.ndarray, channel_axis: int) -> 
     return np.concatenate([masked, reference], axis=channel_axis)
 
 
+def frame_faces(frames: Sequence[np.ndarray], boxes: np.ndarray) -> np.ndarray:
+    """The generator's face input (B,6,96,96) for the faces in `boxes`: each face is its own
+    reference, as at inference the mouth is all that changes."""
+    faces = face_pixels([f[y1:y2, x1:x2] for f, (x1, y1, x2, y2) in zip(frames, boxes)])
+    faces = faces.transpose(0, 3, 1, 2)
+    return face_input(faces, faces, channel_axis=1)
+
+
 def _decoder_first_rows(first_row: int) -> List[int]:
     """Per decoder block, the first row of its output (at its own size) that `first_row` of the
     face depends on. A stride-2 transposed convolution (3x3, padding 1, output padding 1) given
