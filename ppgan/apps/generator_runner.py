@@ -221,7 +221,8 @@ def load_generator(weights_path: str, engine: str = "static", device: str = "cpu
     # fp16 runs the fp32 program: Paddle Inference converts it on the GPU. The network is built
     # only to export it: a cached export (every run after the first) skips a second of start-up.
     # Named by the programs they hold, so an export made before one was added is not taken.
-    name = f"wav2lip-{len(STAGES)}stages" + (f"-{precision}" if precision in ("bf16", "int8") else "")
+    layout = f"-{precision}" if precision in ("bf16", "int8") else ""
+    name = f"wav2lip-{len(STAGES)}stages{layout}"
     folder = cached_export(weights_path, name, lambda staging: export_stages(
         _loaded_network(weights_path, device), staging, precision))
     return open_stages(folder, device, cpu_threads, precision)

@@ -18,8 +18,8 @@ from .static_graph import LEGACY_PROGRAM_SUFFIX, PARAMS_SUFFIX
 
 logger = logging.getLogger(__name__)
 
-# The operators quantised: oneDNN has no int8 transposed convolution, and the others (pooling,
-# concatenation, elementwise additions) gain nothing measurable when quantised.
+# The operators quantised: oneDNN has no int8 transposed convolution, and Paddle Inference runs
+# only the convolutions in int8 (`ppgan.utils.static_graph`).
 QUANTIZED_OPS = ("conv2d", "depthwise_conv2d")
 
 Batches = Callable[[], Iterator[Dict[str, np.ndarray]]]
@@ -32,7 +32,8 @@ def quantize_program(source_prefix: str, target_prefix: str, batches: Batches, n
     from `batches()`. The scales are the largest magnitudes seen ("abs_max"): no activation in
     the calibration data is clipped. (On the generator with random weights, "hist", "avg" and
     "mse" drew frames 1.03, 1.2 and 2 times as far from fp32's, and keeping the first and last
-    convolutions in fp32 brought them 3 % closer.)"""
+    convolutions in fp32 brought them 3 % closer.) Paddle is in static mode during the call: no
+    other thread may run eager Paddle meanwhile."""
     from paddle.static.quantization import PostTrainingQuantization  # late: a large import
 
     paddle.enable_static()
@@ -56,4 +57,3 @@ def quantize_program(source_prefix: str, target_prefix: str, batches: Batches, n
     finally:
         paddle.disable_static()
     logger.info("quantised %s to int8 (%d calibration batches)", target_prefix, num_batches)
-

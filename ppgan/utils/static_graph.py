@@ -122,7 +122,8 @@ def _create_predictor(path_prefix: str, device: str, cpu_threads: int, use_onedn
                       precision: str = "fp32",
                       skip_passes: Sequence[str] = ()) -> paddle.inference.Predictor:
     """`precision` is a resolved one (`ppgan.utils.device.resolve_precision`): fp16 only on a
-    GPU, bf16 and int8 (a quantised program) only on a CPU. `skip_passes`: graph passes left out (ones that fail on a model)."""
+    GPU, bf16 and int8 (a quantised program) only on a CPU. `skip_passes`: graph passes left
+    out (ones that fail on a model)."""
     program, params = find_model_files(path_prefix)
     config = paddle.inference.Config(program, params)
     config.switch_ir_optim(True)
