@@ -120,15 +120,21 @@ def test_bf16_is_close_to_fp32(random_weights):
     assert levels.mean() < BF16_MEAN_LEVELS and levels.max() < BF16_MAX_LEVELS
 
 
+def eager_network_and_inputs(weights, seed):
+    """The generator holding `weights`, in eval mode, and two random frames' inputs."""
+    net = Wav2Lip()
+    load_weights(net, weights)
+    net.eval()
+    rng = np.random.default_rng(seed)
+    mel = paddle.to_tensor(rng.standard_normal((2, 1, 80, 16)).astype(np.float32))
+    faces = paddle.to_tensor(rng.random((2, 6, 96, 96)).astype(np.float32))
+    return net, mel, faces
+
+
 def test_the_bf16_layout_gives_the_networks_frames_in_fp32(random_weights):
     """The whole generator with the plain convolution, in fp32, eager: the rewrite changes only
     the order of the sums (measured: 1.1e-5 at most on [0, 1] outputs)."""
-    net = Wav2Lip()
-    load_weights(net, random_weights)
-    net.eval()
-    rng = np.random.default_rng(1)
-    mel = paddle.to_tensor(rng.standard_normal((2, 1, 80, 16)).astype(np.float32))
-    faces = paddle.to_tensor(rng.random((2, 6, 96, 96)).astype(np.float32))
+    net, mel, faces = eager_network_and_inputs(random_weights, seed=1)
     with paddle.no_grad():
         np.testing.assert_allclose(as_plain_convolutions(net)(mel, faces).numpy(),
                                    net(mel, faces).numpy(), rtol=0, atol=3e-5)
@@ -158,12 +164,7 @@ def test_int8_is_close_to_fp32(random_weights, photo_inputs):
 
 
 def test_the_int8_export_draws_logits(random_weights):
-    net = Wav2Lip()
-    load_weights(net, random_weights)
-    net.eval()
-    rng = np.random.default_rng(2)
-    mel = paddle.to_tensor(rng.standard_normal((2, 1, 80, 16)).astype(np.float32))
-    faces = paddle.to_tensor(rng.random((2, 6, 96, 96)).astype(np.float32))
+    net, mel, faces = eager_network_and_inputs(random_weights, seed=2)
     with paddle.no_grad():
         logits = without_output_sigmoid(net)(mel, faces)
         np.testing.assert_allclose(paddle.nn.functional.sigmoid(logits).numpy(),

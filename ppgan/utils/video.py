@@ -4,7 +4,6 @@ Nothing here holds more than one frame: the inference pipeline can run on videos
 """
 import logging
 import os
-import sys
 import queue
 import tempfile
 import threading
