@@ -336,3 +336,12 @@ def test_only_the_mouth_blend_draws_only_the_lower_face():
     assert not Wav2LipPredictor(face_enhancement=True, enhance_at="generated").lower_only()
     assert not Wav2LipPredictor(blend="face").lower_only()
     assert not Wav2LipPredictor(blend="hard").lower_only()
+
+
+def test_the_last_frame_between_key_frames_is_retried_on_the_frame_itself():
+    """Frames read ahead keep their full size only where a retry may need it: key frames, and
+    the last frame, a key frame too where the video ends between two."""
+    detector = SmallFacesMissed(min_width=60)
+    boxes = BoxDetector(detector, batch_size=4, every=5, max_size=30).detect(frames_for(7))
+    assert boxes == [(15, 10, 45, 30)] * 7  # frames 1-4 interpolated between 0 and 5
+    assert detector.widths == [30] * 3 + [60] * 3  # frames 0, 5 and 6, then again in full

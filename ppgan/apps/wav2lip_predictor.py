@@ -7,7 +7,7 @@ not grow with the video's length.
 """
 import logging
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -23,7 +23,7 @@ from ..utils.device import default_device
 from ..utils.download import resolve_weights
 from ..utils.progress import ProgressHook, ReportedBar
 from ..utils.silence import passthrough_shares
-from ..utils.stopping import block_stop_signals, stop_deferred
+from ..utils.stopping import block_stop_signals, submit_unsplit
 from ..utils.video import FrameSource, InputError, VideoWriter, check_output_path
 from ..faceutils.face_enhancement import ENHANCERS, Enhancer
 from .face_enhancer import PLACEMENTS, enhance_frames, enhance_generated, load_enhancer
@@ -133,14 +133,6 @@ def _checked_arguments(arguments: dict) -> dict:
                             "precision": one_of(PRECISIONS)}, arguments)
     except CheckError as err:
         raise InputError(str(err)) from None
-
-
-def submit_unsplit(pool: ThreadPoolExecutor, fn, *args) -> Future:
-    """`pool.submit`, as one step a stop cannot split: the pool starts its worker thread inside
-    and tracks it only afterwards, so a stop in between left an untracked thread decoding frames
-    while the cleanup closed the video under it (FFmpeg then aborts the process)."""
-    with stop_deferred():
-        return pool.submit(fn, *args)
 
 
 @dataclass

@@ -22,10 +22,10 @@ import numpy as np
 
 from ..models.generators.wav2lip import MEL_STEP_SIZE
 from ..utils.audio import DEFAULT_MEL, AudioError, StreamingMel, load_wav, mel_window_start
-from ..utils.stopping import block_stop_signals
+from ..utils.stopping import block_stop_signals, submit_unsplit
 from ..utils.video import FrameSource, InputError, StreamWriter
 from .wav2lip_predictor import (SourceFrames, Wav2LipPredictor, checked_mel, generate,
-                                output_frames, padded_to_one_window, submit_unsplit)
+                                output_frames, padded_to_one_window)
 
 logger = logging.getLogger(__name__)
 

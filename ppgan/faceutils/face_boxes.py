@@ -5,7 +5,7 @@ between key frames with it, filled and smoothed as boxes are (`fill_mouths`, `sm
 """
 import logging
 from dataclasses import dataclass, field
-from typing import Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -14,6 +14,7 @@ from .face_detection import FaceAlignment
 from .face_track import FaceChoice, FaceTracker, Sighting, TopRanked, frame_signature, is_cut
 from ..utils.boxes import Mouth, XYXYBox
 from ..utils.errors import UserError
+from ..utils.read_ahead import read_ahead
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +99,8 @@ class BoxDetector:
     `every`: detect every k-th frame only (key frames) and interpolate the boxes between two key
     frames, unless the face moved more than `motion_tolerance` of its size between them (or one
     has no face): then the frames between are detected too. every=1 detects every frame, as the
-    references. Holds at most `batch_size` full frames and their small copies.
+    references. Holds about twice `batch_size` full frames (a batch being detected, the
+    next read ahead) and their key frames' intervals of small copies.
     `strict`: the references' rule that every frame must show a face. Every frame is then
     detected (whatever `every` says), a miss is retried up to the full frame, and the first frame
     still without a face raises NoFaceError at once.
@@ -185,26 +187,43 @@ class BoxDetector:
         queue = []  # key frames awaiting detection: (full, small, smalls of the frames before it)
         between: List[np.ndarray] = []
         scale, last = 1.0, None
-        for index, frame in enumerate(frames):
-            scale = self._scale(frame)
-            small = self._shrink(frame)
-            if self.choice is not None:
-                run.note_shot(small)
-            if index % self.every:
-                between.append(small)
-                last = (frame, small)
-                continue
-            queue.append((frame, small, between))
-            between, last = [], None
-            if len(queue) == self.batch_size:
-                self._resolve(queue, scale, run)
-                queue = []
+        # Decoding and shrinking, a third of the work at 720p, overlap the detector: a batch of
+        # key frames is read while the one before is detected.
+        with read_ahead(self._small_copies(frames), self.every * self.batch_size,
+                        "face-detection-read") as copies:
+            for index, (frame, small) in enumerate(copies):
+                if frame is not None:
+                    scale = self._scale(frame)  # a video's frames share one size
+                if self.choice is not None:
+                    run.note_shot(small)
+                if index % self.every:
+                    between.append(small)
+                    last = (frame, small)
+                    continue
+                queue.append((frame, small, between))
+                between, last = [], None
+                if len(queue) == self.batch_size:
+                    self._resolve(queue, scale, run)
+                    queue = []
         if last is not None:  # the video ends between key frames: its last frame is one too
             queue.append((last[0], last[1], between[:-1]))
         if queue:
             self._resolve(queue, scale, run)
         run.picker.finish()
         return run.out
+
+    def _small_copies(self, frames: Iterable[np.ndarray]
+                      ) -> Iterator[Tuple[Optional[np.ndarray], np.ndarray]]:
+        """(frame, its small copy) per frame; the frame only where it may be detected in full
+        (a key frame, and the last), so that frames read ahead take little memory."""
+        held = None  # (index, frame, small copy) of the frame before, which may be the last
+        for index, frame in enumerate(frames):
+            if held is not None:
+                before, full, small = held
+                yield (full if before % self.every == 0 else None), small
+            held = (index, frame, self._shrink(frame))
+        if held is not None:
+            yield held[1], held[2]
 
     def _resolve(self, queue, scale: float, run: _Run) -> None:
         """Detect the queued key frames, settle the frames between them, append all to `run`."""

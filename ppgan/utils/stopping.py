@@ -10,7 +10,8 @@ import signal
 import sys
 import threading
 import warnings
-from typing import Any, Iterator, Optional
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable, Iterator, Optional
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 REPEAT_DELAY = 0.05  # seconds; see _reraise_dropped_stop
@@ -104,6 +105,14 @@ def stop_deferred() -> Iterator[None]:
         signum, _StopState.pending = _StopState.pending, None
         _StopState.raised = True
         raise Interrupted(signum)
+
+
+def submit_unsplit(pool: ThreadPoolExecutor, fn: Callable, *args: Any) -> Future:
+    """`pool.submit`, as one step a stop cannot split: the pool starts its worker thread inside
+    and tracks it only afterwards, so a stop in between left an untracked thread decoding frames
+    while the cleanup closed the video under it (FFmpeg then aborts the process)."""
+    with stop_deferred():
+        return pool.submit(fn, *args)
 
 
 def _import_paddle_first() -> None:
