@@ -221,7 +221,8 @@ def test_the_pipeline_with_mtcnn_keeps_the_lower_face_beside_the_mouth(tmp_path)
     from media import face_frame, save_random_generator, speech_like, write_wav
 
     from ppgan.apps import Wav2LipPredictor
-    from ppgan.apps.wav2lip_predictor import SourceFrames, _load_audio
+    from ppgan.apps.wav2lip_predictor import SourceFrames, _clip_mel
+    from ppgan.utils.audio import load_wav
     from ppgan.utils.video import FrameSource
 
     photo = str(tmp_path / "face.png")
@@ -230,7 +231,8 @@ def test_the_pipeline_with_mtcnn_keeps_the_lower_face_beside_the_mouth(tmp_path)
     predictor = Wav2LipPredictor(
         checkpoint_path=save_random_generator(str(tmp_path / "random.pdparams")),
         engine="eager", face_detector="mtcnn", det_cache=False, pads=(0, 10, 60, 60))
-    _, mel = _load_audio(str(write_wav(tmp_path / "speech.wav", speech_like(0.4))))
+    audio = str(write_wav(tmp_path / "speech.wav", speech_like(0.4)))
+    mel = _clip_mel(load_wav(audio), audio)
     source = FrameSource(photo)
     try:
         frames = predictor.frames_to_sync(source, 1)

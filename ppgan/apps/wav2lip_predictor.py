@@ -85,10 +85,9 @@ def output_frames(samples: int, fps: float) -> int:
     return max(1, round(samples / DEFAULT_MEL.sample_rate * fps))
 
 
-def _load_audio(audio_path: str) -> Tuple[np.ndarray, np.ndarray]:
-    """(samples at the mel's sample rate, mel)."""
-    wav = load_wav(audio_path)
-    return wav, padded_to_one_window(checked_mel(melspectrogram(wav), audio_path))
+def _clip_mel(wav: np.ndarray, audio_path: str) -> np.ndarray:
+    """The whole clip's mel, checked and padded to at least one window."""
+    return padded_to_one_window(checked_mel(melspectrogram(wav), audio_path))
 
 
 def _blend_mode(blend: Optional[str], feather: bool) -> str:
@@ -361,12 +360,17 @@ class Wav2LipPredictor:
 
     def _run(self, source: FrameSource, audio_path: str, outfile: str,
              progress: Optional[ProgressHook]) -> str:
-        wav, mel = _load_audio(audio_path)
+        wav = load_wav(audio_path)
         generator = self.generator()  # load (or download) the weights before minutes of detection
         self.enhancer()
         total = output_frames(wav.size, source.fps)
         shares = self._source_shares(wav, source.fps, total)
-        frames = self.frames_to_sync(source, total, progress)
+        # The mel is computed while the faces are found: librosa's first call imports about a
+        # second's worth of modules, which would otherwise hold up the start.
+        with ThreadPoolExecutor(1, "wav2lip-mel", block_stop_signals) as pool:
+            clip_mel = submit_unsplit(pool, _clip_mel, wav, audio_path)
+            frames = self.frames_to_sync(source, total, progress)
+            mel = clip_mel.result()
         logger.info("%d output frames at %.2f fps from %d source frame(s)", total, source.fps,
                     len(frames.boxes))
         with VideoWriter(outfile, source.width, source.height, source.fps, audio_path) as writer:
