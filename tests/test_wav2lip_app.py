@@ -371,6 +371,40 @@ def test_a_stop_signal_leaves_no_partial_output(media, stop):
     assert os.listdir(folder) == []  # no output, no temporary, nothing in the working folder
 
 
+@pytest.mark.one_build  # the stop handling, the same with either ffmpeg build
+def test_a_stop_during_face_detection_ends_the_frames_read_ahead(media):
+    """Detection decodes frames ahead on a thread: a SIGTERM then still ends the run at once,
+    the thread finished before the video is closed, with no output and no traceback."""
+    video = write_video(media["root"] / "long_face.mp4", moving_frames(25)[::-1] * 24)
+    long_audio = write_wav(media["root"] / "long_for_detection.wav", speech_like(24.0))
+    folder = media["root"] / "stopped_detecting"
+    folder.mkdir()
+    outfile = folder / "interrupted.mp4"
+    proc = subprocess.Popen([sys.executable, CLI, "--face", str(video), "--audio", str(long_audio),
+                             "--outfile", str(outfile), "--checkpoint_path", media["weights"],
+                             "--face_detector", "mtcnn", "--no_det_cache", "--det_every", "1",
+                             "--det_max_size", "0"],
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=ROOT),
+                            cwd=folder)
+    seen = ""
+    while "face detection" not in seen:
+        line = proc.stderr.readline()
+        assert line, f"the CLI ended before detecting: {seen}"
+        seen += line
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        rest = proc.communicate(timeout=180)[1]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("no exit within 180 s of SIGTERM: " + proc.communicate()[1][-1500:])
+    assert "lip sync" not in rest, "the stop landed after detection: make the video longer"
+    assert proc.returncode == 128 + signal.SIGTERM, rest
+    assert "Traceback" not in rest and rest.strip().splitlines()[-1] == (
+        "wav2lip.py: interrupted: no output written")
+    assert os.listdir(folder) == []
+
+
 @pytest.mark.skipif(not can_mount(), reason="mounting a small tmpfs needs root")
 @pytest.mark.parametrize("free_kb", [8, 128])  # full at once; full while encoding
 def test_a_full_disk_says_so_and_leaves_nothing(media, tmp_path, capsys, free_kb):

@@ -168,10 +168,11 @@ def _detections(source: FrameSource, count: int, options: DetectionOptions, devi
     detector = BoxDetector(memory.detector(options, device), options.batch_size,
                            options.max_size, options.every, strict=options.strict, choice=choice)
     # A video shorter than the audio is read to its end (its frame count, as its container says).
-    frames = ReportedBar(source.frames(0, count), hook=progress,
-                         total=min(count, source.num_frames), desc="face detection",
-                         unit="frame", disable=count < 2, leave=None)
-    detections = detector.track(frames)
+    # Closed on the way out, an error's too: a bar left to the garbage collector is drawn again
+    # after the run's last message.
+    with ReportedBar(source.frames(0, count), hook=progress, total=min(count, source.num_frames),
+                     desc="face detection", unit="frame", disable=count < 2, leave=None) as frames:
+        detections = detector.track(frames)
     # Fewer boxes than asked for: the video ended, and these are all its frames' boxes.
     key = keys[0] if len(detections) == count else keys[1]
     memory.detections[key] = detections
