@@ -55,6 +55,10 @@ def test_benchmark_reports_generator_detectors_and_end_to_end(tmp_path, monkeypa
     assert all(value > 0 for value in speeds.values())
     end_to_end = results["end_to_end_720p_1s"]
     assert end_to_end["wall_seconds"] > 0 and end_to_end["peak_rss_mb"] > 100
+    stages = end_to_end["stage_seconds"]
+    assert list(stages) == [name for _, name in benchmark.STAGE_BARS] + [benchmark.LAST_STAGE]
+    assert all(value > 0 for value in stages.values())
+    assert abs(sum(stages.values()) - end_to_end["wall_seconds"]) < 1e-6
     assert end_to_end["ffmpeg_peak_rss_mb"] > 0  # the writer process was sampled too
     assert os.path.isfile(tmp_path / "out_face_720p_1s.mp4")
     for face in ("photo", "video"):

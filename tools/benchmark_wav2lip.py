@@ -3,12 +3,13 @@
     python tools/benchmark_wav2lip.py                     # 10 s and 60 s 720p clips
     python tools/benchmark_wav2lip.py --clips 10 --skip-detectors
 
-Reports frames/s of the generator alone (Paddle Inference in each CPU precision with its
-output's difference from fp32, eager, and the same layers in PyTorch as the original runs them,
-in fp32 and, on a CPU with bf16 units, bf16 autocast, when torch is installed), of each face detector
-on a 720p frame (full resolution and the pipeline's reduced copy), and end to end: seconds of
-compute per second of video and peak RSS, each clip in a fresh process (at --precision auto); faces/s
-of the face enhancers (with --paddlegan CHECKOUT, PaddleGAN's own code beside ours). Weights are random
+Reports frames/s of the generator alone (Paddle Inference in each CPU precision with its output's
+difference from fp32, eager, and the same layers in PyTorch as the original runs them, in fp32 and,
+on a CPU with bf16 units, bf16 autocast, when torch is installed), of each face detector on a 720p
+frame (full resolution and the pipeline's reduced copy), and end to end: seconds of compute per
+second of video, the seconds of each stage (start-up, detection, lip sync: from when the command's
+progress bars show) and peak RSS, each clip in a fresh process (at --precision auto); faces/s of the
+face enhancers (with --paddlegan CHECKOUT, PaddleGAN's own code beside ours). Weights are random
 (the speed of a network does not depend on its values); the clips show a real face photo
 (scikit-image's astronaut) moving over a 720p background, with speech-like audio.
 """
@@ -333,6 +334,34 @@ def _children(pid: int) -> list:
         return []
 
 
+# The CLI's progress bars, drawn as each stage starts: (bar, the stage that ends there).
+STAGE_BARS = ((b"face detection", "start-up: imports, audio, networks"),
+              (b"lip sync", "face detection and the mel"))
+LAST_STAGE = "lip sync, encoding and exit"
+
+
+def _read_stages(stream, start: float, stderr: list, starts: dict) -> None:
+    """Read `stream` (the CLI's stderr) to its end into `stderr`, noting in `starts` when each
+    of STAGE_BARS first shows (seconds after `start`)."""
+    text = b""
+    for chunk in iter(lambda: os.read(stream.fileno(), 1 << 16), b""):
+        text += chunk
+        for bar, _ in STAGE_BARS:
+            if bar not in starts and bar in text:
+                starts[bar] = time.perf_counter() - start
+    stderr.append(text)
+
+
+def stage_seconds(starts: dict, wall: float) -> dict:
+    """Each stage's seconds from when its bar showed to when the next one did (the last to the
+    process's end); empty if a bar never showed (a photo detects no frames)."""
+    if any(bar not in starts for bar, _ in STAGE_BARS):
+        return {}
+    bounds = [0.0] + [starts[bar] for bar, _ in STAGE_BARS] + [wall]
+    names = [name for _, name in STAGE_BARS] + [LAST_STAGE]
+    return {name: bounds[k + 1] - bounds[k] for k, name in enumerate(names)}
+
+
 def bench_end_to_end(video: str, audio: str, weights: str, seconds: int, extra) -> dict:
     outfile = os.path.join(os.path.dirname(video), "out_" + os.path.basename(video))
     command = [sys.executable, os.path.join(ROOT, "applications", "tools", "wav2lip.py"),
@@ -341,8 +370,9 @@ def bench_end_to_end(video: str, audio: str, weights: str, seconds: int, extra) 
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     peaks = {}  # pid -> peak RSS in MB, sampled until the process ends
-    stderr = []
-    reader = threading.Thread(target=lambda: stderr.append(process.stderr.read()), daemon=True)
+    stderr, starts = [], {}
+    reader = threading.Thread(target=_read_stages, args=(process.stderr, start, stderr, starts),
+                              daemon=True)
     reader.start()
     try:
         while process.poll() is None:
@@ -358,6 +388,7 @@ def bench_end_to_end(video: str, audio: str, weights: str, seconds: int, extra) 
     if process.returncode != 0:
         raise RuntimeError(f"end-to-end run failed: {stderr[0].decode(errors='replace')[-2000:]}")
     return {"seconds_per_video_second": wall / seconds, "wall_seconds": wall,
+            "stage_seconds": stage_seconds(starts, wall),
             "peak_rss_mb": peaks.get(process.pid, 0.0),
             "ffmpeg_peak_rss_mb": max([v for k, v in peaks.items() if k != process.pid], default=0.0)}
 
