@@ -13,7 +13,6 @@ from typing import Optional, Tuple
 import av
 import librosa
 import numpy as np
-from scipy import signal
 
 from .checks import MEL_STEP_SIZE
 from .errors import UserError
@@ -141,6 +140,8 @@ def mel_basis(cfg: MelConfig = DEFAULT_MEL) -> np.ndarray:
 
 def melspectrogram(wav: np.ndarray, cfg: MelConfig = DEFAULT_MEL) -> np.ndarray:
     """The normalised log-mel spectrogram, shape (num_mels, 1 + len(wav) // hop_size), in [-4, 4]."""
+    from scipy import signal  # late: a 0.7 s import, which the predictor makes during detection
+
     emphasized = signal.lfilter([1, -cfg.preemphasis], [1], wav)
     # pad_mode must be given: librosa >= 0.9 pads with zeros by default, 0.7 reflected.
     return _normalised_mel(_stft(emphasized, cfg, center=True), cfg)
