@@ -22,6 +22,7 @@ from ..utils.checks import PRECISIONS, PREDICTOR_ARGS, CheckError, check_named, 
 from ..utils.device import default_device
 from ..utils.download import resolve_weights
 from ..utils.progress import ProgressHook, ReportedBar
+from ..utils.read_ahead import read_ahead
 from ..utils.silence import passthrough_shares
 from ..utils.stopping import block_stop_signals, submit_unsplit
 from ..utils.video import FrameSource, InputError, VideoWriter, check_output_path
@@ -412,15 +413,13 @@ class Wav2LipPredictor:
         # Reading (decode, crop, resize) runs one step ahead on a thread, pasting and piping to
         # ffmpeg one step behind on another: cv2, NumPy, pipes and Paddle release the GIL.
         # Leaving the block waits for both, so the source and the writer outlive their work.
+        reads = (frames.read_step(frames_out) for frames_out in steps)
         with ReportedBar(hook=hook, total=total, desc="lip sync", unit="frame",
                          leave=None) as progress, \
-                ThreadPoolExecutor(1, "wav2lip-read", block_stop_signals) as reader, \
+                read_ahead(reads, 1, "wav2lip-read") as read, \
                 ThreadPoolExecutor(1, "wav2lip-write", block_stop_signals) as paster:
-            next_read, last_write = submit_unsplit(reader, frames.read_step, steps[0]), None
-            for n, frames_out in enumerate(steps):
-                indices, images, faces = next_read.result()
-                if n + 1 < len(steps):
-                    next_read = submit_unsplit(reader, frames.read_step, steps[n + 1])
+            last_write = None
+            for frames_out, (indices, images, faces) in zip(steps, read):
                 mels = np.stack([mel_window(mel, i, source.fps) for i in frames_out])
                 generated = generate(generator, mels, faces, still_skips, self.lower_only())
                 if last_write is not None:
