@@ -343,13 +343,16 @@ LAST_STAGE = "lip sync, encoding and exit"
 def _read_stages(stream, start: float, stderr: list, starts: dict) -> None:
     """Read `stream` (the CLI's stderr) to its end into `stderr`, noting in `starts` when each
     of STAGE_BARS first shows (seconds after `start`)."""
-    text = b""
+    chunks, tail = [], b""  # tail: enough of the text before for a bar split between reads
+    longest = max(len(bar) for bar, _ in STAGE_BARS)
     for chunk in iter(lambda: os.read(stream.fileno(), 1 << 16), b""):
-        text += chunk
+        chunks.append(chunk)
+        recent = tail + chunk
+        tail = recent[-longest:]
         for bar, _ in STAGE_BARS:
-            if bar not in starts and bar in text:
+            if bar not in starts and bar in recent:
                 starts[bar] = time.perf_counter() - start
-    stderr.append(text)
+    stderr.append(b"".join(chunks))
 
 
 def stage_seconds(starts: dict, wall: float) -> dict:
