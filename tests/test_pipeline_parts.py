@@ -276,6 +276,20 @@ def test_strict_detects_every_frame_and_stops_at_the_first_faceless_one():
     assert aligner.seen == list(range(8))  # every frame, and no further than the first batch past it
 
 
+def test_detections_with_no_pixel_in_the_frame_are_no_faces():
+    """A detector's noise (S3FD's random weights gave a thousand such boxes a frame): boxes that
+    round to no width or height, or lie beyond the 60x40 frame, are passed over for the real
+    face after them, and a frame with only those shows no face, filled from its neighbours."""
+    face = (10, 5, 30, 25)
+    noise = [(12, 0, 14, 0), (20, 7, 20, 18), (60, 10, 80, 30), (5, 40, 25, 52), (-9, 3, -2, 9)]
+    track = [noise + [face], noise, noise + [face]]
+    boxes, _ = run_detector(track, every=1)
+    assert boxes == [face, None, face]
+    assert fill_missing(boxes).tolist() == [list(face)] * 3
+    edge = [(59, 39, 70, 50), (-5, -5, 1, 1)]  # one pixel of the frame each: faces, cut by the edge
+    assert run_detector([edge], every=1)[0] == [edge[0]]
+
+
 class SmallFacesMissed:
     """A detector that finds the face (the middle half of the image it is given) only in images
     at least `min_width` pixels wide, like a real one missing a face too small in a reduced copy."""

@@ -67,6 +67,14 @@ def _interpolate_sightings(a: Sighting, b: Sighting, steps: int) -> List[Sightin
             for k, box in enumerate(boxes, 1)]
 
 
+def _covers_pixels(box: XYXYBox, width: float, height: float) -> bool:
+    """Whether `box` holds at least one pixel of a `width` x `height` frame. Detections that
+    round to no width or height, or lie beyond the frame's edge, are no face to lip-sync (the
+    references crash on their empty crop): they are dropped as the detector's noise."""
+    x1, y1, x2, y2 = box
+    return max(x1, 0) < min(x2, width) and max(y1, 0) < min(y2, height)
+
+
 @dataclass
 class _Run:
     """One pass of `BoxDetector.track`: the choice's state and what it has settled so far."""
@@ -134,10 +142,13 @@ class BoxDetector:
         return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
 
     def _detect(self, frames: List[np.ndarray], scale: float) -> List[List[Face]]:
+        height, width = (side / scale for side in frames[0].shape[:2])  # the full frame's
         found = self.detector.get_all_detections_with_mouths(np.stack(frames))
-        return [[(XYXYBox(*(int(round(v / scale)) for v in box)),
-                  None if mouth is None else mouth.scaled(1 / scale)) for box, mouth in faces]
-                for faces in found]
+        scaled = [[(XYXYBox(*(int(round(v / scale)) for v in box)),
+                    None if mouth is None else mouth.scaled(1 / scale)) for box, mouth in faces]
+                  for faces in found]
+        return [[face for face in faces if _covers_pixels(face[0], width, height)]
+                for faces in scaled]
 
     def _with_backoff(self, detect, items: list) -> List[List[Face]]:
         """`detect` over `items` in sub-batches, halving them whenever the device runs out of memory."""
