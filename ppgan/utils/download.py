@@ -28,6 +28,7 @@ from .errors import UserError, one_line
 __all__ = [
     "DownloadError",
     "WEIGHTS_HOME",
+    "file_digest",
     "get_weights_home",
     "get_weights_path_from_url",
     "resolve_weights",
@@ -75,12 +76,14 @@ def _basename(url: str) -> str:
     return urllib.parse.unquote(name)
 
 
-def _md5_of(path: str) -> str:
-    digest = hashlib.md5()
+def file_digest(path: str, algorithm: str = "sha256") -> "hashlib._Hash":
+    """The hash of the file at `path` (read in blocks: weights files are hundreds of MB), for
+    checking a download or keying a cache by content."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(_CHUNK_SIZE), b""):
+        for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
-    return digest.hexdigest()
+    return digest
 
 
 def _manual_hint(final_path: str) -> str:
@@ -153,7 +156,7 @@ def _fetch_once(
         if total is not None and received != total:
             raise _Transient(
                 f"incomplete transfer: received {received} of {total} bytes")
-        if md5sum and _md5_of(tmp_path) != md5sum.lower():
+        if md5sum and file_digest(tmp_path, "md5").hexdigest() != md5sum.lower():
             raise DownloadError(
                 f"md5 mismatch for {url}: the downloaded file is not the "
                 f"expected one (want {md5sum}); {_manual_hint(final_path)}")
@@ -216,7 +219,7 @@ def get_weights_path_from_url(
     home = get_weights_home()
     final_path = os.path.join(home, _basename(url))
     if os.path.isfile(final_path):
-        if not md5sum or _md5_of(final_path) == md5sum.lower():
+        if not md5sum or file_digest(final_path, "md5").hexdigest() == md5sum.lower():
             logger.debug("using cached weights %s", final_path)
             return final_path
         logger.warning("cached %s fails its md5 check; downloading again",

@@ -11,7 +11,6 @@ Paddle 3.x writes the program in the PIR format (`<prefix>.json`); Paddle 2.x, o
 """
 import contextlib
 import errno
-import hashlib
 import logging
 import os
 import re
@@ -183,14 +182,6 @@ class StaticModel:
         return [handle.copy_to_cpu() for handle in self._outputs]
 
 
-def _file_digest(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
-
-
 def cached_export(weights_path: str, name: str, export: Callable[[str], Any]) -> str:
     """The folder into which `export(folder)` wrote the static models of a network holding
     `weights_path`; `export` runs on first use only.
@@ -199,10 +190,10 @@ def cached_export(weights_path: str, name: str, export: Callable[[str], Any]) ->
     version, so each weights file is traced once per machine. The caller knows the network;
     this module knows only where its exports go.
     """
-    from .download import get_weights_home  # late: download is not needed to run a model
+    from .download import file_digest, get_weights_home  # late: not needed to run a model
 
-    folder = os.path.join(get_weights_home(), "static",
-                          f"{name}-{_file_digest(weights_path)}-paddle{paddle.__version__}")
+    digest = file_digest(weights_path).hexdigest()[:16]
+    folder = os.path.join(get_weights_home(), "static", f"{name}-{digest}-paddle{paddle.__version__}")
     if os.path.isdir(folder):  # folders appear complete (renamed into place) or not at all
         return folder
     logger.info("exporting %s for Paddle Inference (once per weights file)", name)
