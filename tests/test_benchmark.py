@@ -69,6 +69,26 @@ def test_benchmark_reports_generator_detectors_and_end_to_end(tmp_path, monkeypa
         assert stream["unpaced: sustained frames/s"] > 0
 
 
+def test_a_failed_end_to_end_run_is_reported_and_the_others_go_on(tmp_path):
+    """A run that fails (here: a detector the command does not know) is recorded with its
+    reason; the results are still written, and the status says something failed."""
+    report = tmp_path / "report.json"
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "benchmark_wav2lip.py"),
+                           "--workdir", str(tmp_path), "--clips", "1,2", "--clip_1080p", "0",
+                           "--skip-generator", "--skip-detectors", "--enhancers", "",
+                           "--e2e_enhanced_seconds", "0", "--stream_seconds", "0",
+                           "--e2e_detector", "nosuch", "--json", str(report)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        "benchmark_wav2lip: error: end-to-end run(s) failed: end_to_end_720p_1s, "
+        "end_to_end_720p_2s (their reasons are in the results)")
+    results = json.loads(report.read_text())
+    for seconds in (1, 2):
+        failed = results[f"end_to_end_720p_{seconds}s"]["failed"]
+        assert failed.startswith("exit 2: wav2lip.py: error: ") and "nosuch" in failed
+
+
 def test_sigterm_stops_the_benchmark_and_its_run(tmp_path):
     """The end-to-end run in progress is stopped too, and no half-written clip or output stays
     in the working folder (a later benchmark would reuse a half-written clip)."""
