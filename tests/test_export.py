@@ -7,6 +7,7 @@ eval-mode BatchNorm (folded into the convolutions by the oneDNN passes) for the 
 import importlib.util
 import inspect
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -291,3 +292,36 @@ def test_onnx_export_runs_in_onnx_runtime_as_in_paddle(export_tool, tmp_path, in
     reference = eager_forward(net, mel, faces)
     assert np.abs(decoder.run(None, feed)[0] - reference).max() <= ONNX_TOLERANCE
     assert np.abs(lower.run(None, feed)[0] - reference[:, :, LOWER_FIRST_ROW:]).max() <= ONNX_TOLERANCE
+
+
+class _ScaledByMean(paddle.nn.Layer):
+    """A convolution and a mean, as the enhancers hold: Paddle 3.3.1 prints
+    "ReduceMeanCheckIfOneDNNSupport" on stdout the first time it runs such a program."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = paddle.nn.Conv2D(3, 3, 3, padding=1)
+
+    def forward(self, x):
+        x = self.conv(x)
+        return x * paddle.mean(x * x, axis=[2, 3], keepdim=True)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_static_model_keeps_paddles_own_output_off_the_terminal(tmp_path, capfd, precision):
+    """A command's stdout is its result: nothing of Paddle's there, nor its glog lines on
+    stderr, while loading or on the first and later calls; quiet=False shows them."""
+    from ppgan.utils.static_graph import StaticModel, export_layer
+
+    prefix = str(tmp_path / "mean")
+    export_layer(_ScaledByMean(), prefix, [paddle.static.InputSpec([2, 3, 8, 8], "float32", "x")])
+    x = np.random.default_rng(0).random((2, 3, 8, 8), np.float32)
+    capfd.readouterr()
+    model = StaticModel(prefix, precision=precision)
+    first, second = model(x)[0], model(x)[0]
+    out, err = capfd.readouterr()
+    assert out == ""
+    assert not re.search(r"^[IWE]\d{4} ", err, re.MULTILINE), err  # glog's lines (ours may log)
+    np.testing.assert_array_equal(first, second)
+    StaticModel(prefix, precision=precision, quiet=False)(x)
+    assert "ReduceMeanCheckIfOneDNNSupport" in capfd.readouterr().out  # what quiet keeps out

@@ -16,16 +16,17 @@ DATE_FORMAT = "%Y/%m/%d %H:%M:%S"
 
 
 @contextlib.contextmanager
-def native_stderr_silenced() -> Iterator[None]:
-    """Send what C libraries write to file descriptor 2 to /dev/null for the block."""
-    sys.stderr.flush()
-    saved = os.dup(2)
+def native_output_silenced(fd: int = 2) -> Iterator[None]:
+    """Send what C libraries write to file descriptor `fd` (2: stderr, 1: stdout) to /dev/null
+    for the block."""
+    (sys.stdout if fd == 1 else sys.stderr).flush()
+    saved = os.dup(fd)
     try:
         with open(os.devnull, "wb") as devnull:
-            os.dup2(devnull.fileno(), 2)
+            os.dup2(devnull.fileno(), fd)
         yield
     finally:
-        os.dup2(saved, 2)
+        os.dup2(saved, fd)
         os.close(saved)
 
 

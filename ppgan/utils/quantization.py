@@ -13,7 +13,7 @@ from typing import Callable, Dict, Iterator, Sequence
 import numpy as np
 import paddle
 
-from .logger import native_stderr_silenced
+from .logger import native_output_silenced
 from .static_graph import LEGACY_PROGRAM_SUFFIX, PARAMS_SUFFIX
 
 logger = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def quantize_program(source_prefix: str, target_prefix: str, batches: Batches, n
         # Its own log lines and progress bars go to stderr, three per program: the caller
         # reports progress instead.
         with paddle.pir_utils.OldIrGuard(), paddle.static.scope_guard(paddle.static.Scope()), \
-                native_stderr_silenced():
+                native_output_silenced():
             quantizer = PostTrainingQuantization(
                 executor=paddle.static.Executor(paddle.CPUPlace()),
                 model_dir=os.path.dirname(source_prefix) or ".",

@@ -24,7 +24,7 @@ from paddle.static import InputSpec
 
 from .atomic import AtomicPath, disk_full_error
 from .device import gpu_index, resolve_device
-from .logger import native_stderr_silenced
+from .logger import native_output_silenced
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +133,9 @@ def _create_predictor(path_prefix: str, device: str, cpu_threads: int, use_onedn
         config.enable_use_gpu(gpu_memory_mb, gpu_id,
                               types.Half if precision == "fp16" else types.Float32)
     else:
-        _configure_cpu(config, cpu_threads, use_onednn, precision)
+        # Paddle logs "Hardware support for BFLOAT16 is enabled" through glog as it is asked.
+        with native_output_silenced() if quiet else contextlib.nullcontext():
+            _configure_cpu(config, cpu_threads, use_onednn, precision)
     for name in skip_passes:
         config.delete_pass(name)
     if quiet:
@@ -141,7 +143,7 @@ def _create_predictor(path_prefix: str, device: str, cpu_threads: int, use_onedn
     logger.info("loading %s on %s in %s", program,
                 "gpu:%d" % gpu_id if gpu_id is not None else "cpu", precision)
     # oneDNN's int8 passes report on stderr whatever glog is told (tens of lines per model).
-    with native_stderr_silenced() if quiet and precision == "int8" else contextlib.nullcontext():
+    with native_output_silenced() if quiet and precision == "int8" else contextlib.nullcontext():
         return paddle.inference.create_predictor(config)
 
 
@@ -151,7 +153,9 @@ class StaticModel:
     `precision`: "fp32", "fp16" (GPU), "bf16" or "int8" (CPU), as `resolve_precision` gives
     it; int8 runs the quantised operators of a program `ppgan.utils.quantization` wrote.
     `input_names` binds the arguments to inputs by name (default: the program's input order).
-    `skip_passes` names graph optimisation passes to leave out.
+    `skip_passes` names graph optimisation passes to leave out. `quiet`: what Paddle itself
+    writes to the terminal while loading and on the first call (its logs, a debugging print)
+    is dropped.
     Not thread-safe: the predictor's input and output buffers are shared between calls.
     """
 
@@ -169,6 +173,7 @@ class StaticModel:
             raise ValueError(f"model '{path_prefix}' lacks inputs {sorted(missing)}: it has {available}")
         self._inputs = [self._predictor.get_input_handle(n) for n in input_names or available]
         self._outputs = [self._predictor.get_output_handle(n) for n in self._predictor.get_output_names()]
+        self._quiet_first_run = quiet
 
     def __call__(self, *arrays: np.ndarray) -> List[np.ndarray]:
         if len(arrays) != len(self._inputs):
@@ -178,7 +183,15 @@ class StaticModel:
             handle.reshape(list(array.shape))
             # copy_from_cpu needs a C-contiguous float32 buffer.
             handle.copy_from_cpu(np.ascontiguousarray(array, dtype=np.float32))
-        self._predictor.run()
+        if self._quiet_first_run:
+            # Paddle 3.3.1 prints "ReduceMeanCheckIfOneDNNSupport" on stdout as it first picks
+            # the kernels of a program with a mean (the enhancers'): a command's stdout is its
+            # result, not Paddle's.
+            with native_output_silenced(1):
+                self._predictor.run()
+            self._quiet_first_run = False
+        else:
+            self._predictor.run()
         return [handle.copy_to_cpu() for handle in self._outputs]
 
 

@@ -18,7 +18,7 @@ from .atomic import DISK_FULL_ERRNOS, AtomicPath
 from .ffmpeg_tools import FFmpegPipe
 from .stopping import block_stop_signals, stop_deferred
 from .errors import UserError
-from .logger import native_stderr_silenced
+from .logger import native_output_silenced
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ class FrameSource:
     def _open_image(self) -> Optional[np.ndarray]:
         """The photo as 8-bit BGR (alpha dropped, EXIF orientation applied), or None when the
         file is no image after all (a video named .png is then read as a video)."""
-        with native_stderr_silenced():  # libpng prints "libpng error: ..." for a broken file
+        with native_output_silenced():  # libpng prints "libpng error: ..." for a broken file
             return cv2.imread(self.path, cv2.IMREAD_COLOR)
 
     def _try_pyav(self) -> None:
