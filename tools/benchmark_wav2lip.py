@@ -12,6 +12,12 @@ progress bars show) and peak RSS, each clip in a fresh process (at --precision a
 face enhancers (with --paddlegan CHECKOUT, PaddleGAN's own code beside ours). Weights are random
 (the speed of a network does not depend on its values); the clips show a real face photo
 (scikit-image's astronaut) moving over a 720p background, with speech-like audio.
+
+The code a CPU with fewer units would run can be timed on this one by capping the instructions
+oneDNN (Paddle's and PyTorch's kernels) and PyTorch's own kernels use, for example AVX2 only:
+    ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 python tools/benchmark_wav2lip.py ...
+(AVX512_CORE_VNNI: int8 units without bf16 ones). The report names the cap, "auto" follows it,
+and bf16 is timed only where the cap leaves bf16 units. The cores stay this CPU's.
 """
 import argparse
 import json
@@ -81,13 +87,16 @@ def time_calls(fn, repeats: int) -> float:
     return (time.perf_counter() - start) / repeats
 
 
-# The precisions of the static engine on a CPU, each timed for the detectors and enhancers;
-# the generator also has int8 (opt-in: `ppgan.apps.generator_int8`).
-CPU_PRECISIONS = ("fp32", "bf16")
-GENERATOR_PRECISIONS = CPU_PRECISIONS + ("int8",)
+def cpu_precisions() -> tuple:
+    """The precisions of the static engine on this CPU, each timed for the detectors and
+    enhancers: bf16 only where oneDNN may use bf16 units (elsewhere it runs as fp32). The
+    generator also has int8 (opt-in: `ppgan.apps.generator_int8`), on any CPU."""
+    from ppgan.utils.cpu import has_bf16_units
+
+    return ("fp32", "bf16") if has_bf16_units() else ("fp32",)
 
 
-def bench_generator(weights: str, batch: int, engines, precisions=CPU_PRECISIONS) -> dict:
+def bench_generator(weights: str, batch: int, engines, precisions=("fp32",)) -> dict:
     """Frames/s of the generator as the pipeline runs it: `batch` frames in steps of
     CPU_CHUNK; the static engine in each of `precisions` (fp32 among them), drawing whole
     faces (as the face and hard blends need) and only the lower face (LOWER_FIRST_ROW on, as
@@ -214,7 +223,7 @@ def bench_detectors(folder: str, names, det_max_size: int) -> dict:
 
 def _detector_precisions(name: str) -> tuple:
     """S3FD follows --precision (each CPU precision timed); the other detectors run in fp32."""
-    return CPU_PRECISIONS if name == "sfd" else (None,)
+    return cpu_precisions() if name == "sfd" else (None,)
 
 
 def random_enhancer_weights(folder: str, name: str) -> str:
@@ -299,7 +308,7 @@ def bench_enhancers(folder: str, names, paddlegan: Optional[str] = None) -> dict
         seconds = time_calls(lambda: eager.restore(faces[:1]), ENHANCER_REPEATS)
         results[f"{name} 512 px (eager, 1 face per call, PaddleGAN's way)"] = 1 / seconds
         reference = eager.restore(faces) / 255.0
-        for precision in CPU_PRECISIONS:
+        for precision in cpu_precisions():
             enhancer = load_enhancer(name, path, "static", "cpu", 0, precision)
             restored = []  # the timed calls' outputs, measured against eager's below
             seconds = time_calls(lambda: restored.append(enhancer.restore(faces)),
@@ -495,7 +504,7 @@ def benchmark(args: argparse.Namespace) -> int:
                           f"{paddle.__version__}, load average {os.getloadavg()[0]:.1f} at the start",
                "date": time.strftime("%Y-%m-%d")}
     if not args.skip_generator:
-        precisions = CPU_PRECISIONS if args.skip_int8 else GENERATOR_PRECISIONS
+        precisions = cpu_precisions() + (() if args.skip_int8 else ("int8",))
         generator = bench_generator(weights, args.batch, ("static", "eager"), precisions)
         torch_speeds = bench_torch_generator(args.batch)
         results["frames_per_second"] = {**generator.pop("speeds"), **torch_speeds}
