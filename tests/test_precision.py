@@ -98,6 +98,15 @@ def test_precision_rule(monkeypatch, bf16_units, asked, device_name, runs):
     assert device.resolve_precision(asked, device_name) == runs
 
 
+def test_a_fallback_is_warned_of_once(monkeypatch, caplog):
+    """The generator, the detector and the enhancer each resolve a run's precision."""
+    monkeypatch.setattr(device, "has_bf16_units", lambda: False)
+    device._warn_once.cache_clear()
+    assert [device.resolve_precision("bf16", "cpu") for _ in range(3)] == ["fp32"] * 3
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        "this CPU has no bf16 units oneDNN may use (AMX or AVX-512 BF16): running in fp32"]
+
+
 def test_unknown_precision_is_refused():
     with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16, int8, fp16"):
         device.resolve_precision("int4", "cpu")

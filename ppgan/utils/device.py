@@ -7,6 +7,7 @@ Each network is placed on the device its caller passes in; Paddle's process-wide
 (`paddle.set_device`) is never changed here, so two pipelines in one process can use different
 devices.
 """
+import functools
 import logging
 from typing import Optional
 
@@ -67,13 +68,20 @@ def resolve_precision(precision: str, device: str) -> str:
     if precision == "auto":
         return "bf16" if kind == "cpu" and has_bf16_units() else "fp32"
     if precision not in _DEVICE_PRECISIONS[kind]:
-        logger.warning("%s is not for the %s: running in fp32", precision, kind.upper())
+        _warn_once(f"{precision} is not for the {kind.upper()}: running in fp32")
         return "fp32"
     if precision == "bf16" and not has_bf16_units():
         # Paddle 3.3.1 would run the bf16 program in fp32 on a CPU without AVX-512, emulate bf16
         # on one with it (not measured here), and fail ("std::exception") with oneDNN capped
         # below bf16: the fp32 program, the exact one, runs instead.
-        logger.warning("this CPU has no bf16 units oneDNN may use (AMX or AVX-512 BF16): "
-                       "running in fp32")
+        _warn_once("this CPU has no bf16 units oneDNN may use (AMX or AVX-512 BF16): "
+                   "running in fp32")
         return "fp32"
     return precision
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_once(message: str) -> None:
+    """Once per process: each network of a run (generator, detector, enhancer) resolves the
+    precision it was given."""
+    logger.warning(message)
