@@ -407,7 +407,7 @@ def bench_end_to_end(video: str, audio: str, weights: str, seconds: int, extra) 
 
 
 def bench_stream(face: str, audio: str, weights: str, detector: str) -> dict:
-    """The live stream (Wav2LipStream) on `face` and `audio`, in this process: paced at the
+    """The live stream (Wav2LipStream) on `face` and `audio`, in the calling process: paced at the
     speed of speech, the latency from a frame's audio to the frame (from the moment its first
     sample arrives until the frame goes to ffmpeg; it includes the 0.21 s the frame's mel
     window takes to arrive), and unpaced, the frames/s it sustains."""
@@ -441,6 +441,21 @@ def bench_stream(face: str, audio: str, weights: str, detector: str) -> dict:
             results["unpaced: sustained frames/s"] = round(float(
                 (len(times) - 1) / (times[-1] - times[0])), 2)
     return results
+
+
+def stream_in_own_process(face: str, audio: str, weights: str, detector: str) -> dict:
+    """`bench_stream` in a process of its own, as a stream runs: in this one, after the
+    enhancers' timings, the video stream's median latency was 0.98 s against 0.27 s alone."""
+    with tempfile.TemporaryDirectory() as folder:
+        out = os.path.join(folder, "stream.json")
+        done = subprocess.run([sys.executable, os.path.abspath(__file__), "--stream_run", face,
+                               audio, weights, detector, out], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE)
+        if done.returncode != 0:
+            lines = done.stderr.decode(errors="replace").strip().splitlines()
+            return {"failed": f"exit {done.returncode}: {lines[-1] if lines else 'no message'}"}
+        with open(out) as results:
+            return json.load(results)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -478,14 +493,31 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help="leave the generator's int8 rows out (it is quantised first: about "
                              "a minute on 2 cores)")
     parser.add_argument("--json", help="also write the results here")
+    # Internal: one `bench_stream` run, its results written to OUT (`stream_in_own_process`).
+    parser.add_argument("--stream_run", nargs=5, help=argparse.SUPPRESS,
+                        metavar=("FACE", "AUDIO", "WEIGHTS", "DETECTOR", "OUT"))
     return parser.parse_args(argv)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     # OSError: an unwritable workdir or --json path.
-    return run_main(PROG, lambda: benchmark(args), (OSError,),
+    work = (lambda: stream_run(*args.stream_run)) if args.stream_run else lambda: benchmark(args)
+    return run_main(PROG, work, (OSError,),
                     interrupted="interrupted: no results written")
+
+
+def stream_run(face: str, audio: str, weights: str, detector: str, out: str) -> int:
+    _use_all_cores()
+    with open(out, "w") as results:
+        json.dump(bench_stream(face, audio, weights, detector), results)
+    return 0
+
+
+def _use_all_cores() -> None:
+    import paddle
+
+    paddle.set_flags({"FLAGS_paddle_num_threads": os.cpu_count() or 1})
 
 
 def benchmark(args: argparse.Namespace) -> int:
@@ -498,7 +530,7 @@ def benchmark(args: argparse.Namespace) -> int:
 
     import paddle
 
-    paddle.set_flags({"FLAGS_paddle_num_threads": os.cpu_count() or 1})
+    _use_all_cores()
     weights = random_weights(args.workdir)
     results = {"machine": f"{os.cpu_count()} cores of {cpu_summary()}, paddle "
                           f"{paddle.__version__}, load average {os.getloadavg()[0]:.1f} at the start",
@@ -530,7 +562,7 @@ def benchmark(args: argparse.Namespace) -> int:
         photo = os.path.join(args.workdir, "face_720p.png")
         cv2.imwrite(photo, face_frame(0))
         for name, face in (("photo", photo), ("video", video)):
-            results[f"stream_720p_{name}_{args.stream_seconds}s"] = bench_stream(
+            results[f"stream_720p_{name}_{args.stream_seconds}s"] = stream_in_own_process(
                 face, audio, weights, args.e2e_detector)
     clips = [] if args.skip_end_to_end else [(seconds, 1280, 720) for seconds in args.clips]
     clips += [(args.clip_1080p, 1920, 1080)] if args.clip_1080p and not args.skip_end_to_end else []
