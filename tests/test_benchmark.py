@@ -85,20 +85,24 @@ def test_bf16_is_timed_only_where_onednn_may_use_bf16_units(monkeypatch):
 
 
 def test_a_failed_end_to_end_run_is_reported_and_the_others_go_on(tmp_path):
-    """A run that fails (here: a detector the command does not know) is recorded with its
-    reason; the results are still written, and the status says something failed."""
+    """A run that fails (here: a detector the command does not know), end to end or streamed,
+    is recorded with its reason; the results are still written, and the status says which
+    failed."""
     report = tmp_path / "report.json"
     done = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "benchmark_wav2lip.py"),
                            "--workdir", str(tmp_path), "--clips", "1,2", "--clip_1080p", "0",
                            "--skip-generator", "--skip-detectors", "--enhancers", "",
-                           "--e2e_enhanced_seconds", "0", "--stream_seconds", "0",
+                           "--e2e_enhanced_seconds", "0", "--stream_seconds", "1",
                            "--e2e_detector", "nosuch", "--json", str(report)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 1, done.stderr
     assert done.stderr.strip().splitlines()[-1] == (
-        "benchmark_wav2lip: error: end-to-end run(s) failed: end_to_end_720p_1s, "
-        "end_to_end_720p_2s (their reasons are in the results)")
+        "benchmark_wav2lip: error: run(s) failed: stream_720p_photo_1s, stream_720p_video_1s, "
+        "end_to_end_720p_1s, end_to_end_720p_2s (their reasons are in the results)")
     results = json.loads(report.read_text())
+    for face in ("photo", "video"):
+        failed = results[f"stream_720p_{face}_1s"]["failed"]
+        assert failed.startswith("exit 2: benchmark_wav2lip: error: ") and "nosuch" in failed
     for seconds in (1, 2):
         failed = results[f"end_to_end_720p_{seconds}s"]["failed"]
         assert failed.startswith("exit 2: wav2lip.py: error: ") and "nosuch" in failed
