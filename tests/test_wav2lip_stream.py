@@ -32,7 +32,7 @@ def media(tmp_path_factory, ffmpeg_build):
     os.environ["PPGAN_HOME"] = str(root / "cache")
     photo = root / "face.png"
     cv2.imwrite(str(photo), face_frame(W, H, 200, 60, 20))
-    return {"root": root, "weights": str(save_random_generator(root / "w.pdparams")),
+    return {"root": root, "build": ffmpeg_build, "weights": str(save_random_generator(root / "w.pdparams")),
             "video": str(write_video(root / "face.mp4",
                                      [face_frame(W, H, 200, 60 + 2 * i, 20) for i in range(20)])),
             "photo": str(photo),
@@ -171,8 +171,11 @@ def test_a_stopped_stream_keeps_a_playable_file_to_that_point(media):
     assert 0 < len(frames) <= 46
     videos, audios, seconds = probe(out)
     # The audio stops with the last frame (-shortest), up to the slack of ffmpeg's muxer queue:
-    # Debian's ffmpeg 5.1 let 0.21 s more audio through (the bundled build, none).
-    assert (videos, audios) == (1, 1) and abs(seconds - len(frames) / 25) < 0.3
+    # Debian's ffmpeg 5.1 let 0.21 s more audio through; the bundled build keeps whole AAC
+    # frames (1024 samples, 0.064 s) that end by the last frame, so a stream stopped after its
+    # first frame (0.04 s: seen under load) has no audio track there.
+    assert videos == 1 and abs(seconds - len(frames) / 25) < 0.3
+    assert audios == 1 or (len(frames) == 1 and media["build"] == "bundled"), (audios, len(frames))
     assert leftovers(media["root"]) == []
 
 
