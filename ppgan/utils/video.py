@@ -377,10 +377,11 @@ class StreamWriter(VideoWriter):
     another thread: neither waits on the other). The audio ends with the last frame.
 
     A stopped stream keeps what it showed: leaving the block with a KeyboardInterrupt (Ctrl-C,
-    SIGTERM) after frames were written ends the output cleanly there (ffmpeg 9, the bundled one, keeps
-    the audio's whole AAC frames, 0.064 s each, up to the last frame: none after one frame). A file appears under its
-    name only once closed (a playable file, never a half-written one); an error discards it. A
-    URL or an HLS folder shows the frames as they are written, and keeps what it published.
+    SIGTERM) after frames were written ends the output cleanly there (the bundled ffmpeg 9 keeps
+    the audio's whole AAC frames, 0.064 s each, up to the last frame: none after one frame). A
+    file appears under its name only once closed (a playable file, never a half-written one);
+    an error discards it. A URL or an HLS folder shows the frames as they are written, and
+    keeps what it published.
     """
 
     def __init__(self, output: str, width: int, height: int, fps: float,
