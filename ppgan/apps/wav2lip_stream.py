@@ -231,6 +231,7 @@ class Wav2LipStream:
         with ThreadPoolExecutor(1, "wav2lip-stream-read", block_stop_signals) as reader, \
                 ThreadPoolExecutor(1, "wav2lip-stream-write", block_stop_signals) as paster:
             ahead = _ReadAhead(frames, most, reader)
+            self._warm_up(generator, ahead, still_skips, most)
             for chunk in _taken_in(chunks, writer if take_audio else None):
                 windows.add(mel.feed(chunk))
                 while windows.ready(next_frame):
@@ -258,6 +259,17 @@ class Wav2LipStream:
                 last_write.result()
         logger.info("streamed %d frames (%.2f s of audio)", writer.frames_written,
                     mel.samples / DEFAULT_MEL.sample_rate)
+
+    def _warm_up(self, generator, ahead: _ReadAhead, still_skips: Optional[List[np.ndarray]],
+                 most: int) -> None:
+        """Run each step size the stream takes before the end of its audio once, before the
+        audio comes: Paddle Inference prepares its kernels on a batch shape's first call (0.1-0.2
+        s on 2 cores), and the stream's first frames waited for them."""
+        faces = ahead.take(range(most))[2]
+        for count in sorted({1 << k for k in range(most.bit_length())}):
+            mels = np.zeros((count, DEFAULT_MEL.num_mels, MEL_STEP_SIZE), np.float32)
+            generate(generator, mels, None if faces is None else faces[:count], still_skips,
+                     self.predictor.lower_only())
 
     def _step(self, generator, ahead: _ReadAhead, frames: SourceFrames, windows: _MelWindows,
               frames_out: range,
