@@ -2,7 +2,8 @@
 them): Paddle Inference must reproduce eager mode.
 
 The generator gets random BatchNorm statistics and affine terms, so the saved graph has to carry
-eval-mode BatchNorm (folded into the convolutions by the oneDNN passes) for the outputs to match.
+eval-mode BatchNorm (folded into the convolutions at export, the transposed ones' kept) for the
+outputs to match.
 """
 import importlib.util
 import inspect
@@ -19,7 +20,9 @@ import pytest
 
 from ppgan.models import Wav2Lip
 from ppgan.models.generators.wav2lip import LOWER_FIRST_ROW
-from ppgan.apps.generator_runner import STAGES, export_stages, load_generator, open_stages
+from ppgan.apps.generator_runner import (STAGES, export_stages, load_generator, open_stages,
+                                         with_batchnorm_folded)
+from ppgan.utils.static_graph import export_layer
 
 REPO = Path(__file__).resolve().parents[1]
 EXPORT_TOOL = REPO / "tools" / "export_model.py"
@@ -144,6 +147,36 @@ def test_a_folder_runs_with_the_programs_a_run_needs(exported, inputs, tmp_path,
     lower = generator.decode_lower(mel, generator.encode_face(faces))
     whole = open_stages(exported["folder"], cpu_threads=2)(mel, faces)
     np.testing.assert_allclose(lower, whole[:, :, LOWER_FIRST_ROW:], atol=TOLERANCE, rtol=0)
+
+
+def test_batchnorm_is_folded_into_each_convolution_before_it(inputs, eager_outputs):
+    def count(net, kind):
+        return sum(isinstance(layer, kind) for layer in net.sublayers())
+
+    net = randomised_generator()
+    norms = count(net, paddle.nn.BatchNorm2D)
+    folded = with_batchnorm_folded(net)
+    # Only the transposed convolutions' stay (Paddle leaves them unfused too).
+    assert count(folded, paddle.nn.BatchNorm2D) == count(net, paddle.nn.Conv2DTranspose) < norms
+    assert count(net, paddle.nn.BatchNorm2D) == norms  # the network itself is left as it was
+    mel, faces = inputs
+    np.testing.assert_allclose(eager_forward(folded, mel, faces), eager_outputs[len(mel)],
+                               atol=TOLERANCE, rtol=0)
+
+
+def test_the_folded_program_computes_what_paddles_own_folding_did(predictors, inputs, tmp_path):
+    """Before BatchNorm was folded at export, Paddle Inference folded it while loading: the
+    folded programs give those programs' fp32 outputs bit for bit."""
+    net = randomised_generator()
+    for stage, method, spec in STAGES:
+        export_layer(net, str(tmp_path / stage), spec, method)
+    unfolded, folded = open_stages(str(tmp_path), cpu_threads=2), predictors(True)
+    mel, faces = inputs
+    skips = unfolded.encode_face(faces)
+    for got, expected in zip(folded.encode_face(faces), skips):
+        assert np.array_equal(got, expected)
+    assert np.array_equal(folded.decode(mel, skips), unfolded.decode(mel, skips))
+    assert np.array_equal(folded.decode_lower(mel, skips), unfolded.decode_lower(mel, skips))
 
 
 def test_missing_model_is_a_one_line_error(tmp_path):

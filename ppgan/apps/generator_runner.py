@@ -4,18 +4,19 @@ The generator runs in two stages, face encoder then audio encoder + decoder, so 
 face features can be computed once and decoded against every mel window. The decoder comes in
 two programs: the whole face, and its rows from LOWER_FIRST_ROW on, all the default "mouth"
 blend reads (`Wav2Lip.decode_lower`; the generator 1.3-1.4 times as fast). The static path
-exports each stage once per weights file (see `cached_export`) and runs it with Paddle
-Inference's fusion passes (BatchNorm folded into the convolutions, fused activations), which
-eager mode lacks; the split adds only one hand-over of the skip tensors. The eager path is the
-reference.
+exports each stage once per weights file (see `cached_export`), its convolutions' BatchNorms
+folded into them (`with_batchnorm_folded`, as Paddle Inference would fold them at every load),
+and runs it with Paddle Inference's fusion passes (fused bias and activations), which eager mode
+lacks; the split adds only one hand-over of the skip tensors. The eager path is the reference.
 
 In bf16 (`--precision`, CPUs with bf16 units) the decoder is exported with its one stride-1
 transposed convolution computed as the equivalent convolution (`as_plain_convolutions`):
 Paddle 3.3.1's oneDNN bf16 transposed convolution fails on it at run time ("std::exception").
 The int8 export (opt-in; `ppgan.apps.generator_int8`) takes the same layout: with the stride-1
 transposed convolution kept, oneDNN fails on the int8 convolution after it ("could not construct
-a memory descriptor using strides"); its decoders end before the sigmoid, applied here. The fp32
-export keeps the network's own layers, so fp32 gives exactly what it always gave.
+a memory descriptor using strides"); its decoders end before the sigmoid, applied here, and its
+BatchNorms are left to Paddle's quantisation. The fp32 export keeps the network's own layers
+but for the folded BatchNorms, so fp32 gives exactly what it always gave.
 `tools/benchmark_wav2lip.py` measures both engines, each precision and the photo path.
 """
 import copy
@@ -140,6 +141,7 @@ def export_stages(net: Wav2Lip, folder: str, precision: str = "fp32") -> List[st
         from .generator_int8 import export_int8_stages  # late: calibration imports much
 
         return export_int8_stages(net, deployed, folder, STAGES)
+    deployed = with_batchnorm_folded(deployed)
     return [path for stage, method, spec in STAGES
             for path in export_layer(deployed, os.path.join(folder, stage), spec, method)]
 
@@ -153,6 +155,30 @@ def as_plain_convolutions(net: nn.Layer) -> nn.Layer:
         for name, layer in parent.named_children():
             if _is_plain_transpose(layer):
                 parent._sub_layers[name] = _equivalent_convolution(layer)
+    return copied
+
+
+def with_batchnorm_folded(net: nn.Layer) -> nn.Layer:
+    """A copy of `net` in which every BatchNorm2D that follows a biased Conv2D in a Sequential
+    (each `ConvBNRelu` block) is folded into the convolution's weights and bias, in float32
+    and in the order Paddle Inference's conv2d_bias_bn_onednn_fuse_pass folds it while loading:
+    the fp32 program computes the very same values. That pass's arithmetic over the weights
+    ran in oneDNN's reference kernels (in bf16, in bf16): 1.0-1.4 s of every start-up on 2
+    cores. Eval-mode statistics; `net` is left as it is."""
+    copied = copy.deepcopy(net)
+    for block in copied.sublayers(include_self=True):
+        if not isinstance(block, nn.Sequential):
+            continue
+        layers = list(block.named_children())
+        for (_, conv), (name, norm) in zip(layers, layers[1:]):
+            if (isinstance(conv, nn.Conv2D) and conv.bias is not None
+                    and isinstance(norm, nn.BatchNorm2D)):
+                scale = norm.weight.numpy() / np.sqrt(norm._variance.numpy()
+                                                      + np.float32(norm._epsilon))
+                conv.weight.set_value(conv.weight.numpy() * scale.reshape(-1, 1, 1, 1))
+                conv.bias.set_value(norm.bias.numpy()
+                                    + (conv.bias.numpy() - norm._mean.numpy()) * scale)
+                block._sub_layers[name] = nn.Identity()
     return copied
 
 
@@ -222,7 +248,8 @@ def load_generator(weights_path: str, engine: str = "static", device: str = "cpu
     # only to export it: a cached export (every run after the first) skips a second of start-up.
     # Named by the programs they hold, so an export made before one was added is not taken.
     layout = f"-{precision}" if precision in ("bf16", "int8") else ""
-    name = f"wav2lip-{len(STAGES)}stages{layout}"
+    folded = "" if precision == "int8" else "-bnfolded"
+    name = f"wav2lip-{len(STAGES)}stages{folded}{layout}"
     folder = cached_export(weights_path, name, lambda staging: export_stages(
         _loaded_network(weights_path, device), staging, precision))
     return open_stages(folder, device, cpu_threads, precision)
