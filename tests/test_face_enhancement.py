@@ -124,3 +124,18 @@ def test_the_static_engine_with_onednn_is_the_eager_network(tmp_path, enhancer):
     assert np.abs(fp32 - eager).max() <= 1
     bf16 = enhancer(path, size=None, batch_size=2, engine="static", precision="bf16")
     assert np.abs(bf16.restore(faces) - eager).mean() <= 3
+
+
+def test_the_static_engine_builds_the_network_only_to_export_it(gpen, monkeypatch):
+    """A cached export runs without the eager network: building it (GPEN's random
+    initialisation) took 1.7 s of each start-up at 512 px."""
+    faces = np.stack([cv2.resize(face(), (SIZE, SIZE))] * 2)
+    first = FaceEnhancement(gpen[1], size=None, engine="static").restore(faces)
+
+    def built(*args, **kwargs):
+        raise AssertionError("the network was built for a cached export")
+    monkeypatch.setattr(FaceEnhancement, "build", staticmethod(built))
+    assert np.array_equal(FaceEnhancement(gpen[1], size=None, engine="static").restore(faces),
+                          first)
+    with pytest.raises(AssertionError, match="was built"):  # the eager engine needs it
+        FaceEnhancement(gpen[1], size=None)

@@ -122,23 +122,28 @@ class Enhancer:
         shape.pop(self.SIZE_ARG, None)  # `size` given: the loader then checks that it fits
         self.batch_size = max(1, batch_size)
         self.mask = blend_mask(self.size)
-        net = self.build(self.size, **shape)
-        load_state_dict(net, state, path)
-        net.eval()
         device = resolve_device(device)
-        self._forward = self._runner(net, path, engine, device, cpu_threads,
+
+        def network() -> nn.Layer:
+            net = self.build(self.size, **shape)
+            load_state_dict(net, state, path)
+            net.eval()
+            place_network(net, device)
+            return net
+        self._forward = self._runner(network, path, engine, device, cpu_threads,
                                      resolve_precision(precision, device))
 
     @staticmethod
     def build(size: int, **shape) -> nn.Layer:
         raise NotImplementedError
 
-    def _runner(self, net: nn.Layer, path: str, engine: str, device: str, cpu_threads: int,
-                precision: str) -> Callable[[np.ndarray], np.ndarray]:
-        """NCHW float32 in [-1, 1] to the restored NCHW image, on `engine`."""
-        place_network(net, device)
+    def _runner(self, network: Callable[[], nn.Layer], path: str, engine: str, device: str,
+                cpu_threads: int, precision: str) -> Callable[[np.ndarray], np.ndarray]:
+        """NCHW float32 in [-1, 1] to the restored NCHW image, on `engine`. `network()` builds
+        the loaded network: the static engine builds it only to export it (GPEN's random
+        initialisation alone took 1.7 s of each start-up on 2 cores)."""
         if engine == "eager":
-            place = place_of(device)
+            net, place = network(), place_of(device)
 
             @paddle.no_grad()
             def forward(x: np.ndarray) -> np.ndarray:
@@ -150,7 +155,7 @@ class Enhancer:
         prefix = f"{self.NETWORK.lower()}-{self.size}-b{batch}-unfused"
         spec = [InputSpec([batch, 3, self.size, self.size], "float32", "x")]
         folder = cached_export(path, prefix, lambda staging: export_layer(
-            _ImageOnly(unfuse_modulated_convs(net)), f"{staging}/{prefix}", spec))
+            _ImageOnly(unfuse_modulated_convs(network())), f"{staging}/{prefix}", spec))
         model = StaticModel(f"{folder}/{prefix}", device=device, cpu_threads=cpu_threads,
                             precision=precision, skip_passes=ONEDNN_FAULTY_PASSES)
 
