@@ -48,17 +48,23 @@ class SFDDetector(FaceDetector):
             logger.debug("SFDDetector ignores options %s", sorted(kwargs))
         self.device = resolve_device(device)
         weights = resolve_weights(path_to_detector, S3FD_URL)
-        self.net = S3FD()
-        load_weights(self.net, weights)
-        place_network(self.net, self.device)
-        self.net.eval()
-        logger.info("S3FD weights loaded from %s", weights)
-        self._static = None
+        # The static engine builds the network only to export it (half a second of start-up).
+        self.net = self._static = None
         if engine == "static":
             folder = cached_export(weights, "s3fd", lambda staging: export_layer(
-                self.net, os.path.join(staging, "s3fd"), [IMAGE_SPEC]))
+                self._loaded(weights), os.path.join(staging, "s3fd"), [IMAGE_SPEC]))
             self._static = StaticModel(os.path.join(folder, "s3fd"), device=self.device,
                                        precision=resolve_precision(precision, self.device))
+        else:
+            self.net = self._loaded(weights)
+        logger.info("S3FD weights loaded from %s", weights)
+
+    def _loaded(self, weights: str) -> S3FD:
+        net = S3FD()
+        load_weights(net, weights)
+        place_network(net, self.device)
+        net.eval()
+        return net
 
     def detect_batch(self, images: np.ndarray) -> List[np.ndarray]:
         images = _check_frames(images)
