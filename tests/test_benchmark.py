@@ -84,7 +84,7 @@ def test_bf16_is_timed_only_where_onednn_may_use_bf16_units(monkeypatch):
     assert benchmark.cpu_precisions() == ("fp32",) == benchmark._detector_precisions("sfd")
 
 
-def test_a_failed_end_to_end_run_is_reported_and_the_others_go_on(tmp_path):
+def test_a_failed_run_is_reported_and_the_others_go_on(tmp_path):
     """A run that fails (here: a detector the command does not know), end to end or streamed,
     is recorded with its reason; the results are still written, and the status says which
     failed."""

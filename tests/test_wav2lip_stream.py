@@ -32,7 +32,8 @@ def media(tmp_path_factory, ffmpeg_build):
     os.environ["PPGAN_HOME"] = str(root / "cache")
     photo = root / "face.png"
     cv2.imwrite(str(photo), face_frame(W, H, 200, 60, 20))
-    return {"root": root, "build": ffmpeg_build, "weights": str(save_random_generator(root / "w.pdparams")),
+    return {"root": root, "build": ffmpeg_build,
+            "weights": str(save_random_generator(root / "w.pdparams")),
             "video": str(write_video(root / "face.mp4",
                                      [face_frame(W, H, 200, 60 + 2 * i, 20) for i in range(20)])),
             "photo": str(photo),
