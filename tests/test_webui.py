@@ -111,7 +111,7 @@ def _log(log):
 
 
 @pytest.fixture(scope="module")
-def browser(app):
+def browser(app, tmp_path_factory):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -121,7 +121,10 @@ def browser(app):
                  "--disable-background-networking", "--disable-component-update",
                  "--no-first-run", f"--window-size={WINDOW[0]},{WINDOW[1]}"):
         options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    # Chromium keeps its singleton socket in a folder of TMPDIR that it leaves behind.
+    service = Service(CHROMEDRIVER,
+                      env={**os.environ, "TMPDIR": str(tmp_path_factory.mktemp("chromium"))})
+    driver = webdriver.Chrome(service=service, options=options)
     yield driver
     driver.quit()
 
