@@ -2,12 +2,14 @@
 import errno
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
 
 from ppgan.utils.atomic import AtomicPath, atomic_path, discard_unfinished
-from ppgan.utils.cli import run_main
+from ppgan.utils.cli import exit_with, run_main
 from ppgan.utils.ffmpeg_tools import FFmpegError, failed, failure
 from ppgan.utils.stopping import stop_deferred
 
@@ -75,6 +77,17 @@ def test_run_main_statuses_and_one_line_messages(tmp_path, capsys):
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored afterwards
     with pytest.raises(RuntimeError):  # not a user error: a real failure keeps its traceback
         run_main("tool", lambda: (_ for _ in ()).throw(RuntimeError("bug")), (ValueError,))
+
+
+def test_a_tool_process_ends_with_its_status_its_exit_handlers_run_on_a_frozen_heap():
+    """`exit_with` ends as sys.exit does (the status, the atexit handlers), the heap frozen
+    first so that Python's exit skips its last full collection."""
+    script = ("import atexit, gc\n"
+              "from ppgan.utils.cli import exit_with\n"
+              "atexit.register(lambda: print(gc.get_freeze_count() > 0, flush=True))\n"
+              "exit_with(3)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert (done.returncode, done.stdout) == (3, "True\n"), done.stderr
 
 
 def test_ffmpeg_write_failures_count_even_with_status_0():

@@ -37,7 +37,7 @@ sys.path.insert(0, ROOT)
 from ppgan.faceutils.detectors import DETECTORS  # noqa: E402
 from ppgan.utils.checks import comma_separated, positive_int  # noqa: E402
 from ppgan.utils.cli import (DETECTION_SIZE, NON_NEGATIVE_INT, POSITIVE_INT,  # noqa: E402
-                             OneLineParser, arg_type, report, run_main)
+                             OneLineParser, arg_type, exit_with, report, run_main)
 
 PROG = "benchmark_wav2lip"
 FPS = 25
@@ -602,4 +602,4 @@ def benchmark(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main())

@@ -20,7 +20,7 @@ from typing import List, Optional
 # Run as a script from anywhere: make the repository's `ppgan` importable.
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir)))
 
-from ppgan.utils.cli import OneLineParser, report, run_main, setup_logging  # noqa: E402
+from ppgan.utils.cli import OneLineParser, exit_with, report, run_main, setup_logging  # noqa: E402
 
 from ppgan.convert_weights import convert_checkpoint  # noqa: E402
 from ppgan.utils.convert import NETWORKS  # noqa: E402
@@ -53,4 +53,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main())

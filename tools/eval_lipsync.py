@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pa
 
 from ppgan.faceutils.detectors import DETECTORS  # noqa: E402
 from ppgan.utils.cli import (NON_NEGATIVE_INT, NON_NEGATIVE_NUMBER, POSITIVE_INT,  # noqa: E402
-                             POSITIVE_NUMBER, OneLineParser, report, run_main,
+                             POSITIVE_NUMBER, OneLineParser, exit_with, report, run_main,
                              setup_logging)
 
 PROG = "eval_lipsync"
@@ -136,4 +136,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main())

@@ -22,7 +22,7 @@ from typing import List, Optional
 # Run as a script from anywhere: make the repository's `ppgan` importable.
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir)))
 
-from ppgan.utils.cli import OneLineParser, report, run_main  # noqa: E402
+from ppgan.utils.cli import OneLineParser, exit_with, report, run_main  # noqa: E402
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -86,4 +86,4 @@ def quiet_library_output() -> None:
 
 if __name__ == "__main__":
     quiet_library_output()
-    sys.exit(main())
+    exit_with(main())

@@ -26,7 +26,8 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pa
 
 from ppgan.faceutils.detectors import DETECTORS  # noqa: E402
 from ppgan.utils.checks import PREDICTOR_ARGS  # noqa: E402
-from ppgan.utils.cli import OneLineParser, arg_type, report, run_main, setup_logging  # noqa: E402
+from ppgan.utils.cli import (OneLineParser, arg_type, exit_with, report, run_main,  # noqa: E402
+                             setup_logging)
 
 PROG = "gen_videos_from_filelist"
 FPS = 25
@@ -167,4 +168,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main())

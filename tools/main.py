@@ -18,7 +18,7 @@ from typing import List, Optional
 # Run as a script from anywhere: make the repository's `ppgan` importable.
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir)))
 
-from ppgan.utils.cli import run_main  # noqa: E402
+from ppgan.utils.cli import exit_with, run_main  # noqa: E402
 from ppgan.utils.options import parse_args  # noqa: E402  (needs the path above)
 
 PROG = "main.py"
@@ -55,4 +55,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main())

@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pa
 from ppgan.utils.checks import (MIN_CLIP_SECONDS, clip_seconds, integer,  # noqa: E402
                                  split_fractions)
 from ppgan.utils.cli import (FRACTION, POSITIVE_INT, POSITIVE_NUMBER, SEED,  # noqa: E402
-                             OneLineParser, arg_type, check_flags, report, run_main,
+                             OneLineParser, arg_type, check_flags, exit_with, report, run_main,
                              setup_logging)
 
 PROG = "make_synthetic_data"
@@ -74,4 +74,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main())

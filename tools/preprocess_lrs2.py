@@ -31,8 +31,9 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pa
 
 from ppgan.faceutils.detectors import DETECTORS  # noqa: E402
 from ppgan.utils.checks import MIN_DETECTION_SIZE, split_fractions  # noqa: E402
-from ppgan.utils.cli import (DETECTION_SIZE, FRACTION, NON_NEGATIVE_INT, POSITIVE_INT,  # noqa: E402
-                             SEED, OneLineParser, check_flags, run_main, setup_logging)
+from ppgan.utils.cli import (DETECTION_SIZE, FRACTION, NON_NEGATIVE_INT,  # noqa: E402
+                             POSITIVE_INT, SEED, OneLineParser, check_flags, exit_with, run_main,
+                             setup_logging)
 
 PROG = "preprocess_lrs2"
 
@@ -124,4 +125,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main())

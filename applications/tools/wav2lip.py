@@ -12,8 +12,8 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..",
 
 from ppgan.faceutils.detectors import DETECTORS  # noqa: E402
 from ppgan.utils.checks import BLENDS, MIN_DETECTION_SIZE, PRECISIONS, PREDICTOR_ARGS  # noqa: E402
-from ppgan.utils.cli import (OneLineParser, arg_type, check_flags, report, run_main,  # noqa: E402
-                             setup_logging)
+from ppgan.utils.cli import (OneLineParser, arg_type, check_flags, exit_with, report,  # noqa: E402
+                             run_main, setup_logging)
 
 
 # The references' default; they ship an empty results/ folder, which is created here instead.
@@ -235,4 +235,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main())

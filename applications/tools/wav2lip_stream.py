@@ -11,7 +11,7 @@ import sys
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from ppgan.utils.cli import report, run_main, setup_logging  # noqa: E402
+from ppgan.utils.cli import exit_with, report, run_main, setup_logging  # noqa: E402
 from wav2lip import build_parser as offline_parser, predictor_options  # noqa: E402
 
 PROG = "wav2lip_stream.py"
@@ -75,4 +75,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main())

@@ -8,7 +8,8 @@ import sys
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
 from ppgan.faceutils.detectors import DETECTORS  # noqa: E402
-from ppgan.utils.cli import OneLineParser, arg_type, run_main, setup_logging  # noqa: E402
+from ppgan.utils.cli import (OneLineParser, arg_type, exit_with, run_main,  # noqa: E402
+                             setup_logging)
 from ppgan.utils.checks import integer  # noqa: E402
 
 
@@ -45,4 +46,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main())

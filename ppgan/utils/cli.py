@@ -3,6 +3,7 @@ logging, and the same endings (user errors, a full disk, Ctrl-C, SIGTERM, SIGHUP
 import argparse
 import contextlib
 import errno
+import gc
 import logging
 import os
 import sys
@@ -143,6 +144,16 @@ def run_main(prog: str, body: Callable[[], int],
         # A stop can strike between creating a temporary (or starting ffmpeg) and guarding it.
         kill_unfinished()
         discard_unfinished()
+
+
+def exit_with(status: int) -> NoReturn:
+    """End a tool's process with `status`, as sys.exit does. The heap is frozen first: Python's
+    exit would otherwise make one more full garbage collection over the quarter of a million
+    objects Paddle's modules hold (0.7 s from a run's last message to its exit on 2 cores, 0.15 s
+    frozen). Objects still go when their last reference does; only cycles among them are left
+    to the process's end, unfinalised (every output is closed by then)."""
+    gc.freeze()
+    sys.exit(status)
 
 
 def error_ending(err: BaseException, also_user_errors: Tuple[Type[BaseException], ...] = ()
