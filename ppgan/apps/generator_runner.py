@@ -29,7 +29,6 @@ from typing import Any, Dict, List
 import numpy as np
 import paddle
 import paddle.nn as nn
-from scipy.special import expit
 
 from ..models import Wav2Lip
 from ..models.generators.wav2lip import AUDIO_SPEC, FACE_SPEC, LOWER_FIRST_ROW, SKIP_SPECS
@@ -127,7 +126,10 @@ class InferenceGenerator(GeneratorRunner):
         return self._faces(self._program("decoder_lower")(mel, *skips)[0])
 
     def _faces(self, output: np.ndarray) -> np.ndarray:
-        return expit(output, out=output) if self._logits else output
+        if not self._logits:
+            return output
+        from scipy.special import expit  # late: only int8 programs end before the sigmoid
+        return expit(output, out=output)
 
     def prepare(self, lower_only: bool) -> None:
         self._program("decoder_lower" if lower_only and self._has_lower_decoder else "decoder")
