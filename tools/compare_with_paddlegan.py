@@ -22,6 +22,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 from paddlegan_reference import astronaut_face, make_shim, shim_environment  # noqa: E402
+from ppgan.utils.cli import exit_with  # noqa: E402
 
 logger = logging.getLogger("compare_with_paddlegan")
 
@@ -101,4 +102,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main())
