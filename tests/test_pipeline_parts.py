@@ -359,3 +359,23 @@ def test_the_last_frame_between_key_frames_is_retried_on_the_frame_itself():
     boxes = BoxDetector(detector, batch_size=4, every=5, max_size=30).detect(frames_for(7))
     assert boxes == [(15, 10, 45, 30)] * 7  # frames 1-4 interpolated between 0 and 5
     assert detector.widths == [30] * 3 + [60] * 3  # frames 0, 5 and 6, then again in full
+
+
+@pytest.mark.parametrize("shown", [True, False])
+def test_a_reported_bar_tells_each_item_once_however_often_it_redraws(shown):
+    """tqdm redraws an iterated bar through `update` (here at every item): the hook still
+    counts each item once, and `update` outside an iteration counts as given."""
+    from ppgan.utils.progress import ReportedBar
+
+    reports = []
+    with ReportedBar(range(40), hook=lambda *report: reports.append(report), total=40,
+                     desc="stage", mininterval=0, miniters=1, disable=not shown) as bar:
+        for _ in bar:
+            pass
+    assert reports == [("stage", done, 40) for done in range(41)]
+    reports.clear()
+    with ReportedBar(hook=lambda *report: reports.append(report), total=30, desc="steps",
+                     mininterval=0, disable=not shown) as bar:
+        bar.update(16)
+        bar.update(14)
+    assert reports == [("steps", 0, 30), ("steps", 16, 30), ("steps", 30, 30)]

@@ -17,6 +17,7 @@ class ReportedBar(tqdm):
         super().__init__(iterable, **bar)
         # A disabled tqdm keeps neither its desc nor its count: keep our own.
         self.hook, self.stage, self.done = hook, bar.get("desc", ""), 0
+        self._iterating = False
         self._tell()
 
     def _tell(self) -> None:
@@ -25,12 +26,17 @@ class ReportedBar(tqdm):
 
     def update(self, n: float = 1) -> Optional[bool]:
         shown = super().update(n)
-        self.done += n
-        self._tell()
+        if not self._iterating:  # tqdm's iteration redraws through update: counted there
+            self.done += n
+            self._tell()
         return shown
 
     def __iter__(self) -> Iterator:
-        for item in super().__iter__():
-            yield item
-            self.done += 1
-            self._tell()
+        self._iterating = True
+        try:
+            for item in super().__iter__():
+                yield item
+                self.done += 1
+                self._tell()
+        finally:
+            self._iterating = False
