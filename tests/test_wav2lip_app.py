@@ -459,6 +459,31 @@ def test_without_weights_and_offline_the_error_says_where_to_put_them(media, cap
     assert not os.path.exists(outfile)
 
 
+@pytest.mark.one_build  # when a load fails: the same with any encoder build
+def test_weights_that_do_not_load_stop_the_detection_at_once(media, tmp_path):
+    """The networks load while the faces are found; weights that do not load end the run with
+    their own error at once, not after the detection (here slowed to 0.05 s a frame)."""
+    from ppgan.apps import Wav2LipPredictor
+    from ppgan.utils.weights import WeightsError
+
+    broken = tmp_path / "broken.pdparams"
+    broken.write_bytes(b"not a weights file")
+    video = write_video(tmp_path / "face.mp4", moving_frames(30))
+    detected = []
+
+    def slow_detection(stage, done, total):
+        detected.append(done)
+        time.sleep(0.05)
+
+    predictor = Wav2LipPredictor(checkpoint_path=str(broken), face_detector="mtcnn",
+                                 det_cache=False)
+    outfile = tmp_path / "o.mp4"
+    with pytest.raises(WeightsError, match="is not a Paddle weights file"):
+        predictor.run(str(video), media["audio"], str(outfile), progress=slow_detection)
+    assert detected and max(detected) < 20  # of 30 (1.2 s of audio)
+    assert not outfile.exists()
+
+
 @pytest.mark.parametrize("name, count", [("one_frame.mp4", 1), ("stream.ts", 12), ("clip.mkv", 12)])
 def test_frame_source_reads_every_frame_after_a_seek_back(media, name, count):
     """Opening reads frame 0; reading from 0 again used to seek in the container, which a

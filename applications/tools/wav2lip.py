@@ -213,8 +213,7 @@ def lip_sync_jobs(args: argparse.Namespace) -> int:
     jobs = read_job_list(args.jobs, flags)
     predictor = Wav2LipPredictor(**predictor_options(args))
     # Weights that do not load end the list now, rather than failing every job in turn.
-    predictor.generator()
-    predictor.enhancer()
+    predictor.load_networks()
 
     def run(job: argparse.Namespace) -> str:
         return predictor.with_options(**predictor_options(job)).run(job.face, job.audio,

@@ -23,18 +23,25 @@ CROP_GROWTH = 1.2  # the square crop's side over the box's longer side: the whol
 ENHANCER_BATCH = 4  # faces per network call: the pipeline's steps are 16 frames on a CPU
 
 
-def load_enhancer(name: str, path: Optional[str], engine: str, device: str,
-                  cpu_threads: int, precision: str = "fp32") -> Enhancer:
-    """The `name` enhancer (an ENHANCERS key) at the size its weights (`path`, None: the
-    default download) were made for."""
+def enhancer_weights(name: str, path: Optional[str]) -> str:
+    """The local file of the `name` enhancer's weights (`path`, None: the default, downloaded
+    if missing)."""
     enhancer = ENHANCERS[name]
     if path is None and not enhancer.URL:
         raise InputError(f"--enhancer {name} has no default weights: give --enhancer_path (a "
                          "PyTorch file converted by tools/convert_weights.py)")
     try:
-        path = resolve_weights(path, enhancer.URL)
+        return resolve_weights(path, enhancer.URL)
     except FileNotFoundError as err:
         raise InputError(f"--enhancer_path: {err}") from None
+
+
+def load_enhancer(name: str, path: Optional[str], engine: str, device: str,
+                  cpu_threads: int, precision: str = "fp32") -> Enhancer:
+    """The `name` enhancer (an ENHANCERS key) at the size its weights (`path`, None: the
+    default download) were made for."""
+    enhancer = ENHANCERS[name]
+    path = enhancer_weights(name, path)
     try:
         return enhancer(path, size=None, batch_size=ENHANCER_BATCH, engine=engine,
                         device=device, cpu_threads=cpu_threads, precision=precision)

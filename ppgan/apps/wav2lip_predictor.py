@@ -7,7 +7,7 @@ not grow with the video's length.
 """
 import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -27,7 +27,8 @@ from ..utils.silence import passthrough_shares
 from ..utils.stopping import block_stop_signals, submit_unsplit
 from ..utils.video import FrameSource, InputError, VideoWriter, check_output_path
 from ..faceutils.face_enhancement import ENHANCERS, Enhancer
-from .face_enhancer import PLACEMENTS, enhance_frames, enhance_generated, load_enhancer
+from .face_enhancer import (PLACEMENTS, enhance_frames, enhance_generated, enhancer_weights,
+                            load_enhancer)
 from .generator_runner import CPU_CHUNK, GeneratorRunner, load_generator
 from .video_faces import DetectionMemory, DetectionOptions, face_boxes_and_mouths
 
@@ -98,6 +99,17 @@ def _blend_mode(blend: Optional[str], feather: bool) -> str:
     if blend not in (None, "hard"):
         raise InputError(f"feather=False is blend='hard'; it contradicts blend='{blend}'")
     return "hard"
+
+
+def _failing_with(pending: Future, hook: Optional[ProgressHook]) -> ProgressHook:
+    """`hook` (or none), that raises `pending`'s exception once it has failed: work beside it
+    then stops at its next step, not at its end."""
+    def told(stage: str, done: int, total: int) -> None:
+        if pending.done() and pending.exception() is not None:
+            raise pending.exception()
+        if hook is not None:
+            hook(stage, done, total)
+    return told
 
 
 def _face_choice(face_select, reference_detection: bool, box: Optional[XYXYBox]):
@@ -283,6 +295,20 @@ class Wav2LipPredictor:
         self._kept.generator.prepare(self.lower_only())
         return self._kept.generator
 
+    def download_weights(self) -> None:
+        """Fetch the default weights this run needs and has not got, so that their download
+        bars come before the detection's and a failed download stops the run first."""
+        if self._kept.generator is None:
+            resolve_weights(self.checkpoint_path, WAV2LIP_URL)
+        if self.enhancement is not None:
+            enhancer_weights(*self.enhancement[:2])
+
+    def load_networks(self) -> GeneratorRunner:
+        """The generator, and the enhancer if enabled, loaded on the first call (`generator`,
+        `enhancer`)."""
+        self.enhancer()
+        return self.generator()
+
     def enhancer(self) -> Optional[Enhancer]:
         """The face enhancer, loaded (or downloaded) on the first call; None without
         face_enhancement."""
@@ -362,16 +388,18 @@ class Wav2LipPredictor:
     def _run(self, source: FrameSource, audio_path: str, outfile: str,
              progress: Optional[ProgressHook]) -> str:
         wav = load_wav(audio_path)
-        generator = self.generator()  # load (or download) the weights before minutes of detection
-        self.enhancer()
+        self.download_weights()
         total = output_frames(wav.size, source.fps)
         shares = self._source_shares(wav, source.fps, total)
-        # The mel is computed while the faces are found: librosa's first call imports about a
-        # second's worth of modules, which would otherwise hold up the start.
-        with ThreadPoolExecutor(1, "wav2lip-mel", block_stop_signals) as pool:
+        # While the faces are found, the networks load (Paddle Inference prepares its programs
+        # with the GIL released; one that fails to load stops the detection at its next frame)
+        # and the mel is computed (librosa's first call imports about a second's worth of
+        # modules): neither holds up the start.
+        with ThreadPoolExecutor(2, "wav2lip-prepare", block_stop_signals) as pool:
+            networks = submit_unsplit(pool, self.load_networks)
             clip_mel = submit_unsplit(pool, _clip_mel, wav, audio_path)
-            frames = self.frames_to_sync(source, total, progress)
-            mel = clip_mel.result()
+            frames = self.frames_to_sync(source, total, _failing_with(networks, progress))
+            generator, mel = networks.result(), clip_mel.result()
         logger.info("%d output frames at %.2f fps from %d source frame(s)", total, source.fps,
                     len(frames.boxes))
         with VideoWriter(outfile, source.width, source.height, source.fps, audio_path) as writer:

@@ -204,8 +204,7 @@ class Wav2LipStream:
         predictor = self.predictor
         source = FrameSource(face, predictor.fps, **predictor.transform)
         try:
-            generator = predictor.generator()
-            predictor.enhancer()
+            generator = predictor.load_networks()
             frames = predictor.frames_to_sync(source, WHOLE_VIDEO)
             # librosa loads its STFT on first use (about a second): before the audio comes.
             StreamingMel().feed(np.zeros(2 * DEFAULT_MEL.n_fft, np.float32))
