@@ -439,7 +439,8 @@ class Wav2LipPredictor:
         step = self.step_size(source.height * source.width * 3)
         steps = [range(s, min(s + step, total)) for s in range(0, total, step)]
         # Reading (decode, crop, resize) runs one step ahead on a thread, pasting and piping to
-        # ffmpeg one step behind on another: cv2, NumPy, pipes and Paddle release the GIL.
+        # ffmpeg one step behind on another: cv2, NumPy and pipes release the GIL (Paddle
+        # Inference's run does not: beside the generator they move only inside such calls).
         # Leaving the block waits for both, so the source and the writer outlive their work.
         reads = (frames.read_step(frames_out) for frames_out in steps)
         with ReportedBar(hook=hook, total=total, desc="lip sync", unit="frame",

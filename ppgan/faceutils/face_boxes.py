@@ -199,7 +199,8 @@ class BoxDetector:
         between: List[np.ndarray] = []
         scale, last = 1.0, None
         # Decoding and shrinking, a third of the work at 720p, overlap the detector: a batch of
-        # key frames is read while the one before is detected.
+        # key frames is read while the one before is detected. Fully beside MTCNN (cv2.dnn
+        # releases the GIL), partly beside S3FD (Paddle Inference holds it through each call).
         with read_ahead(self._small_copies(frames), self.every * self.batch_size,
                         "face-detection-read") as copies:
             for index, (frame, small) in enumerate(copies):
