@@ -459,30 +459,84 @@ def test_without_weights_and_offline_the_error_says_where_to_put_them(media, cap
     assert not os.path.exists(outfile)
 
 
+def _detect_slowly(detected):
+    def slow_detection(stage, done, total):
+        detected.append(done)
+        time.sleep(0.1)
+    return slow_detection
+
+
 @pytest.mark.one_build  # when a load fails: the same with any encoder build
-def test_weights_that_do_not_load_stop_the_detection_at_once(media, tmp_path):
-    """The networks load while the faces are found; weights that do not load end the run with
-    their own error at once, not after the detection (here slowed to 0.1 s a frame: the load
-    has 2 s to fail, on a machine busy with other tests)."""
+def test_weights_that_do_not_load_end_the_run_before_the_detection(media, tmp_path):
     from ppgan.apps import Wav2LipPredictor
     from ppgan.utils.weights import WeightsError
 
     broken = tmp_path / "broken.pdparams"
     broken.write_bytes(b"not a weights file")
-    video = write_video(tmp_path / "face.mp4", moving_frames(30))
     detected = []
-
-    def slow_detection(stage, done, total):
-        detected.append(done)
-        time.sleep(0.1)
-
     predictor = Wav2LipPredictor(checkpoint_path=str(broken), face_detector="mtcnn",
                                  det_cache=False)
     outfile = tmp_path / "o.mp4"
     with pytest.raises(WeightsError, match="is not a Paddle weights file"):
-        predictor.run(str(video), media["audio"], str(outfile), progress=slow_detection)
-    assert detected and max(detected) < 20  # of 30 (1.2 s of audio)
+        predictor.run(media["video"], media["audio"], str(outfile),
+                      progress=_detect_slowly(detected))
+    assert detected == [] and not outfile.exists()
+
+
+@pytest.mark.one_build  # when a load fails: the same with any encoder build
+def test_programs_that_do_not_open_stop_the_detection_at_once(media, tmp_path):
+    """The generator's programs open while the faces are found; a model that does not open
+    ends the run with its own one-line error at once, not after the detection (here slowed to
+    0.1 s a frame: the opening has 2 s to fail, on a machine busy with other tests)."""
+    from ppgan.apps import Wav2LipPredictor
+    from ppgan.utils.static_graph import ModelFileError
+
+    exported = tmp_path / "exported"
+    exported.mkdir()
+    for stage in ("face_encoder", "decoder", "decoder_lower"):
+        for suffix in (".json", ".pdiparams"):
+            (exported / (stage + suffix)).write_bytes(b"truncated")
+    video = write_video(tmp_path / "face.mp4", moving_frames(30))
+    detected = []
+    predictor = Wav2LipPredictor(checkpoint_path=str(exported), face_detector="mtcnn",
+                                 det_cache=False)
+    outfile = tmp_path / "o.mp4"
+    with pytest.raises(ModelFileError, match="cannot load the inference model .*face_encoder.json"):
+        predictor.run(str(video), media["audio"], str(outfile), progress=_detect_slowly(detected))
+    assert max(detected, default=0) < 20  # of 30 (1.2 s of audio)
     assert not outfile.exists()
+
+
+@pytest.mark.one_build  # which thread loads what: the same with any encoder build
+def test_exports_run_on_the_calling_thread_before_the_detection(media, tmp_path, monkeypatch):
+    """Paddle's eager and tracing state is process-wide: a network's export on first use (its
+    tracing, int8's calibration) beside a detector running Paddle on another thread failed
+    (int8 with S3FD). So exports run before the detection, on the run's own thread, and only
+    the opening of the exported programs goes beside it."""
+    import threading
+
+    import ppgan.apps.generator_runner as runner
+    from ppgan.apps import Wav2LipPredictor
+
+    monkeypatch.setenv("PPGAN_HOME", str(tmp_path / "cache"))  # nothing exported yet
+    events = []
+
+    def recorded(name, function):
+        def call(*args, **kwargs):
+            events.append((name, threading.current_thread() is threading.main_thread()))
+            return function(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(runner, "export_stages", recorded("export", runner.export_stages))
+    monkeypatch.setattr(runner, "open_stages", recorded("open", runner.open_stages))
+    predictor = Wav2LipPredictor(checkpoint_path=media["weights"], face_detector="mtcnn",
+                                 det_cache=False)
+    detected = []
+    predictor.run(media["video"], media["audio"], str(tmp_path / "o.mp4"),
+                  progress=lambda stage, done, total: detected.append((stage, len(events))))
+    assert events == [("export", True), ("open", False)]
+    first_detection = next(count for stage, count in detected if stage == "face detection")
+    assert first_detection >= 1  # the export came first
 
 
 @pytest.mark.parametrize("name, count", [("one_frame.mp4", 1), ("stream.ts", 12), ("clip.mkv", 12)])

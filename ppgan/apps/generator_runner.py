@@ -24,7 +24,7 @@ import logging
 import os
 import shutil
 import tempfile
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List
 
 import numpy as np
 import paddle
@@ -231,6 +231,16 @@ def load_generator(weights_path: str, engine: str = "static", device: str = "cpu
     `.pdparams` file (flat, or a trainer checkpoint) or a folder `export_stages` wrote (run in
     fp32 or fp16: its decoder is the fp32 layout). `precision` (`PRECISIONS`) is the static
     engine's; the eager engine, the reference, runs in fp32."""
+    return generator_opener(weights_path, engine, device, cpu_threads, precision)()
+
+
+def generator_opener(weights_path: str, engine: str = "static", device: str = "cpu",
+                     cpu_threads: int = 0, precision: str = "fp32") -> Callable[[], GeneratorRunner]:
+    """`load_generator` in two parts. This call does what runs Paddle from Python: the eager
+    network, or on the static engine's first use of these weights the network's export (and
+    int8's calibration). The function it returns opens the exported programs in Paddle
+    Inference, which works in C++ and may run on another thread beside Python-level Paddle
+    work; Python-level Paddle work may not (its eager and tracing state is process-wide)."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got '{engine}'")
     device = resolve_device(device)
@@ -243,18 +253,21 @@ def load_generator(weights_path: str, engine: str = "static", device: str = "cpu
             logger.warning("%s is an exported model in the fp32 layout: running it in fp32 "
                            "(give its .pdparams to run in %s)", weights_path, precision)
             precision = "fp32"
-        return open_stages(weights_path, device, cpu_threads, precision)
-    if engine == "eager":
-        return EagerGenerator(_loaded_network(weights_path, device), device)
-    # fp16 runs the fp32 program: Paddle Inference converts it on the GPU. The network is built
-    # only to export it: a cached export (every run after the first) skips a second of start-up.
-    # Named by the programs they hold, so an export made before one was added is not taken.
-    layout = f"-{precision}" if precision in ("bf16", "int8") else ""
-    folded = "" if precision == "int8" else "-bnfolded"
-    name = f"wav2lip-{len(STAGES)}stages{folded}{layout}"
-    folder = cached_export(weights_path, name, lambda staging: export_stages(
-        _loaded_network(weights_path, device), staging, precision))
-    return open_stages(folder, device, cpu_threads, precision)
+        folder = weights_path
+    elif engine == "eager":
+        runner = EagerGenerator(_loaded_network(weights_path, device), device)
+        return lambda: runner
+    else:
+        # fp16 runs the fp32 program: Paddle Inference converts it on the GPU. The network is
+        # built only to export it: a cached export (every run after the first) skips a second
+        # of start-up. Named by the programs they hold, so an export made before one was added
+        # is not taken.
+        layout = f"-{precision}" if precision in ("bf16", "int8") else ""
+        folded = "" if precision == "int8" else "-bnfolded"
+        name = f"wav2lip-{len(STAGES)}stages{folded}{layout}"
+        folder = cached_export(weights_path, name, lambda staging: export_stages(
+            _loaded_network(weights_path, device), staging, precision))
+    return lambda: open_stages(folder, device, cpu_threads, precision)
 
 
 def _loaded_network(weights_path: str, device: str) -> Wav2Lip:

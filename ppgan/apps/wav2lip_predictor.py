@@ -9,7 +9,7 @@ import logging
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -27,9 +27,8 @@ from ..utils.silence import passthrough_shares
 from ..utils.stopping import block_stop_signals, submit_unsplit
 from ..utils.video import FrameSource, InputError, VideoWriter, check_output_path
 from ..faceutils.face_enhancement import ENHANCERS, Enhancer
-from .face_enhancer import (PLACEMENTS, enhance_frames, enhance_generated, enhancer_weights,
-                            load_enhancer)
-from .generator_runner import CPU_CHUNK, GeneratorRunner, load_generator
+from .face_enhancer import PLACEMENTS, enhance_frames, enhance_generated, load_enhancer
+from .generator_runner import CPU_CHUNK, GeneratorRunner, generator_opener
 from .video_faces import DetectionMemory, DetectionOptions, face_boxes_and_mouths
 
 logger = logging.getLogger(__name__)
@@ -288,26 +287,36 @@ class Wav2LipPredictor:
     def generator(self) -> GeneratorRunner:
         """The generator these settings run: loaded (or downloaded) on the first call and kept,
         so a predictor that runs many clips loads it once, with the decoder they need."""
+        return self._generator_opener()()
+
+    def _generator_opener(self) -> Callable[[], GeneratorRunner]:
+        """`generator` in two parts, as `generator_opener`: this call downloads the weights
+        and does what runs Paddle from Python; the function returned opens the programs."""
+        open_generator = None
         if self._kept.generator is None:
             weights = resolve_weights(self.checkpoint_path, WAV2LIP_URL)
-            self._kept.generator = load_generator(weights, self.engine, self.device,
-                                                  self.cpu_threads, self.precision)
-        self._kept.generator.prepare(self.lower_only())
-        return self._kept.generator
+            open_generator = generator_opener(weights, self.engine, self.device,
+                                              self.cpu_threads, self.precision)
 
-    def download_weights(self) -> None:
-        """Fetch the default weights this run needs and has not got, so that their download
-        bars come before the detection's and a failed download stops the run first."""
-        if self._kept.generator is None:
-            resolve_weights(self.checkpoint_path, WAV2LIP_URL)
-        if self.enhancement is not None:
-            enhancer_weights(*self.enhancement[:2])
+        def opened() -> GeneratorRunner:
+            if self._kept.generator is None:
+                self._kept.generator = open_generator()
+            self._kept.generator.prepare(self.lower_only())
+            return self._kept.generator
+        return opened
 
     def load_networks(self) -> GeneratorRunner:
         """The generator, and the enhancer if enabled, loaded on the first call (`generator`,
         `enhancer`)."""
+        return self.networks_opener()()
+
+    def networks_opener(self) -> Callable[[], GeneratorRunner]:
+        """`load_networks` in two parts. This call does all that runs Paddle from Python (the
+        downloads, the enhancer, the generator's export on first use); the function returned
+        opens the generator's Paddle Inference programs, which may run on another thread
+        beside Python-level Paddle work, such as a detector's (see `generator_opener`)."""
         self.enhancer()
-        return self.generator()
+        return self._generator_opener()
 
     def enhancer(self) -> Optional[Enhancer]:
         """The face enhancer, loaded (or downloaded) on the first call; None without
@@ -388,15 +397,19 @@ class Wav2LipPredictor:
     def _run(self, source: FrameSource, audio_path: str, outfile: str,
              progress: Optional[ProgressHook]) -> str:
         wav = load_wav(audio_path)
-        self.download_weights()
+        # Paddle's eager and tracing state is process-wide, so what runs Paddle from Python (an
+        # export on a network's first use, the enhancer) is done first: an int8 calibration on
+        # one thread failed beside S3FD's first export on another. Missing default weights are
+        # downloaded then too, their bars before the detection's.
+        open_networks = self.networks_opener()
         total = output_frames(wav.size, source.fps)
         shares = self._source_shares(wav, source.fps, total)
-        # While the faces are found, the networks load (Paddle Inference prepares its programs
-        # with the GIL released; one that fails to load stops the detection at its next frame)
-        # and the mel is computed (librosa's first call imports about a second's worth of
-        # modules): neither holds up the start.
+        # While the faces are found, the generator's programs open (Paddle Inference prepares
+        # them in C++ with the GIL released; one that fails to open stops the detection at its
+        # next frame) and the mel is computed (librosa's first call imports about a second's
+        # worth of modules): neither holds up the start.
         with ThreadPoolExecutor(2, "wav2lip-prepare", block_stop_signals) as pool:
-            networks = submit_unsplit(pool, self.load_networks)
+            networks = submit_unsplit(pool, open_networks)
             clip_mel = submit_unsplit(pool, _clip_mel, wav, audio_path)
             frames = self.frames_to_sync(source, total, _failing_with(networks, progress))
             generator, mel = networks.result(), clip_mel.result()

@@ -24,6 +24,7 @@ from paddle.static import InputSpec
 
 from .atomic import AtomicPath, disk_full_error
 from .device import gpu_index, resolve_device
+from .errors import UserError, one_line
 from .logger import native_output_silenced
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,10 @@ LEGACY_PROGRAM_SUFFIX = ".pdmodel"
 PARAMS_SUFFIX = ".pdiparams"
 # Everything `paddle.jit.save` may write for one prefix (`.pdiparams.info` only in legacy mode).
 _SAVED_SUFFIXES = (PIR_PROGRAM_SUFFIX, LEGACY_PROGRAM_SUFFIX, PARAMS_SUFFIX, ".pdiparams.info")
+
+
+class ModelFileError(UserError, ValueError):
+    """An inference model (program and weights files) that Paddle Inference cannot load."""
 
 
 def export_layer(net: nn.Layer, path_prefix: str, input_spec: Sequence[InputSpec],
@@ -144,7 +149,11 @@ def _create_predictor(path_prefix: str, device: str, cpu_threads: int, use_onedn
                 "gpu:%d" % gpu_id if gpu_id is not None else "cpu", precision)
     # oneDNN's int8 passes report on stderr whatever glog is told (tens of lines per model).
     with native_output_silenced() if quiet and precision == "int8" else contextlib.nullcontext():
-        return paddle.inference.create_predictor(config)
+        try:
+            return paddle.inference.create_predictor(config)
+        except (RuntimeError, ValueError) as err:  # Paddle's C++ errors, e.g. a truncated file
+            raise ModelFileError(f"cannot load the inference model {program}: {one_line(err)} "
+                                 "(delete it, or export it again)") from None
 
 
 class StaticModel:
