@@ -81,7 +81,9 @@ def test_bf16_is_timed_only_where_onednn_may_use_bf16_units(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     assert benchmark.cpu_precisions() == (("fp32", "bf16") if has_bf16_units() else ("fp32",))
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # as on a CPU with AVX2 only
-    assert benchmark.cpu_precisions() == ("fp32",) == benchmark._detector_precisions("sfd")
+    assert benchmark.cpu_precisions() == ("fp32",) == benchmark._detector_precisions("sfd", False)
+    assert benchmark._detector_precisions("sfd", True) == ("fp32", "int8")
+    assert benchmark._detector_precisions("mtcnn", True) == (None,)
 
 
 def test_a_failed_run_is_reported_and_the_others_go_on(tmp_path):

@@ -112,9 +112,14 @@ def test_unknown_precision_is_refused():
         device.resolve_precision("int4", "cpu")
 
 
-def test_only_the_generator_runs_in_int8():
-    predictor = Wav2LipPredictor(precision="int8")
-    assert (predictor.precision, predictor.detection.precision) == ("int8", "fp32")
+def test_the_generator_and_s3fd_run_in_int8_and_the_enhancer_in_fp32(monkeypatch):
+    import ppgan.apps.wav2lip_predictor as predictor_module
+
+    asked = []
+    monkeypatch.setattr(predictor_module, "load_enhancer", lambda *args: asked.append(args[-1]))
+    predictor = Wav2LipPredictor(precision="int8", face_enhancement=True)
+    predictor.enhancer()
+    assert (predictor.precision, predictor.detection.precision, asked) == ("int8", "int8", ["fp32"])
 
 
 @pytest.mark.parametrize("channels, kernel, padding", [((6, 5), 3, 0), ((4, 3), (3, 2), 1)])

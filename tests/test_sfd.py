@@ -331,3 +331,49 @@ def test_bf16_heads_are_close_to_fp32(random_weights_file):
     assert score_off < 0.05 and offset_off < 0.05
     if has_bf16_units():  # bf16 really ran
         assert offset_off > 1e-5
+
+
+
+def test_the_traceable_copy_gives_the_network_s_heads(random_weights):
+    """The copy int8 is exported from (L2Norm as a transposed convolution and a power; the
+    max-out left to NumPy) equals the network within float rounding; the network is unchanged."""
+    from ppgan.faceutils.face_detection.detection.sfd.net_s3fd import L2Norm, legacy_traceable
+    from ppgan.faceutils.face_detection.detection.sfd.sfd_detector import _max_out_background
+
+    net = S3FD()
+    net.set_state_dict(random_weights)
+    net.eval()
+    copied = legacy_traceable(net)
+    x = paddle.to_tensor(np.random.default_rng(2).standard_normal((1, 3, 96, 128)).astype("float32"))
+    with paddle.no_grad():
+        expected = [o.numpy() for o in net(x)]
+        heads = [o.numpy() for o in copied.heads(x)]
+    assert heads[0].shape[1] == 4
+    heads[0] = _max_out_background(heads[0])
+    for i, (a, b) in enumerate(zip(heads, expected)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5, err_msg=f"head output {i}")
+    assert all(type(getattr(net, name)) is L2Norm for name in ("conv3_3_norm", "conv4_3_norm"))
+
+
+# int8 against fp32 on a photo it was not calibrated on (random weights; measured on an
+# AVX-512 BF16 EPYC, and with oneDNN capped to AVX2: softmaxed scores 0.004-0.013 off on average
+# per level, 0.07 at most; box offsets 0.008-0.024 of their range on average, 0.13 at most).
+INT8_SCORE_MEAN, INT8_SCORE_MAX = 0.03, 0.15
+INT8_OFFSET_MEAN, INT8_OFFSET_MAX = 0.05, 0.3
+
+
+def test_int8_heads_are_close_to_fp32(random_weights_file):
+    """S3FD in int8 (opt-in, quantised on first use on drawn faces)."""
+    from ppgan.data_preparation.samples import face_frame
+
+    frames = np.ascontiguousarray(face_frame(360, 203, 150, 160, 30)[None, ..., ::-1])
+    fp32, int8 = (build_detector("sfd", random_weights_file, precision=p)._head_outputs(frames)
+                  for p in ("fp32", "int8"))
+    assert [o.shape for o in int8] == [o.shape for o in fp32]
+    score_off = [np.abs(a - b) for a, b in zip(int8[::2], fp32[::2])]
+    offset_off = [np.abs(a - b) / np.abs(b).max() for a, b in zip(int8[1::2], fp32[1::2])]
+    assert max(o.mean() for o in score_off) < INT8_SCORE_MEAN
+    assert max(o.max() for o in score_off) < INT8_SCORE_MAX
+    assert max(o.mean() for o in offset_off) < INT8_OFFSET_MEAN
+    assert max(o.max() for o in offset_off) < INT8_OFFSET_MAX
+    assert max(o.max() for o in offset_off) > 0.02  # int8 ran: bf16 is within 0.011, fp32 1e-5

@@ -90,7 +90,8 @@ def time_calls(fn, repeats: int) -> float:
 def cpu_precisions() -> tuple:
     """The precisions of the static engine on this CPU, each timed for the detectors and
     enhancers: bf16 only where oneDNN may use bf16 units (elsewhere it runs as fp32). The
-    generator also has int8 (opt-in: `ppgan.apps.generator_int8`), on any CPU."""
+    generator and S3FD also have int8 (opt-in: `ppgan.apps.generator_int8`, `sfd_int8`), on
+    any CPU."""
     from ppgan.utils.cpu import has_bf16_units
 
     return ("fp32", "bf16") if has_bf16_units() else ("fp32",)
@@ -198,7 +199,7 @@ def random_detector_weights(folder: str, name: str):
     return path
 
 
-def bench_detectors(folder: str, names, det_max_size: int) -> dict:
+def bench_detectors(folder: str, names, det_max_size: int, int8: bool = True) -> dict:
     import cv2
 
     from ppgan.faceutils.face_boxes import BoxDetector
@@ -206,7 +207,7 @@ def bench_detectors(folder: str, names, det_max_size: int) -> dict:
 
     frames = [face_frame(0)] * 4
     results = {}
-    for name, precision in [(name, p) for name in names for p in _detector_precisions(name)]:
+    for name, precision in [(name, p) for name in names for p in _detector_precisions(name, int8)]:
         aligner = FaceAlignment(face_detector=name, path_to_detector=random_detector_weights(folder, name),
                                 **({"precision": precision} if precision else {}))
         if precision:
@@ -221,9 +222,10 @@ def bench_detectors(folder: str, names, det_max_size: int) -> dict:
     return results
 
 
-def _detector_precisions(name: str) -> tuple:
-    """S3FD follows --precision (each CPU precision timed); the other detectors run in fp32."""
-    return cpu_precisions() if name == "sfd" else (None,)
+def _detector_precisions(name: str, int8: bool) -> tuple:
+    """S3FD follows --precision (each CPU precision timed, int8 if `int8`); the other
+    detectors run in fp32."""
+    return cpu_precisions() + (("int8",) if int8 else ()) if name == "sfd" else (None,)
 
 
 def random_enhancer_weights(folder: str, name: str) -> str:
@@ -494,8 +496,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--skip-generator", action="store_true")
     parser.add_argument("--skip-detectors", action="store_true")
     parser.add_argument("--skip-int8", action="store_true",
-                        help="leave the generator's int8 rows out (it is quantised first: about "
-                             "a minute on 2 cores)")
+                        help="leave the generator's and S3FD's int8 rows out (they are "
+                             "quantised first: about a minute on 2 cores)")
     parser.add_argument("--json", help="also write the results here")
     # Internal: one `bench_stream` run, its results written to OUT (`stream_in_own_process`).
     parser.add_argument("--stream_run", nargs=5, help=argparse.SUPPRESS,
@@ -554,7 +556,8 @@ def benchmark(args: argparse.Namespace) -> int:
                 f"generator (static {auto}, lower face for the mouth blend, {label})"] / fastest
     if not args.skip_detectors:
         results.setdefault("frames_per_second", {}).update(
-            bench_detectors(args.workdir, args.detectors.split(","), args.det_max_size))
+            bench_detectors(args.workdir, args.detectors.split(","), args.det_max_size,
+                            not args.skip_int8))
     enhancers = [name for name in args.enhancers.split(",") if name]
     if enhancers:
         results.setdefault("faces_per_second", {}).update(

@@ -151,8 +151,8 @@ def build_parser() -> OneLineParser:
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="the static generator's and S3FD's arithmetic: auto (bf16 on a CPU with bf16 "
                              "units, AMX or AVX-512 BF16; fp32 elsewhere), fp32, bf16 (CPU), "
-                             "int8 (CPU, the generator only: quantised on first use, about a "
-                             "minute), fp16 (GPU)")
+                             "int8 (CPU, opt-in: quantised on first use, about a minute, "
+                             "the enhancers in fp32), fp16 (GPU)")
     parser.add_argument("--fp16", action="store_true",
                         help="the same as --precision fp16 (half precision on a GPU)")
     return parser

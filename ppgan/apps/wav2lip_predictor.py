@@ -131,8 +131,8 @@ def _precision(precision: str, fp16: bool) -> str:
 
 
 def _without_int8(precision: str) -> str:
-    """The detectors' and enhancers' precision for the generator's: only the generator has an
-    int8 export (`ppgan.apps.generator_int8`)."""
+    """The enhancers' precision for the generator's: they have no int8 export (the generator
+    and S3FD have: `ppgan.apps.generator_int8`, `sfd_int8`)."""
     return "fp32" if precision == "int8" else precision
 
 
@@ -198,8 +198,8 @@ class Wav2LipPredictor:
     settings and cannot be combined with `face_select`), `engine` ("static": Paddle Inference,
     "eager": dygraph), `detector_path` (local detector weights), `cpu_threads`, `precision` (the static
     generator's, and S3FD's on a CPU: "auto", bf16 on a CPU with bf16 units and fp32
-    elsewhere; "fp32"; "bf16" on a CPU; "int8" on a CPU, the generator alone, quantised on
-    first use (`ppgan.apps.generator_int8`); "fp16" on a GPU; see
+    elsewhere; "fp32"; "bf16" on a CPU; "int8" on a CPU, the generator and S3FD, quantised
+    on first use (`ppgan.apps.generator_int8`, `sfd_int8`; the enhancers run in fp32); "fp16" on a GPU; see
     `ppgan.utils.device.resolve_precision`), `fp16` (the same as precision="fp16"), `enhancer` ("gpen", PaddleGAN's, "gfpgan" or "gfpgan_clean":
     the network `face_enhancement` runs), `enhancer_path` (its weights; default: download
     PaddleGAN's; gfpgan_clean has none),
@@ -258,7 +258,7 @@ class Wav2LipPredictor:
             face_select=_face_choice(checked["face_select"], reference_detection, box),
             # S3FD in fp16 is not measured (no GPU here): it stays fp32 there.
             precision=("fp32" if reference_detection or self.precision == "fp16"
-                       else _without_int8(self.precision)))
+                       else self.precision))
         self.blend = checked["blend"]
         self.color_match = color_match
         self.silence = (dict(below_speech_db=checked["silence_threshold"],

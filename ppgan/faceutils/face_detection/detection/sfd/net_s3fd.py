@@ -3,6 +3,7 @@
 Parameter names match the PyTorch face_alignment port and PaddleGAN's `s3fd_paddle.pdparams`, so
 released weights load as they are (conv weights are (out, in, kh, kw) in both frameworks).
 """
+import copy
 from typing import Dict, List, Tuple
 
 import paddle
@@ -51,6 +52,19 @@ class L2Norm(nn.Layer):
         return x / norm * self.weight.reshape([1, -1, 1, 1])
 
 
+class _TraceableL2Norm(L2Norm):
+    """L2Norm in operators Paddle 3.3.1 traces into a legacy program, which int8 quantisation
+    reads (its legacy tracing fails on `sum`, `sqrt` and `maximum`): the channels' sum of
+    squares as a 1x1 transposed convolution with a kernel of ones, which quantisation leaves in
+    fp32 (as a plain convolution it would go to int8, where most squares round to zero), and the
+    root as a power of 0.5. Equal within float rounding."""
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        ones = paddle.ones([x.shape[1], 1, 1, 1], x.dtype)
+        norm = paddle.pow(F.conv2d_transpose(x * x, ones), 0.5) + self.eps
+        return x / norm * self.weight.reshape([1, -1, 1, 1])
+
+
 def max_out_background(conf: paddle.Tensor) -> paddle.Tensor:
     """(N,4,H,W) -> (N,2,H,W): the max of the 3 background logits, then the face logit.
 
@@ -92,6 +106,13 @@ class S3FD(nn.Layer):
         return features
 
     def forward(self, x: paddle.Tensor) -> List[paddle.Tensor]:
+        outputs = self.heads(x)
+        outputs[0] = max_out_background(outputs[0])
+        return outputs
+
+    def heads(self, x: paddle.Tensor) -> List[paddle.Tensor]:
+        """The 12 maps before the stride-4 level's max-out: its conf map has 4 logits (3
+        background, then face)."""
         features = self._trunk(x)
         for spec in NORMS:
             name = spec[0]
@@ -99,10 +120,21 @@ class S3FD(nn.Layer):
             features[source] = getattr(self, name)(features[source])
         outputs: List[paddle.Tensor] = []
         for spec in HEADS:
-            prefix, feature, conf_out = spec[0], spec[1], spec[3]
-            conf = getattr(self, f"{prefix}_mbox_conf")(features[feature])
-            if conf_out == 4:
-                conf = max_out_background(conf)
-            outputs += [conf, getattr(self, f"{prefix}_mbox_loc")(features[feature])]
+            prefix, feature = spec[0], spec[1]
+            outputs += [getattr(self, f"{prefix}_mbox_conf")(features[feature]),
+                        getattr(self, f"{prefix}_mbox_loc")(features[feature])]
         return outputs
+
+
+def legacy_traceable(net: S3FD) -> S3FD:
+    """A copy of `net` whose `heads` Paddle 3.3.1 can trace into a legacy program (which int8
+    quantisation needs): its L2Norms are `_TraceableL2Norm`s with the same weights. Its legacy
+    tracing also fails on `maximum`, so the max-out is left to the caller (`heads`)."""
+    copied = copy.deepcopy(net)
+    for name, channels, _ in NORMS:
+        norm = getattr(net, name)
+        traceable = _TraceableL2Norm(channels, eps=norm.eps)
+        traceable.weight.set_value(norm.weight)
+        setattr(copied, name, traceable)
+    return copied
 
