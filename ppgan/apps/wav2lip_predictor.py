@@ -308,9 +308,9 @@ class Wav2LipPredictor:
     def load_networks(self) -> GeneratorRunner:
         """The generator, and the enhancer if enabled, loaded on the first call (`generator`,
         `enhancer`)."""
-        return self.networks_opener()()
+        return self._networks_opener()()
 
-    def networks_opener(self) -> Callable[[], GeneratorRunner]:
+    def _networks_opener(self) -> Callable[[], GeneratorRunner]:
         """`load_networks` in two parts. This call does all that runs Paddle from Python (the
         downloads, the enhancer, the generator's export on first use); the function returned
         opens the generator's Paddle Inference programs, which may run on another thread
@@ -401,7 +401,7 @@ class Wav2LipPredictor:
         # export on a network's first use, the enhancer) is done first: an int8 calibration on
         # one thread failed beside S3FD's first export on another. Missing default weights are
         # downloaded then too, their bars before the detection's.
-        open_networks = self.networks_opener()
+        open_networks = self._networks_opener()
         total = output_frames(wav.size, source.fps)
         shares = self._source_shares(wav, source.fps, total)
         # While the faces are found, the generator's programs open (Paddle Inference prepares

@@ -8,26 +8,44 @@ import contextlib
 import logging
 import os
 import sys
-from typing import Iterator, Optional
+import threading
+from typing import Dict, Iterator, Optional, Tuple
 
 LOGGER_NAME = "ppgan"
 FORMAT = "[%(asctime)s] ppgan %(levelname)s: %(message)s"
 DATE_FORMAT = "%Y/%m/%d %H:%M:%S"
 
 
+# fd -> (blocks open, a copy of what the fd was before the first): the descriptors are the
+# process's, so blocks on several threads share one redirection.
+_silenced: Dict[int, Tuple[int, int]] = {}
+_silenced_lock = threading.Lock()
+
+
 @contextlib.contextmanager
 def native_output_silenced(fd: int = 2) -> Iterator[None]:
     """Send what C libraries write to file descriptor `fd` (2: stderr, 1: stdout) to /dev/null
-    for the block."""
-    (sys.stdout if fd == 1 else sys.stderr).flush()
-    saved = os.dup(fd)
+    for the block. Blocks may overlap on several threads: the first to open redirects and the
+    last to close restores (each restoring what it found, the second would otherwise leave the
+    descriptor on /dev/null for good, as when an int8 export and a program's opening overlapped)."""
+    with _silenced_lock:
+        depth, saved = _silenced.get(fd, (0, -1))
+        if depth == 0:
+            (sys.stdout if fd == 1 else sys.stderr).flush()
+            saved = os.dup(fd)
+            with open(os.devnull, "wb") as devnull:
+                os.dup2(devnull.fileno(), fd)
+        _silenced[fd] = (depth + 1, saved)
     try:
-        with open(os.devnull, "wb") as devnull:
-            os.dup2(devnull.fileno(), fd)
         yield
     finally:
-        os.dup2(saved, fd)
-        os.close(saved)
+        with _silenced_lock:
+            depth, saved = _silenced.pop(fd)
+            if depth > 1:
+                _silenced[fd] = (depth - 1, saved)
+            else:
+                os.dup2(saved, fd)
+                os.close(saved)
 
 
 def get_logger() -> logging.Logger:
