@@ -71,8 +71,8 @@ def counted(monkeypatch):
     from ppgan.faceutils.face_boxes import BoxDetector
 
     counts = {"detector_loads": 0, "generator_loads": 0, "detected": []}
-    aligner, load_generator, track = (video_faces.FaceAlignment, predictor.load_generator,
-                                      BoxDetector.track)
+    aligner, generator_opener, track = (video_faces.FaceAlignment, predictor.generator_opener,
+                                        BoxDetector.track)
 
     def counting_aligner(*args, **kwargs):
         counts["detector_loads"] += 1
@@ -80,7 +80,7 @@ def counted(monkeypatch):
 
     def counting_generator(*args, **kwargs):
         counts["generator_loads"] += 1
-        return load_generator(*args, **kwargs)
+        return generator_opener(*args, **kwargs)
 
     def counting_track(self, frames):
         frames = list(frames)
@@ -88,7 +88,7 @@ def counted(monkeypatch):
         return track(self, frames)
 
     monkeypatch.setattr(video_faces, "FaceAlignment", counting_aligner)
-    monkeypatch.setattr(predictor, "load_generator", counting_generator)
+    monkeypatch.setattr(predictor, "generator_opener", counting_generator)
     monkeypatch.setattr(BoxDetector, "track", counting_track)
     return counts
 

@@ -6,9 +6,11 @@ released weights load as they are (conv weights are (out, in, kh, kw) in both fr
 import copy
 from typing import Dict, List, Tuple
 
+import numpy as np
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
+from paddle.static import InputSpec
 
 # (name, in, out, kernel, stride, padding) of the trunk, in forward order. fc6 keeps the
 # reference's kernel 3 / padding 3 (no dilation), which grows its map by 4 on each axis.
@@ -31,10 +33,20 @@ HEADS: Tuple[Tuple[str, str, int, int], ...] = (
     ("conv5_3_norm", "conv5_3", 512, 2), ("fc7", "fc7", 1024, 2),
     ("conv6_2", "conv6_2", 512, 2), ("conv7_2", "conv7_2", 256, 2),
 )
+# Caffe's BGR channel means, subtracted from RGB frames: a quirk of the reference kept on purpose,
+# since the released weights were used (and Wav2Lip's results obtained) that way.
+PIXEL_MEAN = np.array([104, 117, 123], dtype=np.float32)
+IMAGE_SPEC = InputSpec([None, 3, None, None], "float32", "image")  # any batch, any frame size
+
 # L2Norm layers (name, channels, initial scale): the low-level features have much larger norms
 # than the deep ones, so they are normalised before their heads.
 NORMS: Tuple[Tuple[str, int, float], ...] = (
     ("conv3_3_norm", 256, 10.0), ("conv4_3_norm", 512, 8.0), ("conv5_3_norm", 512, 5.0))
+
+
+def network_input(images: np.ndarray) -> np.ndarray:
+    """(N, H, W, 3) uint8 RGB frames -> S3FD's (N, 3, H, W) float32 input."""
+    return np.ascontiguousarray((images.astype(np.float32) - PIXEL_MEAN).transpose(0, 3, 1, 2))
 
 
 class L2Norm(nn.Layer):

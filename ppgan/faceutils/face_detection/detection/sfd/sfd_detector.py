@@ -7,7 +7,6 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-from paddle.static import InputSpec
 
 from .....utils.device import place_network, place_of, resolve_device, resolve_precision
 from .....utils.download import resolve_weights
@@ -15,15 +14,11 @@ from .....utils.static_graph import StaticModel, cached_export, export_layer
 from .....utils.weights import load_weights
 from ..core import FaceDetector
 from .bbox import detections_from_heads
-from .net_s3fd import S3FD
+from .net_s3fd import IMAGE_SPEC, S3FD, network_input
 
 logger = logging.getLogger(__name__)
 
 S3FD_URL = "https://paddlegan.bj.bcebos.com/models/s3fd_paddle.pdparams"
-# Caffe's BGR channel means, subtracted from RGB frames: a quirk of the reference kept on purpose,
-# since the released weights were used (and Wav2Lip's results obtained) that way.
-PIXEL_MEAN = np.array([104, 117, 123], dtype=np.float32)
-IMAGE_SPEC = InputSpec([None, 3, None, None], "float32", "image")  # any batch, any frame size
 # Frames per network call on a CPU: on the machines this was tuned on, batching did not speed
 # S3FD up there, while its activations (memory) grow with the batch.
 # tools/benchmark_wav2lip.py measures the detector's speed (figures: README).
@@ -97,11 +92,6 @@ class SFDDetector(FaceDetector):
             outputs = self.net(paddle.to_tensor(batch, place=place_of(self.device)))
             outputs = [F.softmax(o, axis=1) if i % 2 == 0 else o for i, o in enumerate(outputs)]
             return [o.numpy() for o in outputs]
-
-
-def network_input(images: np.ndarray) -> np.ndarray:
-    """(N, H, W, 3) uint8 RGB frames -> S3FD's (N, 3, H, W) float32 input."""
-    return np.ascontiguousarray((images.astype(np.float32) - PIXEL_MEAN).transpose(0, 3, 1, 2))
 
 
 def _max_out_background(conf: np.ndarray) -> np.ndarray:

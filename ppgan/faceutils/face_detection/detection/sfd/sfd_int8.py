@@ -16,8 +16,7 @@ import numpy as np
 from .....data_preparation.synthetic import FaceStyle, draw_face
 from .....utils.quantization import quantize_program
 from .....utils.static_graph import LEGACY_PROGRAM_SUFFIX, PARAMS_SUFFIX, export_layer
-from .net_s3fd import S3FD, legacy_traceable
-from .sfd_detector import IMAGE_SPEC, network_input
+from .net_s3fd import IMAGE_SPEC, S3FD, legacy_traceable, network_input
 
 # (height, width): landscape, portrait, 4:3 and square copies, one frame each (abs_max scales
 # take the largest activations seen; more frames of the same kind add little).
