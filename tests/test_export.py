@@ -186,6 +186,21 @@ def test_missing_model_is_a_one_line_error(tmp_path):
     assert folder in str(info.value) and "\n" not in str(info.value)
 
 
+def test_a_legacy_export_writes_nothing_of_paddles_to_the_terminal(tmp_path):
+    """The legacy export int8 quantisation reads runs a static executor, which logs "New
+    Executor is Running" through glog once per process: in a process of its own."""
+    script = ("import paddle\n"
+              "from ppgan.utils.static_graph import export_layer\n"
+              "net = paddle.nn.Conv2D(3, 4, 3)\n"
+              "spec = [paddle.static.InputSpec([None, 3, None, None], 'float32', 'x')]\n"
+              f"export_layer(net, {str(tmp_path / 'm')!r}, spec, legacy=True)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "GLOG_minloglevel": "0"})
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "m.pdmodel").exists()
+    assert "Executor" not in done.stderr + done.stdout
+
+
 def run_tool(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(EXPORT_TOOL), *args], cwd=cwd,
                           capture_output=True, text=True, timeout=120)

@@ -56,7 +56,10 @@ def export_layer(net: nn.Layer, path_prefix: str, input_spec: Sequence[InputSpec
     was_training = net.training
     net.eval()  # BatchNorm must use its running statistics in the saved graph.
     try:
-        with paddle.pir_utils.DygraphOldIrGuard() if legacy else contextlib.nullcontext():
+        # A legacy save runs a static executor, whose glog line ("New Executor is Running")
+        # would go to the terminal.
+        with (paddle.pir_utils.DygraphOldIrGuard() if legacy else contextlib.nullcontext()), \
+                (native_output_silenced() if legacy else contextlib.nullcontext()):
             _trace_and_save(getattr(net, method), path_prefix, input_spec)
     finally:
         if was_training:
