@@ -8,8 +8,6 @@ the output sigmoid, which Paddle 3.3.1 cannot trace in the legacy format: `Infer
 applies it to their outputs.
 """
 import copy
-import os
-import tempfile
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
@@ -21,8 +19,7 @@ from ..data_preparation.synthetic import FPS, SyntheticClip, draw_face, make_cli
 from ..models import Wav2Lip
 from ..models.generators.wav2lip import frame_faces
 from ..utils.audio import mel_window, melspectrogram
-from ..utils.quantization import quantize_program
-from ..utils.static_graph import LEGACY_PROGRAM_SUFFIX, PARAMS_SUFFIX, export_layer
+from ..utils.quantization import quantize_layer
 
 # Calibration: one batch per clip, each clip a different face and voice. With random weights,
 # 4 batches of 8 frames drew frames 1.2 times as far from fp32's as 4 of 16; the static executor
@@ -40,15 +37,10 @@ def export_int8_stages(net: Wav2Lip, deployed: Wav2Lip, folder: str,
     batches = calibration_batches(net)
     deployed = without_output_sigmoid(deployed)
     written = []
-    with tempfile.TemporaryDirectory(prefix=".fp32-", dir=folder) as fp32:
-        for stage, method, spec in tqdm(stages, desc="int8 calibration", unit="program"):
-            export_layer(deployed, os.path.join(fp32, stage), spec, method, legacy=True)
-            names = [s.name for s in paddle.utils.flatten(spec)]
-            feeds = [{name: batch[name] for name in names} for batch in batches]
-            quantize_program(os.path.join(fp32, stage), os.path.join(folder, stage),
-                             lambda: iter(feeds), len(feeds))
-            written += [os.path.join(folder, stage + suffix)
-                        for suffix in (LEGACY_PROGRAM_SUFFIX, PARAMS_SUFFIX)]
+    for stage, method, spec in tqdm(stages, desc="int8 calibration", unit="program"):
+        names = [s.name for s in paddle.utils.flatten(spec)]
+        feeds = [{name: batch[name] for name in names} for batch in batches]
+        written += quantize_layer(deployed, folder, stage, spec, method, feeds)
     return written
 
 

@@ -8,13 +8,14 @@ legacy programs: its PIR path fails on a dynamic batch size.
 """
 import logging
 import os
-from typing import Callable, Dict, Iterator, Sequence
+import tempfile
+from typing import Callable, Dict, Iterator, List, Sequence
 
 import numpy as np
 import paddle
 
 from .logger import native_output_silenced
-from .static_graph import LEGACY_PROGRAM_SUFFIX, PARAMS_SUFFIX
+from .static_graph import LEGACY_PROGRAM_SUFFIX, PARAMS_SUFFIX, export_layer
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +24,17 @@ logger = logging.getLogger(__name__)
 QUANTIZED_OPS = ("conv2d", "depthwise_conv2d")
 
 Batches = Callable[[], Iterator[Dict[str, np.ndarray]]]
+
+
+def quantize_layer(net: paddle.nn.Layer, folder: str, name: str, input_spec: Sequence,
+                   method: str, feeds: Sequence[Dict[str, np.ndarray]]) -> List[str]:
+    """Write `folder`/`name`.pdmodel/.pdiparams: `net.<method>` traced in the legacy format
+    (into a temporary folder inside `folder`) and quantised on `feeds`; returns the files."""
+    with tempfile.TemporaryDirectory(prefix=".fp32-", dir=folder) as fp32:
+        export_layer(net, os.path.join(fp32, name), input_spec, method, legacy=True)
+        quantize_program(os.path.join(fp32, name), os.path.join(folder, name),
+                         lambda: iter(feeds), len(feeds))
+    return [os.path.join(folder, name + suffix) for suffix in (LEGACY_PROGRAM_SUFFIX, PARAMS_SUFFIX)]
 
 
 def quantize_program(source_prefix: str, target_prefix: str, batches: Batches, num_batches: int,

@@ -6,16 +6,13 @@ The network's `heads` are exported in the legacy format from a copy Paddle 3.3.1
 pipeline's 360-pixel copies. The frames are deterministic, so an export is the same on every
 machine. The program ends before the stride-4 level's max-out, which `SFDDetector` applies.
 """
-import os
-import tempfile
 from typing import List
 
 import cv2
 import numpy as np
 
 from .....data_preparation.synthetic import FaceStyle, draw_face
-from .....utils.quantization import quantize_program
-from .....utils.static_graph import LEGACY_PROGRAM_SUFFIX, PARAMS_SUFFIX, export_layer
+from .....utils.quantization import quantize_layer
 from .net_s3fd import IMAGE_SPEC, S3FD, legacy_traceable, network_input
 
 # (height, width): landscape, portrait, 4:3 and square copies, one frame each (abs_max scales
@@ -28,12 +25,7 @@ _NOISE = 4.0  # sensor noise, in levels of 255
 def export_int8(net: S3FD, folder: str, name: str = "s3fd") -> List[str]:
     """Write `folder`/`name`.pdmodel/.pdiparams: `net`'s heads in int8; returns the files."""
     feeds = [{IMAGE_SPEC.name: network_input(frame[None])} for frame in calibration_frames()]
-    with tempfile.TemporaryDirectory(prefix=".fp32-", dir=folder) as fp32:
-        export_layer(legacy_traceable(net), os.path.join(fp32, name), [IMAGE_SPEC], "heads",
-                     legacy=True)
-        quantize_program(os.path.join(fp32, name), os.path.join(folder, name),
-                         lambda: iter(feeds), len(feeds))
-    return [os.path.join(folder, name + suffix) for suffix in (LEGACY_PROGRAM_SUFFIX, PARAMS_SUFFIX)]
+    return quantize_layer(legacy_traceable(net), folder, name, [IMAGE_SPEC], "heads", feeds)
 
 
 def calibration_frames() -> List[np.ndarray]:
