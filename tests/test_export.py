@@ -373,3 +373,110 @@ def test_a_static_model_keeps_paddles_own_output_off_the_terminal(tmp_path, capf
     np.testing.assert_array_equal(first, second)
     StaticModel(prefix, precision=precision, quiet=False)(x)
     assert "ReduceMeanCheckIfOneDNNSupport" in capfd.readouterr().out  # what quiet keeps out
+
+
+class _StrideOneTransposed(paddle.nn.Layer):
+    """A stride-1 3x3 transposed convolution: Paddle 3.3.1's oneDNN bf16 kernel for it fails
+    ("std::exception") with AVX-512 BF16 (the generator's bf16 layout avoids it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = paddle.nn.Conv2D(8, 16, 3, padding=1)
+        self.transposed = paddle.nn.Conv2DTranspose(16, 16, 3, stride=1)
+
+    def forward(self, x):
+        return self.transposed(self.conv(x))
+
+
+@pytest.fixture(scope="module")
+def stride_one_program(tmp_path_factory):
+    paddle.seed(0)
+    prefix = str(tmp_path_factory.mktemp("stride_one") / "net")
+    export_layer(_StrideOneTransposed(), prefix, [paddle.static.InputSpec([None, 8, 6, 6],
+                                                                          "float32", "x")])
+    return prefix
+
+
+class _FailingPredictor:
+    """Paddle's predictor, but its `run` fails from the `fail_from`-th call on, as a kernel of
+    another CPU may for a new input size."""
+
+    def __init__(self, predictor, fail_from: int):
+        self._predictor, self._calls, self._fail_from = predictor, 0, fail_from
+
+    def run(self):
+        self._calls += 1
+        if self._calls >= self._fail_from:
+            raise RuntimeError("std::exception")
+        self._predictor.run()
+
+    def __getattr__(self, name):
+        return getattr(self._predictor, name)
+
+
+def _failing_in(monkeypatch, precision: str, fail_from: int = 0) -> None:
+    """Programs opened in `precision` fail to open (fail_from 0) or to run from a call on."""
+    from ppgan.utils import static_graph
+
+    real = static_graph._create_predictor
+
+    def create(path_prefix, *args):
+        if args[6] != precision:
+            return real(path_prefix, *args)
+        if not fail_from:
+            raise static_graph.ModelFileError(f"cannot load the inference model {path_prefix}")
+        return _FailingPredictor(real(path_prefix, *args), fail_from)
+    monkeypatch.setattr(static_graph, "_create_predictor", create)
+
+
+@pytest.mark.parametrize("fail_from", [0, 1, 2], ids=["opening", "first-call", "second-call"])
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_a_precision_that_fails_on_this_processor_falls_back_to_fp32(
+        stride_one_program, monkeypatch, caplog, precision, fail_from):
+    from ppgan.utils.static_graph import StaticModel
+
+    rng = np.random.default_rng(0)
+    small, large = (rng.random((n, 8, 6, 6), np.float32) for n in (1, 3))
+    expected = [StaticModel(stride_one_program)(x)[0] for x in (small, large)]
+    _failing_in(monkeypatch, precision, fail_from)
+    model = StaticModel(stride_one_program, precision=precision)
+    assert model.precision == ("fp32" if fail_from == 0 else precision)
+    outputs = [model(small)[0], model(large)[0]]
+    assert model.precision == "fp32"
+    np.testing.assert_array_equal(outputs[1], expected[1])
+    if fail_from != 2:  # the first call ran in fp32 too
+        np.testing.assert_array_equal(outputs[0], expected[0])
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and f"failed in {precision}" in warnings[0], warnings
+    assert "running it in fp32" in warnings[0]
+
+
+def test_a_program_that_fails_in_fp32_too_raises_its_own_error(stride_one_program, tmp_path,
+                                                                monkeypatch):
+    from ppgan.utils.static_graph import ModelFileError, StaticModel
+
+    _failing_in(monkeypatch, "bf16", fail_from=1)
+    model = StaticModel(stride_one_program, precision="bf16")
+    with pytest.raises(ValueError, match="(?i)shape|dim"):  # 8 channels expected, not 5
+        model(np.zeros((1, 5, 6, 6), np.float32))
+    broken = tmp_path / "broken"
+    shutil.copy(stride_one_program + ".pdiparams", str(broken) + ".pdiparams")
+    (tmp_path / "broken.json").write_text("{ not a program")
+    with pytest.raises(ModelFileError, match="cannot load the inference model"):
+        StaticModel(str(broken), precision="bf16")
+
+
+def test_a_bf16_kernel_that_fails_here_gives_the_fp32_output(stride_one_program, caplog):
+    """Paddle's real failure where this CPU has it (AVX-512 BF16): the run goes on in fp32,
+    equal to it; where the kernel runs, its output is within bf16's rounding of fp32's."""
+    from ppgan.utils.static_graph import StaticModel
+
+    x = np.random.default_rng(1).random((2, 8, 6, 6), np.float32)
+    expected = StaticModel(stride_one_program)(x)[0]
+    model = StaticModel(stride_one_program, precision="bf16")
+    out = model(x)[0]
+    if model.precision == "fp32":
+        np.testing.assert_array_equal(out, expected)
+        assert "failed in bf16" in caplog.text
+    else:
+        np.testing.assert_allclose(out, expected, rtol=0.05, atol=0.05 * np.abs(expected).max())

@@ -114,7 +114,7 @@ def bench_generator(weights: str, batch: int, engines, precisions=("fp32",)) -> 
     steps = [slice(i, i + CPU_CHUNK) for i in range(0, batch, CPU_CHUNK)]
     label = f"batch {batch} in {CPU_CHUNK}-frame steps"
     auto = resolve_precision("auto", "cpu")
-    speeds, outputs = {}, {}
+    speeds, outputs, fell_back = {}, {}, []
     runs = [("static", p) for p in precisions] if "static" in engines else []
     runs += [(engine, "fp32") for engine in engines if engine != "static"]
     for engine, precision in runs:
@@ -138,12 +138,15 @@ def bench_generator(weights: str, batch: int, engines, precisions=("fp32",)) -> 
                                           for s, k in zip(steps, skips)], repeats)
             speeds[f"generator (static {precision}, photo: face encoded once, lower face, "
                    f"{label})"] = batch / seconds
+        if run.precisions != [precision]:  # a program failed in it here (logged): fp32 ran
+            fell_back.append(precision)
     whole_faces = outputs["fp32"]
     differences = {name: levels_off(out, whole_faces[:, :, LOWER_FIRST_ROW:] if "lower" in name
                                     else whole_faces)
                    for name, out in outputs.items() if name != "fp32"}
     return {"speeds": speeds, "auto_precision": auto,
-            "difference_from_static_fp32": differences}
+            "difference_from_static_fp32": differences,
+            **({"precisions_that_ran_in_fp32": fell_back} if fell_back else {})}
 
 
 def levels_off(output: np.ndarray, reference: np.ndarray) -> dict:

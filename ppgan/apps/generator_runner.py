@@ -109,6 +109,12 @@ class InferenceGenerator(GeneratorRunner):
         # Not in a folder exported before it existed: its rows are then cut out of whole faces.
         self._has_lower_decoder = has_model_files(os.path.join(folder, "decoder_lower"))
 
+    @property
+    def precisions(self) -> List[str]:
+        """The precisions the programs opened so far run in: the one asked for, or fp32 for a
+        program that failed in it on this processor (`StaticModel` falls back)."""
+        return sorted({program.precision for program in self._programs.values()})
+
     def _program(self, stage: str) -> StaticModel:
         if stage not in self._programs:
             self._programs[stage] = StaticModel(os.path.join(self.folder, stage), **self.options)

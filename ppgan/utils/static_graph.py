@@ -163,7 +163,9 @@ class StaticModel:
     """Any exported model: called with NumPy arrays in input order, returns every output.
 
     `precision`: "fp32", "fp16" (GPU), "bf16" or "int8" (CPU), as `resolve_precision` gives
-    it; int8 runs the quantised operators of a program `ppgan.utils.quantization` wrote.
+    it; int8 runs the quantised operators of a program `ppgan.utils.quantization` wrote. A
+    program that fails to open or run in one of the others runs in fp32 from then on, with a
+    warning (`self.precision` says which it runs in).
     `input_names` binds the arguments to inputs by name (default: the program's input order).
     `skip_passes` names graph optimisation passes to leave out. `quiet`: what Paddle itself
     writes to the terminal while loading and on the first call (its logs, a debugging print)
@@ -176,21 +178,57 @@ class StaticModel:
                  memory_optim: bool = True, quiet: bool = True,
                  input_names: Optional[Sequence[str]] = None, skip_passes: Sequence[str] = ()):
         self.path_prefix = path_prefix
-        self._predictor = _create_predictor(path_prefix, device, cpu_threads, use_onednn,
-                                            gpu_memory_mb, memory_optim, quiet, precision,
-                                            skip_passes)
+        self._options = dict(device=device, cpu_threads=cpu_threads, use_onednn=use_onednn,
+                             gpu_memory_mb=gpu_memory_mb, memory_optim=memory_optim,
+                             quiet=quiet, skip_passes=skip_passes)
+        self._input_names = input_names
+        try:
+            self._open(precision)
+        except ModelFileError as err:
+            if precision == "fp32":
+                raise
+            self._fall_back(precision, err)
+
+    def _open(self, precision: str) -> None:
+        options = self._options
+        self._predictor = _create_predictor(
+            self.path_prefix, options["device"], options["cpu_threads"], options["use_onednn"],
+            options["gpu_memory_mb"], options["memory_optim"], options["quiet"], precision,
+            options["skip_passes"])
+        self.precision = precision
         available = self._predictor.get_input_names()
-        missing = set(input_names or ()) - set(available)
+        missing = set(self._input_names or ()) - set(available)
         if missing:
-            raise ValueError(f"model '{path_prefix}' lacks inputs {sorted(missing)}: it has {available}")
-        self._inputs = [self._predictor.get_input_handle(n) for n in input_names or available]
+            raise ValueError(f"model '{self.path_prefix}' lacks inputs {sorted(missing)}: it has {available}")
+        self._inputs = [self._predictor.get_input_handle(n) for n in self._input_names or available]
         self._outputs = [self._predictor.get_output_handle(n) for n in self._predictor.get_output_names()]
-        self._quiet_first_run = quiet
+        self._quiet_first_run = options["quiet"]
+
+    def _fall_back(self, failed: str, err: Exception) -> None:
+        """Opens the program in fp32 after it failed in `failed` (bf16, int8 or fp16): kernels
+        of those precisions fail on some processors and not on others (Paddle 3.3.1's bf16
+        stride-1 transposed convolution fails with AVX-512 BF16). If fp32 fails too, the
+        program is at fault, and `err` is raised."""
+        try:
+            self._open("fp32")
+        except Exception:
+            raise err from None
+        logger.warning("%s failed in %s on %s (%s): running it in fp32", self.path_prefix, failed,
+                       self._options["device"], one_line(err))
 
     def __call__(self, *arrays: np.ndarray) -> List[np.ndarray]:
         if len(arrays) != len(self._inputs):
             raise ValueError(f"model '{self.path_prefix}' takes {len(self._inputs)} inputs, "
                              f"got {len(arrays)}")
+        try:
+            return self._run(arrays)
+        except (RuntimeError, ValueError) as err:  # Paddle's C++ errors
+            if self.precision == "fp32":
+                raise
+            self._fall_back(self.precision, err)
+            return self._run(arrays)
+
+    def _run(self, arrays: Sequence[np.ndarray]) -> List[np.ndarray]:
         for handle, array in zip(self._inputs, arrays):
             handle.reshape(list(array.shape))
             # copy_from_cpu needs a C-contiguous float32 buffer.
