@@ -26,9 +26,3 @@ class FaceDetector:
         half_width]` in the same order (see `ppgan.utils.boxes.Mouth`), or None: this detector
         gives no landmarks (S3FD)."""
         return [(boxes, None) for boxes in self.detect_batch(images)]
-
-    @staticmethod
-    def sorted_boxes(boxes: np.ndarray) -> np.ndarray:
-        """(K, 5) boxes as float32, highest score first; an empty (0, 5) array when there are none."""
-        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 5)
-        return boxes[np.argsort(-boxes[:, 4], kind="stable")]
