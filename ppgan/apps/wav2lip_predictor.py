@@ -398,21 +398,20 @@ class Wav2LipPredictor:
              progress: Optional[ProgressHook]) -> str:
         wav = load_wav(audio_path)
         # Paddle's eager and tracing state is process-wide, so what runs Paddle from Python (an
-        # export on a network's first use, the enhancer) is done first: an int8 calibration on
-        # one thread failed beside S3FD's first export on another. Missing default weights are
-        # downloaded then too, their bars before the detection's.
+        # export on a network's first use, the enhancer, the mel's STFT) is done first: an int8
+        # calibration on one thread failed beside S3FD's first export on another. Missing
+        # default weights are downloaded then too, their bars before the detection's.
         open_networks = self._networks_opener()
+        mel = _clip_mel(wav, audio_path)
         total = output_frames(wav.size, source.fps)
         shares = self._source_shares(wav, source.fps, total)
-        # While the faces are found, the generator's programs open (Paddle Inference prepares
+        # While the faces are found, the generator's programs open: Paddle Inference prepares
         # them in C++ with the GIL released; one that fails to open stops the detection at its
-        # next frame) and the mel is computed (librosa's first call imports about a second's
-        # worth of modules): neither holds up the start.
-        with ThreadPoolExecutor(2, "wav2lip-prepare", block_stop_signals) as pool:
+        # next frame.
+        with ThreadPoolExecutor(1, "wav2lip-prepare", block_stop_signals) as pool:
             networks = submit_unsplit(pool, open_networks)
-            clip_mel = submit_unsplit(pool, _clip_mel, wav, audio_path)
             frames = self.frames_to_sync(source, total, _failing_with(networks, progress))
-            generator, mel = networks.result(), clip_mel.result()
+            generator = networks.result()
         logger.info("%d output frames at %.2f fps from %d source frame(s)", total, source.fps,
                     len(frames.boxes))
         with VideoWriter(outfile, source.width, source.height, source.fps, audio_path) as writer:

@@ -206,8 +206,6 @@ class Wav2LipStream:
         try:
             generator = predictor.load_networks()
             frames = predictor.frames_to_sync(source, WHOLE_VIDEO)
-            # librosa loads its STFT on first use (about a second): before the audio comes.
-            StreamingMel().feed(np.zeros(2 * DEFAULT_MEL.n_fft, np.float32))
             logger.info("streaming at %.2f fps from %d source frame(s)", source.fps,
                         len(frames.boxes))
             with StreamWriter(output, source.width, source.height, source.fps, audio_path,

@@ -1,7 +1,12 @@
 """Audio for Wav2Lip: decode any media file, and the reference mel-spectrogram.
 
 The mel pipeline is the original Wav2Lip's `audio.melspectrogram` (also PaddleGAN's), with the
-STFT reflect-padded as in librosa 0.7, which the released weights were trained with.
+STFT reflect-padded as in librosa 0.7, which the released weights were trained with. The
+references compute it with SciPy's `lfilter` and librosa; here the STFT and the Slaney filter
+bank are Paddle's (`paddle.signal.stft`, `paddle.audio.functional`), which librosa's signature
+they follow, and the values are librosa's within one float32 step (tests/test_audio.py):
+librosa's first call imports SciPy's signal module, numba and its own modules, about 1.5 s of
+CPU in every run.
 """
 import functools
 import logging
@@ -11,7 +16,6 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import av
-import librosa
 import numpy as np
 
 from .checks import MEL_STEP_SIZE
@@ -53,8 +57,8 @@ def load_wav(path: str, sample_rate: int = DEFAULT_MEL.sample_rate) -> np.ndarra
 
     PyAV decodes with the FFmpeg libraries inside its wheel, so the samples do not depend on
     which ffmpeg binary the machine has (Debian's 5.1 and newer builds trim an MP4's AAC padding
-    differently). Channels are averaged and resampled with librosa, as `librosa.load(path,
-    sr=...)` in the references.
+    differently). Channels are averaged and resampled as `librosa.load(path, sr=...)` in the
+    references: soxr's high quality, the length rounded up (librosa's own call, to the bit).
     """
     if not os.path.isfile(path):
         raise AudioError(f"audio file not found: {path}")
@@ -75,8 +79,17 @@ def load_wav(path: str, sample_rate: int = DEFAULT_MEL.sample_rate) -> np.ndarra
         raise AudioError(f"{path} contains samples that are not numbers (NaN or infinite)")
     mono = samples.mean(axis=0)
     if native_rate != sample_rate:
-        mono = librosa.resample(mono, orig_sr=native_rate, target_sr=sample_rate)
+        mono = _resampled(mono, native_rate, sample_rate)
     return mono.astype(np.float32)
+
+
+def _resampled(samples: np.ndarray, rate: int, new_rate: int) -> np.ndarray:
+    """`librosa.resample(samples, orig_sr=rate, target_sr=new_rate)` at its defaults."""
+    import soxr  # late: only audio at another rate needs it
+
+    length = int(np.ceil(samples.size * new_rate / rate))
+    resampled = soxr.resample(samples, rate, new_rate, quality="soxr_hq")[:length]
+    return np.pad(resampled, (0, length - resampled.size)).astype(samples.dtype)
 
 
 def _reason(err: Exception) -> str:
@@ -133,23 +146,48 @@ def write_wav(path: str, samples: np.ndarray, sample_rate: int = DEFAULT_MEL.sam
 
 @functools.lru_cache(maxsize=4)
 def mel_basis(cfg: MelConfig = DEFAULT_MEL) -> np.ndarray:
-    # Keyword arguments only: librosa >= 0.10 rejects the references' positional call.
-    return librosa.filters.mel(sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.num_mels,
-                               fmin=cfg.fmin, fmax=cfg.fmax)
+    """(num_mels, 1 + n_fft // 2) float32: `librosa.filters.mel` at the references' settings
+    (Slaney's mel scale and area normalisation)."""
+    import paddle.audio
+
+    basis = paddle.audio.functional.compute_fbank_matrix(
+        sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.num_mels, f_min=cfg.fmin, f_max=cfg.fmax,
+        htk=False, norm="slaney", dtype="float64")
+    return basis.numpy().astype(np.float32)  # librosa's float64 arithmetic, its float32 result
+
+
+@functools.lru_cache(maxsize=4)
+def _hann_window(size: int) -> np.ndarray:
+    import paddle.audio
+
+    return paddle.audio.functional.get_window("hann", size, fftbins=True, dtype="float64").numpy()
 
 
 def melspectrogram(wav: np.ndarray, cfg: MelConfig = DEFAULT_MEL) -> np.ndarray:
     """The normalised log-mel spectrogram, shape (num_mels, 1 + len(wav) // hop_size), in [-4, 4]."""
-    from scipy import signal  # late: a 0.7 s import, which the predictor makes during detection
-
-    emphasized = signal.lfilter([1, -cfg.preemphasis], [1], wav)
-    # pad_mode must be given: librosa >= 0.9 pads with zeros by default, 0.7 reflected.
+    emphasized = preemphasized(np.asarray(wav, dtype=np.float64), cfg.preemphasis)
+    # Reflect padding must be asked for: librosa >= 0.9 pads with zeros by default, 0.7 reflected.
     return _normalised_mel(_stft(emphasized, cfg, center=True), cfg)
 
 
+def preemphasized(samples: np.ndarray, coefficient: float, previous: float = 0.0) -> np.ndarray:
+    """`scipy.signal.lfilter([1, -coefficient], [1], samples)` to the bit: y[n] = x[n] +
+    (-coefficient * x[n-1]), with x[-1] = `previous` (0 at the start of a signal)."""
+    shifted = np.concatenate([[previous], samples[:-1]])[:samples.size]
+    return samples + -coefficient * shifted
+
+
 def _stft(emphasized: np.ndarray, cfg: MelConfig, center: bool) -> np.ndarray:
-    return librosa.stft(y=emphasized, n_fft=cfg.n_fft, hop_length=cfg.hop_size,
-                        win_length=cfg.win_size, center=center, pad_mode="reflect")
+    """The complex STFT (1 + n_fft // 2, frames), as `librosa.stft` with a periodic Hann window
+    and, if `center`, the signal reflected by n_fft // 2 at both ends."""
+    import paddle  # late: the data tools that only decode audio do not need it
+
+    if center:  # NumPy's reflection, as librosa's: Paddle's needs a signal longer than n_fft
+        emphasized = np.pad(emphasized, cfg.n_fft // 2, mode="reflect")
+    signal = paddle.to_tensor(emphasized, dtype="float64", place=paddle.CPUPlace())
+    window = paddle.to_tensor(_hann_window(cfg.win_size), place=paddle.CPUPlace())
+    return paddle.signal.stft(signal, n_fft=cfg.n_fft, hop_length=cfg.hop_size,
+                              win_length=cfg.win_size, window=window, center=False).numpy()
 
 
 def _normalised_mel(spec: np.ndarray, cfg: MelConfig) -> np.ndarray:
@@ -192,9 +230,7 @@ class StreamingMel:
         chunk = np.asarray(chunk, np.float32).astype(np.float64)
         if chunk.size == 0:
             return self._no_columns()
-        # lfilter([1, -a], [1], x): y[n] = x[n] + (-a * x[n-1]), with x[-1] = 0.
-        shifted = np.concatenate([[self._previous], chunk[:-1]])
-        emphasized = chunk + -self.cfg.preemphasis * shifted
+        emphasized = preemphasized(chunk, self.cfg.preemphasis, self._previous)
         self._previous = float(chunk[-1])
         self.samples += chunk.size
         if self._emphasized is not None:
