@@ -349,8 +349,8 @@ def _children(pid: int) -> list:
 
 
 # The CLI's progress bars, drawn as each stage starts: (bar, the stage that ends there).
-STAGE_BARS = ((b"face detection", "start-up: imports, audio, networks"),
-              (b"lip sync", "face detection and the mel"))
+STAGE_BARS = ((b"face detection", "start-up: imports, audio and its mel, networks"),
+              (b"lip sync", "face detection"))
 LAST_STAGE = "lip sync, encoding and exit"
 
 
