@@ -3,10 +3,10 @@
 The mel pipeline is the original Wav2Lip's `audio.melspectrogram` (also PaddleGAN's), with the
 STFT reflect-padded as in librosa 0.7, which the released weights were trained with. The
 references compute it with SciPy's `lfilter` and librosa; here the STFT and the Slaney filter
-bank are Paddle's (`paddle.signal.stft`, `paddle.audio.functional`), which librosa's signature
-they follow, and the values are librosa's within one float32 step (tests/test_audio.py):
-librosa's first call imports SciPy's signal module, numba and its own modules, about 1.5 s of
-CPU in every run.
+bank are Paddle's (`paddle.signal.stft`, `paddle.audio.functional`, which follow librosa's
+definitions), within one float32 step of librosa's values (tests/test_audio.py), without
+librosa's first call, which imports SciPy's signal module, numba and its own modules (about
+1.5 s of CPU).
 """
 import functools
 import logging
