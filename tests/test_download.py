@@ -243,3 +243,42 @@ def test_resolve_none_and_url(server, home):
     path = resolve_weights(f"{base}/good_url.bin", "http://127.0.0.1:9/unused", **FAST)
     assert path == str(home / "good_url.bin")
     assert os.path.isfile(path)
+
+
+def test_a_files_digest_is_read_once_until_the_file_changes(home, tmp_path, monkeypatch):
+    reads = []
+    real = download.file_digest
+    monkeypatch.setattr(download, "file_digest", lambda path: reads.append(path) or real(path))
+    monkeypatch.setattr(download, "_SETTLED_NS", 0)  # files a test writes are seconds old at most
+    weights = tmp_path / "w.pdparams"
+    weights.write_bytes(b"a" * 5000)
+    expected = hashlib.sha256(b"a" * 5000).hexdigest()
+    assert download.content_digest(str(weights)) == expected
+    assert download.content_digest(str(weights)) == expected
+    assert len(reads) == 1
+    time.sleep(0.01)
+    weights.write_bytes(b"b" * 5000)  # the same size, in place
+    assert download.content_digest(str(weights)) == hashlib.sha256(b"b" * 5000).hexdigest()
+    assert len(reads) == 2
+    moved = tmp_path / "moved.pdparams"
+    weights.rename(moved)  # another path: its own entry
+    assert download.content_digest(str(moved)) == hashlib.sha256(b"b" * 5000).hexdigest()
+    assert len(reads) == 3
+
+
+def test_a_just_written_file_or_a_read_only_cache_is_read_every_time(home, tmp_path,
+                                                                     monkeypatch):
+    reads = []
+    real = download.file_digest
+    monkeypatch.setattr(download, "file_digest", lambda path: reads.append(path) or real(path))
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"v" * 100)
+    for _ in range(2):  # written under two seconds ago: it may change without its times
+        assert download.content_digest(str(video)) == hashlib.sha256(b"v" * 100).hexdigest()
+    assert len(reads) == 2 and not (home / "digests").exists()
+    monkeypatch.setattr(download, "_SETTLED_NS", 0)
+    home.mkdir()
+    (home / "digests").write_text("a file where the folder would be")
+    for _ in range(2):
+        assert download.content_digest(str(video)) == hashlib.sha256(b"v" * 100).hexdigest()
+    assert len(reads) == 4

@@ -4,6 +4,7 @@ Dubbing one clip into ten languages runs the pipeline ten times on the same fram
 the video file's content plus every setting that changes the detections, so editing the video
 or changing a setting misses the cache instead of returning stale boxes.
 """
+import hashlib
 import json
 import logging
 import os
@@ -14,7 +15,7 @@ import numpy as np
 from .face_track import Sighting
 from ..utils.atomic import atomic_path
 from ..utils.boxes import Mouth, XYXYBox
-from ..utils.download import file_digest, get_weights_home
+from ..utils.download import content_digest, get_weights_home
 
 logger = logging.getLogger(__name__)
 
@@ -31,13 +32,12 @@ def detection_keys(video_path: str, settings: Mapping[str, Any], frames: int) ->
     of all its frames. A pass that reached the video's end stores under the second: those boxes
     hold for any longer request too, so dubbing a clip to audio of several lengths (each as
     long as the clip or longer) detects it once."""
-    digest = file_digest(video_path)
+    video = content_digest(video_path)
 
     def key(frames_part: Any) -> str:
-        keyed = digest.copy()
-        keyed.update(json.dumps({"version": FORMAT_VERSION, **settings, "frames": frames_part},
-                                sort_keys=True).encode())
-        return keyed.hexdigest()[:32]
+        described = json.dumps({"version": FORMAT_VERSION, "video": video, **settings,
+                                "frames": frames_part}, sort_keys=True)
+        return hashlib.sha256(described.encode()).hexdigest()[:32]
 
     return key(frames), key("all")
 

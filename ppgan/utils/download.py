@@ -10,6 +10,7 @@ an interrupted transfer can never be mistaken for a cached file.
 """
 import hashlib
 import http.client
+import json
 import logging
 import os
 import socket
@@ -28,6 +29,7 @@ from .errors import UserError, one_line
 __all__ = [
     "DownloadError",
     "WEIGHTS_HOME",
+    "content_digest",
     "file_digest",
     "get_weights_home",
     "get_weights_path_from_url",
@@ -83,6 +85,38 @@ def file_digest(path: str, algorithm: str = "sha256") -> "hashlib._Hash":
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
+    return digest
+
+
+# A file written this recently may be written again within its file system's time resolution
+# without its times changing: its digest is not remembered yet.
+_SETTLED_NS = 2_000_000_000
+
+
+def content_digest(path: str) -> str:
+    """The SHA-256 (hex) of the file at `path`, remembered under WEIGHTS_HOME/digests by the
+    file's identity (device, inode, size, modification and change times in ns): a weights file
+    or video is read once, not on every run, and any write to it makes it read again."""
+    stat = os.stat(path)
+    identity = [stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
+    name = hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:32]
+    memo = os.path.join(get_weights_home(), "digests", name + ".json")
+    try:
+        with open(memo, encoding="utf-8") as f:
+            saved = json.load(f)
+        if saved["identity"] == identity:
+            return saved["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):  # none yet, or unreadable
+        pass
+    digest = file_digest(path).hexdigest()
+    if time.time_ns() - max(stat.st_mtime_ns, stat.st_ctime_ns) > _SETTLED_NS:
+        try:
+            os.makedirs(os.path.dirname(memo), exist_ok=True)
+            with atomic_path(memo) as partial, open(partial, "w", encoding="utf-8") as f:
+                json.dump({"path": os.path.abspath(path), "identity": identity,
+                           "sha256": digest}, f)
+        except OSError:  # a read-only or full cache folder: read again next time
+            pass
     return digest
 
 

@@ -253,9 +253,9 @@ def cached_export(weights_path: str, name: str, export: Callable[[str], Any]) ->
     version, so each weights file is traced once per machine. The caller knows the network;
     this module knows only where its exports go.
     """
-    from .download import file_digest, get_weights_home  # late: not needed to run a model
+    from .download import content_digest, get_weights_home  # late: not needed to run a model
 
-    digest = file_digest(weights_path).hexdigest()[:16]
+    digest = content_digest(weights_path)[:16]
     folder = os.path.join(get_weights_home(), "static", f"{name}-{digest}-paddle{paddle.__version__}")
     if os.path.isdir(folder):  # folders appear complete (renamed into place) or not at all
         return folder
