@@ -420,12 +420,12 @@ def _failing_in(monkeypatch, precision: str, fail_from: int = 0) -> None:
 
     real = static_graph._create_predictor
 
-    def create(path_prefix, *args):
-        if args[6] != precision:
-            return real(path_prefix, *args)
+    def create(path_prefix, *args, **options):
+        if options.get("precision", "fp32") != precision:
+            return real(path_prefix, *args, **options)
         if not fail_from:
             raise static_graph.ModelFileError(f"cannot load the inference model {path_prefix}")
-        return _FailingPredictor(real(path_prefix, *args), fail_from)
+        return _FailingPredictor(real(path_prefix, *args, **options), fail_from)
     monkeypatch.setattr(static_graph, "_create_predictor", create)
 
 

@@ -11,6 +11,7 @@ Paddle 3.x writes the program in the PIR format (`<prefix>.json`); Paddle 2.x, o
 """
 import contextlib
 import errno
+import functools
 import logging
 import os
 import re
@@ -178,10 +179,10 @@ class StaticModel:
                  memory_optim: bool = True, quiet: bool = True,
                  input_names: Optional[Sequence[str]] = None, skip_passes: Sequence[str] = ()):
         self.path_prefix = path_prefix
-        self._options = dict(device=device, cpu_threads=cpu_threads, use_onednn=use_onednn,
-                             gpu_memory_mb=gpu_memory_mb, memory_optim=memory_optim,
-                             quiet=quiet, skip_passes=skip_passes)
-        self._input_names = input_names
+        self._device, self._quiet, self._input_names = device, quiet, input_names
+        self._create = functools.partial(_create_predictor, path_prefix, device, cpu_threads,
+                                         use_onednn, gpu_memory_mb, memory_optim, quiet,
+                                         skip_passes=skip_passes)
         try:
             self._open(precision)
         except ModelFileError as err:
@@ -190,11 +191,7 @@ class StaticModel:
             self._fall_back(precision, err)
 
     def _open(self, precision: str) -> None:
-        options = self._options
-        self._predictor = _create_predictor(
-            self.path_prefix, options["device"], options["cpu_threads"], options["use_onednn"],
-            options["gpu_memory_mb"], options["memory_optim"], options["quiet"], precision,
-            options["skip_passes"])
+        self._predictor = self._create(precision=precision)
         self.precision = precision
         available = self._predictor.get_input_names()
         missing = set(self._input_names or ()) - set(available)
@@ -202,7 +199,7 @@ class StaticModel:
             raise ValueError(f"model '{self.path_prefix}' lacks inputs {sorted(missing)}: it has {available}")
         self._inputs = [self._predictor.get_input_handle(n) for n in self._input_names or available]
         self._outputs = [self._predictor.get_output_handle(n) for n in self._predictor.get_output_names()]
-        self._quiet_first_run = options["quiet"]
+        self._quiet_first_run = self._quiet
 
     def _fall_back(self, failed: str, err: Exception) -> None:
         """Opens the program in fp32 after it failed in `failed` (bf16, int8 or fp16): kernels
@@ -214,7 +211,7 @@ class StaticModel:
         except Exception:
             raise err from None
         logger.warning("%s failed in %s on %s (%s): running it in fp32", self.path_prefix, failed,
-                       self._options["device"], one_line(err))
+                       self._device, one_line(err))
 
     def __call__(self, *arrays: np.ndarray) -> List[np.ndarray]:
         if len(arrays) != len(self._inputs):
