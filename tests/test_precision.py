@@ -19,13 +19,17 @@ from ppgan.models.generators.wav2lip import LOWER_FIRST_ROW, frame_faces
 from ppgan.utils import device
 from ppgan.utils.audio import mel_window, melspectrogram
 from ppgan.utils import cpu
-from ppgan.utils.cpu import cpu_flags, cpu_name, has_bf16_units, onednn_isa_cap, usable_flags
+from ppgan.utils.cpu import (bf16_outruns_fp32, cpu_flags, cpu_name, cpu_vendor, has_bf16_units,
+                             onednn_isa_cap, usable_flags)
 from ppgan.utils.weights import load_weights
 
-INTEL_AMX = ("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\n"
+INTEL_AMX = ("processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\n"
              "flags\t\t: fpu sse2 avx2 avx512f avx512_vnni avx512_bf16 amx_bf16 amx_tile amx_int8\n"
              "\nprocessor\t: 1\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\nflags\t\t: fpu\n")
-AMD_ZEN4 = "model name\t: AMD EPYC 9654\nflags\t\t: fpu avx2 avx512f avx512_vnni avx512_bf16\n"
+AMD_ZEN4 = ("vendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9654\n"
+            "flags\t\t: fpu avx2 avx512f avx512_vnni avx512_bf16\n")
+INTEL_BF16_NO_AMX = ("vendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Platinum 8380H\n"
+                     "flags\t\t: fpu avx2 avx512f avx512_vnni avx512_bf16\n")  # Cooper Lake
 AMX_ONLY = "flags\t\t: fpu avx2 amx_bf16\n"
 AVX512_NO_BF16 = ("model name\t: Intel(R) Xeon(R) Gold 6248\n"
                   "flags\t\t: fpu avx2 avx512f avx512_vnni\n")
@@ -40,15 +44,23 @@ BF16_MEAN_LEVELS, BF16_MAX_LEVELS = 3.0, 96.0
 INT8_MEAN_LEVELS, INT8_P99_LEVELS = 8.0, 80.0
 
 
-@pytest.mark.parametrize("cpuinfo, bf16", [(INTEL_AMX, True), (AMD_ZEN4, True), (AMX_ONLY, True),
-                                           (AVX512_NO_BF16, False), (AVX2, False), ("", False)])
-def test_bf16_units_are_read_from_the_first_cpus_flags(cpuinfo, bf16):
-    assert has_bf16_units(cpu_flags(cpuinfo)) is bf16
+@pytest.mark.parametrize("cpuinfo, bf16, faster", [
+    (INTEL_AMX, True, True), (AMD_ZEN4, True, True), (AMX_ONLY, True, True),
+    (INTEL_BF16_NO_AMX, True, False), (AVX512_NO_BF16, False, False), (AVX2, False, False),
+    ("", False, False)])
+def test_bf16_units_and_whether_bf16_is_faster_are_read_from_the_first_cpu(cpuinfo, bf16, faster):
+    """bf16 is "auto" with AMX, or with AVX-512 BF16 on AMD; not with Intel's AVX-512 BF16
+    alone, which ran slower than fp32 (README.md, "Other CPUs, emulated")."""
+    flags = cpu_flags(cpuinfo)
+    assert has_bf16_units(flags) is bf16
+    assert bf16_outruns_fp32(flags, cpu_vendor(cpuinfo)) is faster
 
 
-def test_cpu_name_from_cpuinfo():
+def test_cpu_name_and_vendor_from_cpuinfo():
     assert cpu_name(INTEL_AMX) == "Intel(R) Xeon(R) Platinum 8480+"
     assert cpu_name(AMD_ZEN4) == "AMD EPYC 9654"
+    assert (cpu_vendor(INTEL_AMX), cpu_vendor(AMD_ZEN4), cpu_vendor(AVX2)) == (
+        "GenuineIntel", "AuthenticAMD", "")
 
 
 @pytest.mark.parametrize("variables, cap", [
@@ -77,24 +89,33 @@ def test_amx_bf16_needs_the_amx_level():
     assert "amx_bf16" not in flags and "avx2" in flags and not has_bf16_units(flags)
 
 
-def test_this_machines_units_follow_the_cap(monkeypatch):
-    monkeypatch.setattr(cpu, "cpu_flags", lambda: cpu_flags(AMD_ZEN4))
-    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_VNNI")
-    assert not has_bf16_units() and "oneDNN capped at AVX512_CORE_VNNI" in cpu.cpu_summary()
-    assert device.resolve_precision("auto", "cpu") == "fp32"
-    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")
-    assert has_bf16_units() and device.resolve_precision("auto", "cpu") == "bf16"
+@pytest.mark.parametrize("cpuinfo, cap, bf16, auto", [
+    (AMD_ZEN4, "AVX512_CORE_VNNI", False, "fp32"), (AMD_ZEN4, "AVX512_CORE_BF16", True, "bf16"),
+    (INTEL_AMX, None, True, "bf16"), (INTEL_AMX, "AVX512_CORE_BF16", True, "fp32"),
+    (INTEL_AMX, "AVX512_CORE_VNNI", False, "fp32")])
+def test_this_machines_units_follow_the_cap(monkeypatch, cpuinfo, cap, bf16, auto):
+    monkeypatch.setattr(cpu, "_cached_cpuinfo", lambda: cpuinfo)
+    for name in cpu.ISA_CAP_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    if cap:
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+        assert f"oneDNN capped at {cap}" in cpu.cpu_summary()
+    assert has_bf16_units() is bf16 and device.resolve_precision("auto", "cpu") == auto
 
 
 @pytest.mark.parametrize("bf16_units, asked, device_name, runs", [
     (True, "auto", "cpu", "bf16"), (False, "auto", "cpu", "fp32"),
+    ("units, slower", "auto", "cpu", "fp32"), ("units, slower", "bf16", "cpu", "bf16"),
     (True, "auto", "gpu:0", "fp32"), (True, "fp32", "cpu", "fp32"),
     (False, "bf16", "cpu", "fp32"),  # asked for without the units: fp32, with a warning
     (True, "fp16", "cpu", "fp32"), (True, "bf16", "gpu:0", "fp32"), (True, "fp16", "gpu:1", "fp16"),
     (False, "int8", "cpu", "int8"), (True, "int8", "gpu:0", "fp32"),  # only when asked for
 ])
 def test_precision_rule(monkeypatch, bf16_units, asked, device_name, runs):
-    monkeypatch.setattr(device, "has_bf16_units", lambda: bf16_units)
+    """bf16_units "units, slower": the units are there, but bf16 does not outrun fp32 (Intel's
+    AVX-512 BF16 without AMX): bf16 only when asked for."""
+    monkeypatch.setattr(device, "has_bf16_units", lambda: bool(bf16_units))
+    monkeypatch.setattr(device, "bf16_outruns_fp32", lambda: bf16_units is True)
     assert device.resolve_precision(asked, device_name) == runs
 
 

@@ -24,7 +24,8 @@ MIN_CLIP_SECONDS = 0.2
 # box feathered, or the references' hard box.
 BLENDS = ("mouth", "face", "hard")
 # The static generator's arithmetic (ppgan/utils/device.py resolve_precision): "auto" is bf16 on
-# a CPU with bf16 units and fp32 elsewhere; int8 (CPU) only when asked for.
+# a CPU where it outruns fp32 (ppgan/utils/cpu.py) and fp32 elsewhere; int8 (CPU) only when asked
+# for.
 PRECISIONS = ("auto", "fp32", "bf16", "int8", "fp16")
 
 

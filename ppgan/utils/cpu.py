@@ -1,8 +1,9 @@
 """What this machine's CPU can do, from /proc/cpuinfo (Linux; elsewhere nothing is known), as far
 as oneDNN is allowed to use it.
 
-The generator's precision on a CPU follows it: bf16 where the CPU multiplies bf16 in hardware
-(Intel AMX, or AVX-512 BF16 as on AMD Zen 4), fp32 elsewhere. `ONEDNN_MAX_CPU_ISA` (or its older
+The precision "auto" picks on a CPU follows it: bf16 where bf16 outruns fp32 (Intel AMX, or
+AVX-512 BF16 on AMD Zen 4), fp32 elsewhere, including Intel's AVX-512 BF16 without AMX, where
+bf16 ran slower than fp32 (README.md, "Other CPUs, emulated"). `ONEDNN_MAX_CPU_ISA` (or its older
 name `DNNL_MAX_CPU_ISA`) caps the instructions oneDNN uses, to debug or to time an older CPU's
 code on a newer one: units above the cap count as absent, as they are to oneDNN.
 """
@@ -24,6 +25,7 @@ ONEDNN_ISA_MASKS = {
 }
 # The lowest level that lets oneDNN use each bf16 unit.
 _FLAG_ISA = {"avx512_bf16": "AVX512_CORE_BF16", "amx_bf16": "AVX512_CORE_AMX"}
+AMD_VENDOR = "AuthenticAMD"
 ISA_CAP_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")  # oneDNN reads the first set
 # The flags benchmark reports name, to tell the machines they were measured on apart.
 REPORTED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
@@ -49,6 +51,12 @@ def cpu_flags(cpuinfo: Optional[str] = None) -> FrozenSet[str]:
     """The feature flags of the first CPU in `cpuinfo` (default: this machine's /proc/cpuinfo)."""
     cpuinfo = _cached_cpuinfo() if cpuinfo is None else cpuinfo
     return frozenset((_first_field(cpuinfo, "flags") or "").split())
+
+
+def cpu_vendor(cpuinfo: Optional[str] = None) -> str:
+    """cpuinfo's vendor_id ("GenuineIntel", "AuthenticAMD"), or "" where none is given."""
+    cpuinfo = _cached_cpuinfo() if cpuinfo is None else cpuinfo
+    return _first_field(cpuinfo, "vendor_id") or ""
 
 
 def cpu_name(cpuinfo: Optional[str] = None) -> str:
@@ -84,6 +92,18 @@ def has_bf16_units(flags: Optional[FrozenSet[str]] = None) -> bool:
     """Whether the CPU computes bf16 in hardware (AMX or AVX-512 BF16); for this machine
     (`flags` None), whether oneDNN may use them."""
     return bool(BF16_FLAGS & (_this_cpus_usable_flags() if flags is None else flags))
+
+
+def bf16_outruns_fp32(flags: Optional[FrozenSet[str]] = None,
+                      vendor: Optional[str] = None) -> bool:
+    """Whether bf16 is the faster precision on this CPU (`flags` and `vendor` None: this
+    machine, as far as oneDNN may go): with AMX's tiles (3.4-3.8 times fp32 for the generator on
+    a Xeon), or with AVX-512 BF16 on AMD (about 2 times on Zen 4). AVX-512 BF16 on Intel cores
+    without AMX (Cooper Lake, or a Xeon with oneDNN capped below AMX) ran the generator and S3FD
+    at 0.7-0.8 times fp32."""
+    flags = _this_cpus_usable_flags() if flags is None else flags
+    vendor = cpu_vendor() if vendor is None else vendor
+    return "amx_bf16" in flags or ("avx512_bf16" in flags and vendor == AMD_VENDOR)
 
 
 def cpu_summary() -> str:

@@ -1,7 +1,8 @@
 """Devices by name: "cpu", "gpu" or "gpu:N" ("cuda" accepted, as PyTorch spells it).
 
-A network's precision is named as `PRECISIONS`; `resolve_precision` turns "auto" and a
-precision the device lacks into the one it runs.
+A network's precision is named as `PRECISIONS`; `resolve_precision` turns "auto" (on a CPU, bf16
+where it outruns fp32: `cpu.bf16_outruns_fp32`) and a precision the device lacks into the one it
+runs.
 
 Each network is placed on the device its caller passes in; Paddle's process-wide default device
 (`paddle.set_device`) is never changed here, so two pipelines in one process can use different
@@ -14,7 +15,7 @@ from typing import Optional
 import paddle
 
 from .checks import PRECISIONS
-from .cpu import has_bf16_units
+from .cpu import bf16_outruns_fp32, has_bf16_units
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def resolve_precision(precision: str, device: str) -> str:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
     kind = "cpu" if gpu_index(device) is None else "gpu"
     if precision == "auto":
-        return "bf16" if kind == "cpu" and has_bf16_units() else "fp32"
+        return "bf16" if kind == "cpu" and bf16_outruns_fp32() else "fp32"
     if precision not in _DEVICE_PRECISIONS[kind]:
         _warn_once(f"{precision} is not for the {kind.upper()}: running in fp32")
         return "fp32"
