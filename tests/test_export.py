@@ -164,19 +164,32 @@ def test_batchnorm_is_folded_into_each_convolution_before_it(inputs, eager_outpu
                                atol=TOLERANCE, rtol=0)
 
 
+# Paddle's folding is exact on some CPUs only: bit for bit equal to ours on a Zen 4 EPYC; on an
+# Intel Xeon with AMX one channel's scale in some layers came out one float32 step off the
+# exactly rounded gamma / sqrt(var + eps) (as from a reciprocal approximated and refined, whose
+# last bit depends on the CPU), 1.4e-6 of the outputs' largest magnitude at most.
+FOLDING_STEPS = 4e-6
+
+
 def test_the_folded_program_computes_what_paddles_own_folding_did(predictors, inputs, tmp_path):
     """Before BatchNorm was folded at export, Paddle Inference folded it while loading: the
-    folded programs give those programs' fp32 outputs bit for bit."""
+    folded programs give those programs' fp32 outputs, to the last bit Paddle's folding gets
+    right on this CPU (ours is NumPy's exactly rounded arithmetic, the same on every CPU)."""
     net = randomised_generator()
     for stage, method, spec in STAGES:
         export_layer(net, str(tmp_path / stage), spec, method)
     unfolded, folded = open_stages(str(tmp_path), cpu_threads=2), predictors(True)
     mel, faces = inputs
     skips = unfolded.encode_face(faces)
+
+    def assert_same(got, expected):
+        np.testing.assert_allclose(got, expected, rtol=0,
+                                   atol=FOLDING_STEPS * np.abs(expected).max())
+
     for got, expected in zip(folded.encode_face(faces), skips):
-        assert np.array_equal(got, expected)
-    assert np.array_equal(folded.decode(mel, skips), unfolded.decode(mel, skips))
-    assert np.array_equal(folded.decode_lower(mel, skips), unfolded.decode_lower(mel, skips))
+        assert_same(got, expected)
+    assert_same(folded.decode(mel, skips), unfolded.decode(mel, skips))
+    assert_same(folded.decode_lower(mel, skips), unfolded.decode_lower(mel, skips))
 
 
 def test_missing_model_is_a_one_line_error(tmp_path):

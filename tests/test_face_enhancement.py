@@ -82,7 +82,12 @@ def test_size_from_the_weights_batches_and_tensor_input_agree(gpen):
     wide = np.ascontiguousarray(face().transpose(1, 0, 2))  # wider than tall: the other crop
     batch = FaceEnhancement(path, size=None, batch_size=2).enhance_from_batch(
         np.stack([wide, wide[::-1].copy(), wide]))
-    np.testing.assert_allclose(batch[1], one.enhance_from_image(wide[::-1].copy()), atol=1e-3)
+    # The same face alone: a batch's kernels may round apart from a single face's, and the
+    # output's truncation to levels turns that into one level at a few pixels (1 of 768 values
+    # on an Intel Xeon with AMX; none on a Zen 4 EPYC).
+    alone = one.enhance_from_image(wide[::-1].copy())
+    np.testing.assert_allclose(batch[1], alone, atol=1.0 + 1e-3)
+    assert np.mean(np.abs(batch[1] - alone) > 1e-3) < 0.01
     np.testing.assert_allclose(batch[0], expected(net, wide), atol=1.0)
     small = cv2.resize(wide, (SIZE, SIZE), interpolation=cv2.INTER_AREA)
     tensor = paddle.to_tensor(small.transpose(2, 0, 1).astype("float32"))
