@@ -49,6 +49,9 @@ def test_benchmark_reports_generator_detectors_and_end_to_end(tmp_path, monkeypa
             f"generator (static {auto}, photo: face encoded once, lower face, {label})",
             f"generator (eager fp32, {label})",
             "mtcnn (full 720p)", "mtcnn (longest side 360)"} == set(speeds)
+    lower_face = {p: speeds[f"generator (static {p}, lower face for the mouth blend, {label})"]
+                  for p in precisions}
+    assert results["generator"]["fastest_of_fp32_and_bf16"] == max(lower_face, key=lower_face.get)
     differences = results["generator"]["difference_from_static_fp32"]
     bf16_rows = {"bf16", "bf16 lower face"} if "bf16" in precisions else set()
     assert set(differences) == {"fp32 lower face"} | bf16_rows  # --skip-int8
