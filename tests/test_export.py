@@ -199,19 +199,42 @@ def test_missing_model_is_a_one_line_error(tmp_path):
     assert folder in str(info.value) and "\n" not in str(info.value)
 
 
-def test_a_legacy_export_writes_nothing_of_paddles_to_the_terminal(tmp_path):
-    """The legacy export int8 quantisation reads runs a static executor, which logs "New
-    Executor is Running" through glog once per process: in a process of its own."""
-    script = ("import paddle\n"
-              "from ppgan.utils.static_graph import export_layer\n"
-              "net = paddle.nn.Conv2D(3, 4, 3)\n"
-              "spec = [paddle.static.InputSpec([None, 3, None, None], 'float32', 'x')]\n"
-              f"export_layer(net, {str(tmp_path / 'm')!r}, spec, legacy=True)\n")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+EXPORT_A_RESIDUAL_BLOCK = """
+import sys
+import paddle
+from ppgan.utils.static_graph import export_layer
+
+
+class Residual(paddle.nn.Layer):
+    def __init__(self):
+        super().__init__()
+        self.conv = paddle.nn.Conv2D(3, 3, 3, padding=1)
+
+    def forward(self, x):
+        out = self.conv(x)
+        out += x  # as Wav2Lip's residual blocks: PIR's tracing warns of the in-place add
+        return out
+
+
+spec = [paddle.static.InputSpec([None, 3, None, None], "float32", "x")]
+export_layer(Residual(), sys.argv[1], spec, legacy=sys.argv[2] == "legacy")
+"""
+
+
+@pytest.mark.parametrize("legacy, program", [(False, "m.json"), (True, "m.pdmodel")])
+def test_an_export_writes_nothing_of_paddles_to_the_terminal(tmp_path, legacy, program):
+    """Tracing logs through glog once per process, so each export runs in a process of its
+    own: the in-place add's "Paddle static graph(PIR) not support input out tensor", and the
+    legacy export's (int8 quantisation reads it) "New Executor is Running"."""
+    script = tmp_path / "export_residual.py"  # a file: tracing reads the layer's source
+    script.write_text(EXPORT_A_RESIDUAL_BLOCK)
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "m"),
+                           "legacy" if legacy else "pir"], capture_output=True, text=True,
                           timeout=120, env={**os.environ, "GLOG_minloglevel": "0"})
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / "m.pdmodel").exists()
-    assert "Executor" not in done.stderr + done.stdout
+    assert (tmp_path / program).exists()
+    assert not re.search(r"^[IWEF]\d{4} ", done.stderr + done.stdout, re.MULTILINE), done.stderr
+    assert "exported Residual to" in done.stderr  # our own log line, after the silenced tracing
 
 
 def run_tool(*args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -57,10 +57,11 @@ def export_layer(net: nn.Layer, path_prefix: str, input_spec: Sequence[InputSpec
     was_training = net.training
     net.eval()  # BatchNorm must use its running statistics in the saved graph.
     try:
-        # A legacy save runs a static executor, whose glog line ("New Executor is Running")
-        # would go to the terminal.
+        # Tracing logs through glog to the terminal: an in-place add (a residual block's) "Paddle
+        # static graph(PIR) not support input out tensor for now!!!!!", and a legacy save's
+        # static executor "New Executor is Running". A failure still says why: its exception.
         with (paddle.pir_utils.DygraphOldIrGuard() if legacy else contextlib.nullcontext()), \
-                (native_output_silenced() if legacy else contextlib.nullcontext()):
+                native_output_silenced():
             _trace_and_save(getattr(net, method), path_prefix, input_spec)
     finally:
         if was_training:
