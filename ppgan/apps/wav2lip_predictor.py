@@ -198,8 +198,8 @@ class Wav2LipPredictor:
     settings and cannot be combined with `face_select`), `engine` ("static": Paddle Inference,
     "eager": dygraph), `detector_path` (local detector weights), `cpu_threads`, `precision` (the static
     generator's, and S3FD's on a CPU: "auto", bf16 on a CPU where it outruns fp32 (AMX, or
-    AVX-512 BF16 on AMD) and fp32 elsewhere; "fp32"; "bf16" on a CPU; "int8" on a CPU, the generator and S3FD, quantised
-    on first use (`ppgan.apps.generator_int8`, `sfd_int8`; the enhancers run in fp32); "fp16" on a GPU; see
+    AVX-512 BF16 on AMD) and fp32 elsewhere; "fp32"; "bf16" on a CPU; "int8" on a CPU, the
+    generator and S3FD, quantised on first use (`ppgan.apps.generator_int8`, `sfd_int8`; the enhancers run in fp32); "fp16" on a GPU; see
     `ppgan.utils.device.resolve_precision`), `fp16` (the same as precision="fp16"), `enhancer` ("gpen", PaddleGAN's, "gfpgan" or "gfpgan_clean":
     the network `face_enhancement` runs), `enhancer_path` (its weights; default: download
     PaddleGAN's; gfpgan_clean has none),
