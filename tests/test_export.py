@@ -168,7 +168,7 @@ def test_batchnorm_is_folded_into_each_convolution_before_it(inputs, eager_outpu
 # Intel Xeon with AMX one channel's scale in some layers came out one float32 step off the
 # exactly rounded gamma / sqrt(var + eps) (as from a reciprocal approximated and refined, whose
 # last bit depends on the CPU), 1.4e-6 of the outputs' largest magnitude at most.
-FOLDING_STEPS = 4e-6
+FOLDING_TOLERANCE = 4e-6  # of the outputs' largest magnitude
 
 
 def test_the_folded_program_computes_what_paddles_own_folding_did(predictors, inputs, tmp_path):
@@ -184,7 +184,7 @@ def test_the_folded_program_computes_what_paddles_own_folding_did(predictors, in
 
     def assert_same(got, expected):
         np.testing.assert_allclose(got, expected, rtol=0,
-                                   atol=FOLDING_STEPS * np.abs(expected).max())
+                                   atol=FOLDING_TOLERANCE * np.abs(expected).max())
 
     for got, expected in zip(folded.encode_face(faces), skips):
         assert_same(got, expected)

@@ -103,19 +103,19 @@ def test_this_machines_units_follow_the_cap(monkeypatch, cpuinfo, cap, bf16, aut
     assert has_bf16_units() is bf16 and device.resolve_precision("auto", "cpu") == auto
 
 
-@pytest.mark.parametrize("bf16_units, asked, device_name, runs", [
-    (True, "auto", "cpu", "bf16"), (False, "auto", "cpu", "fp32"),
-    ("units, slower", "auto", "cpu", "fp32"), ("units, slower", "bf16", "cpu", "bf16"),
-    (True, "auto", "gpu:0", "fp32"), (True, "fp32", "cpu", "fp32"),
-    (False, "bf16", "cpu", "fp32"),  # asked for without the units: fp32, with a warning
-    (True, "fp16", "cpu", "fp32"), (True, "bf16", "gpu:0", "fp32"), (True, "fp16", "gpu:1", "fp16"),
-    (False, "int8", "cpu", "int8"), (True, "int8", "gpu:0", "fp32"),  # only when asked for
+@pytest.mark.parametrize("units, faster, asked, device_name, runs", [
+    (True, True, "auto", "cpu", "bf16"), (False, False, "auto", "cpu", "fp32"),
+    # Intel's AVX-512 BF16 without AMX: the units, but bf16 does not outrun fp32 there.
+    (True, False, "auto", "cpu", "fp32"), (True, False, "bf16", "cpu", "bf16"),
+    (True, True, "auto", "gpu:0", "fp32"), (True, True, "fp32", "cpu", "fp32"),
+    (False, False, "bf16", "cpu", "fp32"),  # asked for without the units: fp32, with a warning
+    (True, True, "fp16", "cpu", "fp32"), (True, True, "bf16", "gpu:0", "fp32"),
+    (True, True, "fp16", "gpu:1", "fp16"),
+    (False, False, "int8", "cpu", "int8"), (True, True, "int8", "gpu:0", "fp32"),  # when asked
 ])
-def test_precision_rule(monkeypatch, bf16_units, asked, device_name, runs):
-    """bf16_units "units, slower": the units are there, but bf16 does not outrun fp32 (Intel's
-    AVX-512 BF16 without AMX): bf16 only when asked for."""
-    monkeypatch.setattr(device, "has_bf16_units", lambda: bool(bf16_units))
-    monkeypatch.setattr(device, "bf16_outruns_fp32", lambda: bf16_units is True)
+def test_precision_rule(monkeypatch, units, faster, asked, device_name, runs):
+    monkeypatch.setattr(device, "has_bf16_units", lambda: units)
+    monkeypatch.setattr(device, "bf16_outruns_fp32", lambda: faster)
     assert device.resolve_precision(asked, device_name) == runs
 
 
